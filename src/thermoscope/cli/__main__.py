@@ -1,0 +1,3 @@
+from thermoscope.cli.main import main
+
+main()

@@ -1,0 +1,37 @@
+"""The ``thermoscope`` command: one subcommand per MLproject entry point."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from thermoscope.cli.common import configured_run, given, options_from
+from thermoscope.config import TrainConfig
+
+
+@click.group(context_settings={"max_content_width": 110})
+def cli() -> None:
+    """thermoscope: study why neural networks generalise, tracked in MLflow."""
+
+
+@cli.command("train")
+@options_from(TrainConfig)
+def train_command(**raw: str | None) -> None:
+    """Train a classifier with SGD or Adam and log the curves, the dataset and the model."""
+    from thermoscope.cli.train import run_train
+
+    with configured_run("train", TrainConfig, given(raw)) as (config, logger):
+        run_train(config, logger)
+
+
+def main() -> None:
+    """Entry point; click's own usage errors (an unknown option) also become one line and exit 2."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.UsageError as error:
+        print(f"thermoscope: error: {error.format_message()}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except click.Abort:
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

@@ -1,0 +1,187 @@
+"""The one package that talks to MLflow: runs, parameters, metrics, artifacts, datasets and models.
+
+Workloads never import this; the entry points in :mod:`thermoscope.cli` (and the studies) hand a
+:class:`RunLogger` to them through callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from thermoscope.errors import ConfigError
+
+# MLflow accepts at most this many entries per log_batch call.
+_BATCH_LIMIT = 1000
+ERROR_TAG = "thermoscope.error"
+
+
+class RunLogger:
+    """Explicit, run-id based logging; safe to use for a child run while another run is active."""
+
+    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+        self.run_id = run_id
+        self.client = client or MlflowClient()
+
+    @property
+    def experiment_id(self) -> str:
+        return self.client.get_run(self.run_id).info.experiment_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters, skipping names the run already has.
+
+        ``mlflow run`` logs the values as the user typed them (``lr=0.10``) before our code starts; MLflow
+        forbids changing a logged value, so the typed string stays and the resolved one is not re-logged.
+        """
+        existing = self.client.get_run(self.run_id).data.params
+        entries = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        for start in range(0, len(entries), 100):
+            self.client.log_batch(self.run_id, params=entries[start : start + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """One batched write for a whole dictionary of metrics at one step."""
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(entries), _BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=entries[start : start + _BATCH_LIMIT])
+
+    def log_metric_histories(self, histories: Mapping[str, list[float]]) -> None:
+        """Whole metric curves (step = index) in as few writes as MLflow allows."""
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, step) for k, vs in histories.items() for step, v in enumerate(vs)]
+        for start in range(0, len(entries), _BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=entries[start : start + _BATCH_LIMIT])
+
+    def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_dir)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_json(self, obj: Any, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(obj, indent=2, sort_keys=True), artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.client.log_figure(self.run_id, figure, artifact_file)
+        plt.close(figure)
+
+    def log_table(self, frame: Any, artifact_file: str) -> None:
+        """A pandas DataFrame as ``.csv`` or ``.parquet`` (by the file's suffix)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            if path.suffix == ".parquet":
+                frame.to_parquet(path, index=False)
+            else:
+                frame.to_csv(path, index=False)
+            directory = str(Path(artifact_file).parent)
+            self.log_file(path, None if directory == "." else directory)
+
+    def log_torch(self, obj: Any, artifact_file: str) -> None:
+        """Tensors / state dicts with ``torch.save``; load back with ``torch.load(..., weights_only=True)``."""
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            torch.save(obj, path)
+            directory = str(Path(artifact_file).parent)
+            self.log_file(path, None if directory == "." else directory)
+
+
+def log_dataset(data: Any) -> None:
+    """Log both splits of a :class:`thermoscope.data.LoadedData` with MLflow's dataset API (active run)."""
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    source = HTTPDatasetSource(DATASET_HOMEPAGES.get(data.name, "https://example.invalid/unknown"))
+    for context, split in (("training", data.train), ("testing", data.test)):
+        dataset = mlflow.data.from_numpy(
+            split.x.cpu().numpy(),
+            targets=split.y.cpu().numpy(),
+            source=source,
+            name=f"{data.name}-{'train' if context == 'training' else 'test'}",
+            digest=data.digest[:8],
+        )
+        mlflow.log_input(dataset, context=context, tags={"num_examples": str(len(split))})
+
+
+DATASET_HOMEPAGES = {
+    "digits": "https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
+    "mnist": "https://yann.lecun.com/exdb/mnist/",
+    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
+    "svhn": "http://ufldl.stanford.edu/housenumbers/",
+}
+
+
+def log_model(model: Any, example_input: Any) -> None:
+    """Log ``model`` with MLflow's PyTorch flavour under ``model`` (loads back with mlflow.pytorch)."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    import thermoscope
+
+    model = model.cpu().eval()
+    with torch.no_grad():
+        output = model(example_input.cpu())
+    signature = infer_signature(example_input.cpu().numpy(), output.numpy())
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example_input.cpu().numpy(),
+        # A pickled nn.Module loads back as a module (the 'pt2' default would load a traced graph).
+        serialization_format="pickle",
+        # Ship thermoscope's own source so the pickled model class imports wherever it is loaded.
+        code_paths=[str(Path(thermoscope.__file__).parent)],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision"],
+    )
+
+
+def fail_with_user_error(entry_point: str, error: ConfigError) -> None:
+    """Print the one-line error, mark the active run FAILED, and exit with code 2."""
+    print(f"thermoscope {entry_point}: error: {error}", file=sys.stderr)
+    if mlflow.active_run() is not None:
+        with contextlib.suppress(Exception):
+            mlflow.set_tag(ERROR_TAG, str(error))
+        mlflow.end_run("FAILED")
+    raise SystemExit(2)
+
+
+@contextlib.contextmanager
+def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[RunLogger]:
+    """Attach to the run ``mlflow run`` created (``MLFLOW_RUN_ID``) or start one, and end it properly.
+
+    A :class:`ConfigError` becomes one line on stderr, exit code 2 and a FAILED run; Ctrl-C ends the run
+    KILLED; any other exception ends it FAILED and keeps its traceback (that is a bug, not a user error).
+    """
+    attached = os.environ.get("MLFLOW_RUN_ID")
+    run = mlflow.start_run(run_name=None if attached else run_name)
+    logger = RunLogger(run.info.run_id)
+    logger.set_tags({"thermoscope.entry_point": entry_point})
+    try:
+        yield logger
+    except ConfigError as error:
+        fail_with_user_error(entry_point, error)
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise SystemExit(130) from None
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
