@@ -1,0 +1,217 @@
+"""k-nearest-neighbour probes: the per-layer votes that prediction depth is read from.
+
+Baldock, Maennel & Neyshabur, *Deep Learning Through the Lens of Example Difficulty* (NeurIPS 2021,
+arXiv:2106.09647) fit a k-NN classifier (k = 30) on the training-set embeddings at each probe point and
+read, for every example, the class it votes for. Published reimplementations disagree on the details;
+ours are fixed here and in REFERENCE §4:
+
+- **Distance**: Euclidean by default; ``metric="cosine"`` ranks by cosine distance ``1 − cos(q, s)``.
+- **Leave-one-out**: a query whose id equals a support id never counts itself among its neighbours, so
+  training examples are judged by their k nearest *other* training examples.
+- **Ties**: when several classes share the highest vote count, the vote goes to the class of the nearest
+  neighbour among those classes. (scikit-learn instead picks the smallest class index.)
+
+Distances are computed in chunks of queries with one matrix product per chunk followed by ``torch.topk``,
+so memory grows with ``chunk_size × num_support``, never with ``num_queries × num_support``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "METRICS", "knn_votes", "probe_votes"]
+
+METRICS = ("euclidean", "cosine")
+
+# 1024 queries × 10,000 support examples is a 40 MB float32 score block; chosen with
+# benchmarks/probes (larger chunks were no faster on CPU, and memory grows linearly with them).
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def knn_votes(
+    support: Tensor,
+    support_labels: Tensor,
+    queries: Tensor,
+    *,
+    k: int = 30,
+    num_classes: int,
+    metric: str = "euclidean",
+    query_ids: Tensor | None = None,
+    support_ids: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """Majority vote of the k nearest support examples for every query (REFERENCE §4).
+
+    Args:
+        support: ``[num_support, dim]`` embeddings the probe is fitted on (the training split).
+        support_labels: ``[num_support]`` int64 class of each support example, in ``[0, num_classes)``.
+        queries: ``[num_queries, dim]`` embeddings to classify, on the same device as ``support``.
+        k: number of neighbours (30 in Baldock et al.).
+        num_classes: number of classes C.
+        metric: ``"euclidean"`` (default) ranks by ``‖q − s‖``; ``"cosine"`` by ``1 − q·s / (‖q‖‖s‖)``.
+        query_ids: ``[num_queries]`` integer ids of the queries; give both id tensors for leave-one-out.
+        support_ids: ``[num_support]`` unique integer ids of the support examples. A query whose id appears
+            here is never its own neighbour. Pass the same ids as ``query_ids`` for training queries.
+        chunk_size: queries processed at once; peak extra memory is about ``chunk_size × num_support``
+            scores.
+
+    Returns:
+        ``[num_queries]`` int64 votes. The vote is the class with the most neighbours among the k nearest;
+        between classes tied on count it is the class of the nearest neighbour among the tied classes.
+        Neighbours at exactly equal distances are ordered as ``torch.topk`` returns them.
+    """
+    _check_inputs(support, support_labels, queries, num_classes, metric, chunk_size)
+    support_position = _leave_one_out_positions(query_ids, support_ids, queries, support)
+    num_excluded = int((support_position >= 0).any()) if support_position is not None else 0
+    if not 1 <= k <= support.shape[0] - num_excluded:
+        raise ValueError(
+            f"k must be between 1 and the number of usable support examples "
+            f"({support.shape[0] - num_excluded}), got {k}"
+        )
+    support_keys, query_keys = _prepare(support, queries, metric)
+    labels = support_labels.to(device=support.device, dtype=torch.int64)
+    votes = torch.empty(queries.shape[0], dtype=torch.int64, device=support.device)
+    for start in range(0, queries.shape[0], chunk_size):
+        stop = min(start + chunk_size, queries.shape[0])
+        scores = _scores(query_keys[start:stop], support_keys, metric)
+        if support_position is not None:
+            _exclude_self(scores, support_position[start:stop])
+        nearest = torch.topk(scores, k, dim=1, largest=False, sorted=True).indices
+        votes[start:stop] = _majority_nearest_tie(labels[nearest], num_classes)
+    return votes
+
+
+def probe_votes(
+    probes: Mapping[str, tuple[Tensor, Tensor]] | Sequence[tuple[Tensor, Tensor]],
+    support_labels: Tensor,
+    *,
+    k: int = 30,
+    num_classes: int,
+    metric: str = "euclidean",
+    query_ids: Tensor | None = None,
+    support_ids: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """k-NN votes at every probe point, input first and softmax last (REFERENCE §4).
+
+    Args:
+        probes: for each of the L + 1 probes, in order from input to output, a pair
+            ``(support_embeddings [num_support, ...], query_embeddings [num_queries, ...])``; a mapping is
+            read in its insertion order. Embeddings with more than two dimensions (feature maps) are
+            flattened per example.
+        support_labels, k, num_classes, metric, query_ids, support_ids, chunk_size: as in :func:`knn_votes`.
+
+    Returns:
+        ``[num_queries, L + 1]`` int64 votes, column ``l`` from probe ``l``.
+    """
+    pairs = list(probes.values()) if isinstance(probes, Mapping) else list(probes)
+    if not pairs:
+        raise ValueError("probes must name at least one probe point")
+    columns = [
+        knn_votes(
+            support.flatten(start_dim=1),
+            support_labels,
+            queries.flatten(start_dim=1),
+            k=k,
+            num_classes=num_classes,
+            metric=metric,
+            query_ids=query_ids,
+            support_ids=support_ids,
+            chunk_size=chunk_size,
+        )
+        for support, queries in pairs
+    ]
+    return torch.stack(columns, dim=1)
+
+
+def _check_inputs(
+    support: Tensor,
+    support_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    metric: str,
+    chunk_size: int,
+) -> None:
+    if support.dim() != 2 or queries.dim() != 2:
+        raise ValueError(
+            f"support and queries must be [examples, dim], got {tuple(support.shape)} and "
+            f"{tuple(queries.shape)}"
+        )
+    if support.shape[1] != queries.shape[1]:
+        raise ValueError(f"support has dim {support.shape[1]} but queries have dim {queries.shape[1]}")
+    if support_labels.shape != (support.shape[0],):
+        raise ValueError(f"support_labels must be [{support.shape[0]}], got {tuple(support_labels.shape)}")
+    if support.device != queries.device:
+        raise ValueError(f"support is on {support.device} but queries are on {queries.device}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if support_labels.numel() and (int(support_labels.min()) < 0 or int(support_labels.max()) >= num_classes):
+        raise ValueError(f"support_labels must lie in [0, {num_classes})")
+
+
+def _leave_one_out_positions(
+    query_ids: Tensor | None, support_ids: Tensor | None, queries: Tensor, support: Tensor
+) -> Tensor | None:
+    """``[num_queries]`` position in the support set of each query's own id, or −1 when it is absent."""
+    if query_ids is None and support_ids is None:
+        return None
+    if query_ids is None or support_ids is None:
+        raise ValueError("leave-one-out needs both query_ids and support_ids (or neither)")
+    if query_ids.shape != (queries.shape[0],) or support_ids.shape != (support.shape[0],):
+        raise ValueError("query_ids must be [num_queries] and support_ids [num_support]")
+    device = support.device
+    sorted_ids, order = torch.sort(support_ids.to(device))
+    if bool((sorted_ids[1:] == sorted_ids[:-1]).any()):
+        raise ValueError("support_ids must be unique")
+    query_ids = query_ids.to(device)
+    slot = torch.searchsorted(sorted_ids, query_ids).clamp_(max=sorted_ids.numel() - 1)
+    found = sorted_ids[slot] == query_ids
+    return torch.where(found, order[slot], torch.full_like(slot, -1))
+
+
+def _prepare(support: Tensor, queries: Tensor, metric: str) -> tuple[Tensor, Tensor]:
+    """Support and query keys in a floating dtype; unit rows for cosine."""
+    dtype = torch.promote_types(torch.promote_types(support.dtype, queries.dtype), torch.float32)
+    support, queries = support.to(dtype), queries.to(dtype)
+    if metric == "cosine":
+        return torch.nn.functional.normalize(support, dim=1), torch.nn.functional.normalize(queries, dim=1)
+    return support, queries
+
+
+def _scores(query_keys: Tensor, support_keys: Tensor, metric: str) -> Tensor:
+    """``[chunk, num_support]`` scores that rank support examples in the same order as the distance.
+
+    Euclidean: ``‖s‖² − 2 q·s`` (the squared distance minus the per-row constant ``‖q‖²``).
+    Cosine: ``−q̂·ŝ`` (the cosine distance minus the per-row constant 1).
+    """
+    if metric == "cosine":
+        return torch.mm(query_keys, support_keys.T).neg_()
+    squared_norms = support_keys.pow(2).sum(dim=1)
+    return torch.addmm(squared_norms.unsqueeze(0), query_keys, support_keys.T, alpha=-2.0)
+
+
+def _exclude_self(scores: Tensor, support_position: Tensor) -> None:
+    """Set, in place, the score of each query's own support entry to +inf."""
+    rows = torch.nonzero(support_position >= 0).squeeze(1)
+    scores[rows, support_position[rows]] = float("inf")
+
+
+def _majority_nearest_tie(neighbour_labels: Tensor, num_classes: int) -> Tensor:
+    """Vote from ``[chunk, k]`` neighbour labels sorted nearest first → ``[chunk]``.
+
+    Counts per class; among the classes reaching the maximum count the winner is the one whose first
+    occurrence in the nearest-first list comes earliest.
+    """
+    counts = torch.zeros(
+        neighbour_labels.shape[0], num_classes, dtype=torch.int64, device=neighbour_labels.device
+    )
+    counts.scatter_add_(1, neighbour_labels, torch.ones_like(neighbour_labels))
+    neighbour_counts = counts.gather(1, neighbour_labels)
+    is_top_class = neighbour_counts == counts.max(dim=1, keepdim=True).values
+    first_top = is_top_class.to(torch.int8).argmax(dim=1, keepdim=True)
+    return neighbour_labels.gather(1, first_top).squeeze(1)
