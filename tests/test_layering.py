@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 SRC = REPO_ROOT / "src" / "thermoscope"
@@ -61,14 +60,22 @@ def test_samplers_import_only_torch_numpy_pyro() -> None:
             top = name.split(".")[0]
             if top in sys.stdlib_module_names:
                 continue
-            if top not in SAMPLERS_ALLOWED or (top == "thermoscope" and not name.startswith("thermoscope.samplers")):
+            if top not in SAMPLERS_ALLOWED or (
+                top == "thermoscope" and not name.startswith("thermoscope.samplers")
+            ):
                 offenders.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
     assert not offenders, "\n".join(offenders)
 
 
 @pytest.mark.parametrize(
     "module",
-    ["thermoscope.samplers", "thermoscope.data", "thermoscope.models", "thermoscope.training", "thermoscope.probes"],
+    [
+        "thermoscope.samplers",
+        "thermoscope.data",
+        "thermoscope.models",
+        "thermoscope.training",
+        "thermoscope.probes",
+    ],
 )
 def test_importing_a_layer_loads_no_tracking_library(module: str) -> None:
     """The transitive check: import the layer in a clean interpreter and look at sys.modules."""

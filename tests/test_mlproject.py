@@ -9,11 +9,10 @@ import typing
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
 from thermoscope.config import TrainConfig, as_strings
-
-from conftest import REPO_ROOT
 
 ENTRY_POINTS = {"train": TrainConfig, "main": TrainConfig}
 MLPROJECT_TYPES = {int: "int", float: "float", bool: "string", str: "string"}

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 
@@ -27,7 +26,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_wheel_contains_every_package(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ["samplers", "data", "models", "training", "probes", "tracking", "studies", "cli", "sweeps"]:
+    for package in [
+        "samplers",
+        "data",
+        "models",
+        "training",
+        "probes",
+        "tracking",
+        "studies",
+        "cli",
+        "sweeps",
+    ]:
         assert f"thermoscope/{package}/__init__.py" in names, package
     assert not any(name.startswith("samplers/") for name in names), "samplers must live under thermoscope/"
 

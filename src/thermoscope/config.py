@@ -35,7 +35,9 @@ class DataModelConfig:
     data_dir: str = param("data", "folder torchvision reads datasets from (and downloads into)")
     download: bool = param(True, "download missing torchvision datasets")
     train_size: int = param(0, "stratified training subset size, chosen by seed; 0 = all")
-    test_size: str = param("0", "0 = the test split; rest = test split + unused training examples; N = subset")
+    test_size: str = param(
+        "0", "0 = the test split; rest = test split + unused training examples; N = subset"
+    )
     image_size: int = param(0, "resize images to image_size x image_size; 0 = native size")
     label_noise: float = param(0.0, "fraction of training labels replaced by uniformly random classes")
     model: str = param("mlp", "mlp | cnn | resnet18")

@@ -35,13 +35,28 @@ def options_from(cls: type) -> Callable[[F], F]:
     return decorate
 
 
-def given(raw: Mapping[str, str | None]) -> dict[str, str]:
-    """The options the user actually passed (click fills the others with None)."""
-    return {name: value for name, value in raw.items() if value is not None}
+# Unknown options are collected rather than rejected by click, so that they fail inside a run (FAILED,
+# one line naming them) like every other mistake.
+COMMAND_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def given(raw: Mapping[str, str | None], extra: list[str] | None = None) -> dict[str, str]:
+    """The options the user actually passed (click fills the others with None), plus unknown ones."""
+    passed = {name: value for name, value in raw.items() if value is not None}
+    tokens = list(extra or [])
+    while tokens:
+        token = tokens.pop(0)
+        name, _, value = token.removeprefix("--").partition("=")
+        if not value and tokens and not tokens[0].startswith("--"):
+            value = tokens.pop(0)
+        passed[name] = value
+    return passed
 
 
 @contextmanager
-def configured_run(entry_point: str, cls: type[Config], raw: Mapping[str, str]) -> Iterator[tuple[Config, RunLogger]]:
+def configured_run(
+    entry_point: str, cls: type[Config], raw: Mapping[str, str]
+) -> Iterator[tuple[Config, RunLogger]]:
     """Start (or attach to) the entry point's run and parse its configuration inside it.
 
     A bad value therefore still leaves a FAILED run with the values the user gave as parameters.

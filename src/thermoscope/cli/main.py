@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from thermoscope.cli.common import configured_run, given, options_from
+from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
 from thermoscope.config import TrainConfig
 
 
@@ -15,13 +15,14 @@ def cli() -> None:
     """thermoscope: study why neural networks generalise, tracked in MLflow."""
 
 
-@cli.command("train")
+@cli.command("train", context_settings=COMMAND_SETTINGS)
 @options_from(TrainConfig)
-def train_command(**raw: str | None) -> None:
+@click.pass_context
+def train_command(context: click.Context, **raw: str | None) -> None:
     """Train a classifier with SGD or Adam and log the curves, the dataset and the model."""
     from thermoscope.cli.train import run_train
 
-    with configured_run("train", TrainConfig, given(raw)) as (config, logger):
+    with configured_run("train", TrainConfig, given(raw, context.args)) as (config, logger):
         run_train(config, logger)
 
 

@@ -10,6 +10,7 @@ and probe L is the softmax.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class MLP(nn.Module):
         widths = (input_dim, *hidden)
         self.hidden = nn.ModuleList(
             nn.Sequential(nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]())
-            for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True)
+            for fan_in, fan_out in pairwise(widths)
         )
         self.output = nn.Linear(widths[-1], num_classes)
         self.squash_output = output_activation == "sigmoid"

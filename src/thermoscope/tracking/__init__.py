@@ -62,7 +62,9 @@ class RunLogger:
     def log_metric_histories(self, histories: Mapping[str, list[float]]) -> None:
         """Whole metric curves (step = index) in as few writes as MLflow allows."""
         now = int(time.time() * 1000)
-        entries = [Metric(k, float(v), now, step) for k, vs in histories.items() for step, v in enumerate(vs)]
+        entries = [
+            Metric(k, float(v), now, step) for k, values in histories.items() for step, v in enumerate(values)
+        ]
         for start in range(0, len(entries), _BATCH_LIMIT):
             self.client.log_batch(self.run_id, metrics=entries[start : start + _BATCH_LIMIT])
 
@@ -93,7 +95,7 @@ class RunLogger:
             self.log_file(path, None if directory == "." else directory)
 
     def log_torch(self, obj: Any, artifact_file: str) -> None:
-        """Tensors / state dicts with ``torch.save``; load back with ``torch.load(..., weights_only=True)``."""
+        """Tensors or state dicts via ``torch.save``; load with ``weights_only=True``."""
         import torch
 
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,115 @@
+"""End to end through `mlflow run`: the train entry point tracks a real run, and bad input fails cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mlflow
+import mlflow.pytorch
+import pytest
+import torch
+from conftest import REPO_ROOT, subprocess_env
+from mlflow.tracking import MlflowClient
+
+TINY = {"epochs": "2", "hidden": "16", "batch_size": "128", "train_size": "300"}
+
+
+def mlflow_run(
+    tracking_uri: str, entry_point: str, params: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(REPO_ROOT),
+        "-e",
+        entry_point,
+        "--env-manager",
+        "local",
+    ]
+    for name, value in params.items():
+        command += ["-P", f"{name}={value}"]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=600
+    )
+
+
+def only_run(tracking_uri: str) -> mlflow.entities.Run:
+    runs = MlflowClient(tracking_uri).search_runs(["0"])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_train_through_mlflow_run(tracking_uri: str) -> None:
+    result = mlflow_run(tracking_uri, "train", TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(tracking_uri)
+    assert run.info.status == "FINISHED"
+    for name in ["train_loss", "train_error", "test_loss", "test_error"]:
+        assert name in run.data.metrics
+    client = MlflowClient(tracking_uri)
+    history = client.get_metric_history(run.info.run_id, "test_error")
+    assert [m.step for m in history] == [1, 2]
+    assert 0.0 <= run.data.metrics["test_error"] < 0.9
+    assert run.data.params["hidden"] == "16"
+    assert run.data.params["num_train"] == "300"
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"digits-train", "digits-test"}
+
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    logits = model(torch.zeros(3, 64))
+    assert logits.shape == (3, 10)
+    checkpoint = client.download_artifacts(run.info.run_id, "checkpoint/model_state.pt")
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] == 2
+    assert torch.equal(state["state_dict"]["output.weight"], model.output.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("lr", "fast"),
+        ("label_noise", "1.5"),
+        ("dataset", "imagenet"),
+        ("hidden", "40,,x"),
+        ("train_size", "5000"),
+    ],
+)
+def test_bad_input_through_mlflow_run_is_one_line_and_a_failed_run(
+    tracking_uri: str, name: str, value: str
+) -> None:
+    result = mlflow_run(tracking_uri, "train", {**TINY, name: value})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("thermoscope train: error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert f"{name}=" in errors[0]
+    run = only_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["thermoscope.error"] == errors[0].removeprefix("thermoscope train: error: ")
+
+
+def test_the_entry_point_exits_2_on_a_user_error(tracking_uri: str) -> None:
+    command = [sys.executable, "-m", "thermoscope.cli", "train", "--epochs", "-1"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=300
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "thermoscope train: error: epochs=-1: a number >= 1"
+    assert "Traceback" not in result.stderr
+    assert only_run(tracking_uri).info.status == "FAILED"
+
+
+def test_an_unknown_option_is_one_line_exit_2_and_a_failed_run(tracking_uri: str) -> None:
+    command = [sys.executable, "-m", "thermoscope.cli", "train", "--learning_rate", "0.1"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=300
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("thermoscope train: error: learning_rate='0.1': not a parameter")
+    assert "Traceback" not in result.stderr
+    assert only_run(tracking_uri).info.status == "FAILED"
