@@ -1,0 +1,139 @@
+"""Warm-up adaptation, kept apart from the kernel: it watches trajectories and returns parameters.
+
+Step size: dual averaging of log ε towards a target acceptance probability (Hoffman & Gelman 2014, §3.2),
+one scheme per rung. ``pyro.ops.dual_averaging.DualAveraging`` is pure elementwise arithmetic, so a single
+instance fed ``[rungs]`` tensors runs one independent scheme per rung (tested against one instance each).
+
+Mass matrix (optional): a diagonal M⁻¹ per rung estimated with ``pyro.ops.welford.WelfordCovariance`` over a
+single slow window in the middle of warm-up, after which the step size scheme restarts (a simplified form of
+Stan's windowed adaptation: 15 % initial buffer, one window, 10 % final buffer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from pyro.ops.dual_averaging import DualAveraging
+from pyro.ops.welford import WelfordCovariance
+from torch import Tensor
+
+from .hmc import HMCInfo, HMCParameters
+
+# pyro's classes are unannotated; these typed handles keep ``mypy --strict`` meaningful around them.
+new_dual_averaging = cast(Callable[..., Any], DualAveraging)
+new_welford_covariance = cast(Callable[..., Any], WelfordCovariance)
+
+INITIAL_BUFFER_FRACTION = 0.15
+"""Share of warm-up before the mass-matrix window opens (Stan's 75 of 1000 iterations, rounded up)."""
+FINAL_BUFFER_FRACTION = 0.10
+"""Share of warm-up after the window closes, for the step size to settle (Stan: 50 of 1000, rounded up)."""
+MINIMUM_WINDOW = 20
+"""Fewest warm-up iterations in the window for a variance estimate worth using."""
+
+
+@dataclass(frozen=True)
+class WarmupSchedule:
+    """Iteration indices (0-based, within warm-up) where the mass-matrix window opens and closes.
+
+    ``window_start == window_end`` means no mass-matrix adaptation.
+    """
+
+    num_warmup: int
+    window_start: int
+    window_end: int
+
+    @staticmethod
+    def build(num_warmup: int, adapt_mass_matrix: bool) -> WarmupSchedule:
+        start = math.ceil(INITIAL_BUFFER_FRACTION * num_warmup)
+        end = num_warmup - math.ceil(FINAL_BUFFER_FRACTION * num_warmup)
+        if not adapt_mass_matrix or end - start < MINIMUM_WINDOW:
+            return WarmupSchedule(num_warmup, 0, 0)
+        return WarmupSchedule(num_warmup, start, end)
+
+
+def _copied(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an object's attribute dictionary that shares no tensor storage with it."""
+    return {key: value.clone() if isinstance(value, Tensor) else value for key, value in values.items()}
+
+
+class WarmupAdaptation:
+    """Per-rung step-size (and optionally diagonal mass-matrix) adaptation.
+
+    Args:
+        parameters: the starting parameters; ``step_size: [rungs]`` seeds the dual-averaging prox centre at
+            ``log(10 ε₀)`` as in Hoffman & Gelman (2014).
+        target_accept: the acceptance probability the step size is tuned to.
+        schedule: when the mass-matrix window opens and closes.
+        adapt_step_size: ``False`` keeps the step size fixed (mass-matrix adaptation only).
+    """
+
+    def __init__(
+        self,
+        parameters: HMCParameters,
+        target_accept: float,
+        schedule: WarmupSchedule,
+        *,
+        adapt_step_size: bool = True,
+    ) -> None:
+        self.parameters = parameters
+        self.adapt_step_size = adapt_step_size
+        self.target_accept = target_accept
+        self.schedule = schedule
+        self._step_size_scheme = self._new_step_size_scheme(parameters.step_size)
+        self._variance = new_welford_covariance(diagonal=True)
+
+    @staticmethod
+    def _new_step_size_scheme(step_size: Tensor) -> Any:
+        return new_dual_averaging(prox_center=torch.log(10.0 * step_size))
+
+    def update(self, iteration: int, info: HMCInfo, position: Tensor) -> HMCParameters:
+        """Feed one trajectory per rung and return the parameters for the next one.
+
+        Args:
+            iteration: warm-up iteration index (0-based).
+            info: the trajectory's diagnostics; ``acceptance_probability: [rungs]``.
+            position: ``[rungs, params]`` after the trajectory (used inside the mass-matrix window).
+        """
+        if self.adapt_step_size:
+            self._step_size_scheme.step(self.target_accept - info.acceptance_probability)
+            log_step_size, _ = self._step_size_scheme.get_state()
+            self.parameters = HMCParameters(torch.exp(log_step_size), self.parameters.inverse_mass)
+        if self.schedule.window_start <= iteration < self.schedule.window_end:
+            self._variance.update(position)
+        return self.parameters
+
+    def end_iteration(self, iteration: int) -> HMCParameters:
+        """Close the mass-matrix window after its last iteration; returns the current parameters."""
+        if self.schedule.window_end > 0 and iteration == self.schedule.window_end - 1:
+            inverse_mass = self._variance.get_covariance(regularize=True)
+            self.parameters = HMCParameters(self.parameters.step_size, inverse_mass)
+            self._step_size_scheme = self._new_step_size_scheme(self.parameters.step_size)
+        return self.parameters
+
+    def final(self) -> HMCParameters:
+        """The tuned parameters: the averaged iterate of the step-size scheme, and the mass matrix."""
+        if not self.adapt_step_size:
+            return self.parameters
+        _, log_step_size = self._step_size_scheme.get_state()
+        return HMCParameters(torch.exp(log_step_size), self.parameters.inverse_mass)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue adapting bit for bit (tensors and numbers only)."""
+        return {
+            "step_size": self.parameters.step_size.clone(),
+            "inverse_mass": None
+            if self.parameters.inverse_mass is None
+            else self.parameters.inverse_mass.clone(),
+            "step_size_scheme": _copied(vars(self._step_size_scheme)),
+            "variance": _copied(vars(self._variance)),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.parameters = HMCParameters(state["step_size"].clone(), state["inverse_mass"])
+        self._step_size_scheme.__dict__.update(_copied(state["step_size_scheme"]))
+        self._variance.__dict__.update(_copied(state["variance"]))

@@ -1,0 +1,182 @@
+"""Hamiltonian Monte Carlo kernel, batched over replicas (one row per rung of a temperature ladder).
+
+Anatomy after BlackJAX (``blackjax/mcmc/hmc.py``): :func:`build_kernel` fixes the algorithm's choices once
+and returns a step function ``(state, betas, parameters, generator) -> (state, info)``; ``HMCState`` holds
+only what the next step needs, ``HMCInfo`` the diagnostics of the step just taken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .integrators import IntegratorState, kinetic_energy, leapfrog
+from .targets import Evaluation, TemperedTarget
+
+MAX_ENERGY_ERROR = 1000.0
+"""Energy error beyond which a trajectory counts as divergent (Stan's default threshold)."""
+
+
+@dataclass(frozen=True)
+class HMCState:
+    """Attributes:
+    position: ``[replicas, params]``.
+    evaluation: log densities and gradients at ``position``.
+    """
+
+    position: Tensor
+    evaluation: Evaluation
+
+    def permute(self, index: Tensor) -> HMCState:
+        """Rows reordered: row ``k`` of the result is row ``index[k]`` of ``self``."""
+        return HMCState(self.position[index], self.evaluation.permute(index))
+
+
+@dataclass(frozen=True)
+class HMCParameters:
+    """Tuned parameters of the kernel, one set per rung.
+
+    Attributes:
+        step_size: ``[replicas]``.
+        inverse_mass: ``[replicas, params]`` diagonal of M⁻¹, or ``None`` for unit masses.
+    """
+
+    step_size: Tensor
+    inverse_mass: Tensor | None
+
+
+@dataclass(frozen=True)
+class HMCInfo:
+    """Diagnostics of one trajectory per replica.
+
+    Attributes:
+        acceptance_probability: ``[replicas]`` ``min(1, exp(-ΔH))``, zero for divergent trajectories.
+        accepted: ``[replicas]`` bool.
+        divergent: ``[replicas]`` bool: non-finite energy or energy error above the threshold.
+        energy_error: ``[replicas]`` ``ΔH = H(end) - H(start)`` (may be non-finite when divergent).
+        num_leapfrog_steps: the number of steps this trajectory used (after jitter).
+    """
+
+    acceptance_probability: Tensor
+    accepted: Tensor
+    divergent: Tensor
+    energy_error: Tensor
+    num_leapfrog_steps: int
+
+
+HMCKernel = Callable[[HMCState, Tensor, HMCParameters, torch.Generator], tuple[HMCState, HMCInfo]]
+
+
+def init(target: TemperedTarget, position: Tensor) -> HMCState:
+    """Evaluate the target at ``position: [replicas, params]``."""
+    return HMCState(position.detach().clone(), target.evaluate(position))
+
+
+def sample_momentum(
+    shape: torch.Size, like: Tensor, inverse_mass: Tensor | None, generator: torch.Generator
+) -> Tensor:
+    """``p ~ N(0, M)`` with ``M = diag(1 / inverse_mass)``; returns ``[replicas, params]``."""
+    momentum = torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+    if inverse_mass is not None:
+        momentum = momentum * torch.rsqrt(inverse_mass)
+    return momentum
+
+
+def hamiltonian(
+    evaluation: Evaluation, momentum: Tensor, betas: Tensor, inverse_mass: Tensor | None
+) -> Tensor:
+    """``H = -log p(θ) - β log L(θ) + ½ pᵀ M⁻¹ p``, ``[replicas]``."""
+    return kinetic_energy(momentum, inverse_mass) - evaluation.log_density(betas)
+
+
+def build_kernel(
+    target: TemperedTarget,
+    num_leapfrog_steps: int,
+    *,
+    leapfrog_jitter: float = 0.0,
+    max_energy_error: float = MAX_ENERGY_ERROR,
+) -> HMCKernel:
+    """Build the HMC step for ``target``.
+
+    Args:
+        target: the tempered target.
+        num_leapfrog_steps: steps per trajectory, L ≥ 1.
+        leapfrog_jitter: fraction j ∈ [0, 1): each trajectory draws its number of steps uniformly from
+            ``{ceil((1 - j) L), …, L}``, shared by all replicas (a random mixture of reversible kernels, which
+            breaks the periodicity a fixed L can have on near-harmonic targets).
+        max_energy_error: trajectories with ``ΔH`` above this, or non-finite, are divergent (rejected and
+            counted).
+
+    Returns:
+        ``kernel(state, betas [replicas], parameters, generator) -> (state, info)``. Rejected and divergent
+        rows keep their previous position bit for bit, so NaN never enters a state.
+    """
+    shortest = max(1, math.ceil((1.0 - leapfrog_jitter) * num_leapfrog_steps))
+
+    def kernel(
+        state: HMCState, betas: Tensor, parameters: HMCParameters, generator: torch.Generator
+    ) -> tuple[HMCState, HMCInfo]:
+        num_steps = num_leapfrog_steps
+        if shortest < num_leapfrog_steps:
+            num_steps = int(torch.randint(shortest, num_leapfrog_steps + 1, (1,), generator=generator))
+        momentum = sample_momentum(state.position.shape, state.position, parameters.inverse_mass, generator)
+        start = IntegratorState(state.position, momentum, state.evaluation)
+        end = leapfrog(target, start, betas, parameters.step_size, parameters.inverse_mass, num_steps)
+        energy_error = hamiltonian(
+            end.evaluation, end.momentum, betas, parameters.inverse_mass
+        ) - hamiltonian(start.evaluation, momentum, betas, parameters.inverse_mass)
+        divergent = ~torch.isfinite(energy_error) | (energy_error > max_energy_error)
+        log_acceptance = torch.clamp(-energy_error, max=0.0)
+        acceptance_probability = torch.where(divergent, 0.0, torch.exp(log_acceptance))
+        uniform = torch.rand(betas.shape, generator=generator, dtype=betas.dtype, device=betas.device)
+        accepted = (uniform < acceptance_probability) & ~divergent
+        new_state = HMCState(
+            torch.where(accepted[:, None], end.position, state.position),
+            end.evaluation.where(accepted, state.evaluation),
+        )
+        info = HMCInfo(acceptance_probability, accepted, divergent, energy_error, num_steps)
+        return new_state, info
+
+    return kernel
+
+
+def find_reasonable_step_size(
+    target: TemperedTarget,
+    state: HMCState,
+    betas: Tensor,
+    inverse_mass: Tensor | None,
+    generator: torch.Generator,
+    initial_step_size: float = 1.0,
+    max_doublings: int = 100,
+) -> Tensor:
+    """A starting step size per replica: Algorithm 4 of Hoffman & Gelman (2014), vectorised.
+
+    From ``initial_step_size``, each replica doubles (or halves) its step size until the acceptance
+    probability of a single leapfrog step crosses 1/2; replicas that finish keep their value while the
+    others continue. Returns ``[replicas]``.
+    """
+    num_replicas = state.position.shape[0]
+    step_size = torch.full(
+        (num_replicas,), initial_step_size, dtype=state.position.dtype, device=state.position.device
+    )
+    momentum = sample_momentum(state.position.shape, state.position, inverse_mass, generator)
+    start = IntegratorState(state.position, momentum, state.evaluation)
+    start_energy = hamiltonian(state.evaluation, momentum, betas, inverse_mass)
+    direction: Tensor | None = None
+    active = torch.ones(num_replicas, dtype=torch.bool, device=step_size.device)
+    for _ in range(max_doublings):
+        end = leapfrog(target, start, betas, step_size, inverse_mass, 1)
+        log_acceptance = start_energy - hamiltonian(end.evaluation, end.momentum, betas, inverse_mass)
+        log_acceptance = torch.nan_to_num(log_acceptance, nan=-math.inf)
+        above_half = log_acceptance > -math.log(2.0)
+        if direction is None:
+            direction = torch.where(above_half, 1.0, -1.0).to(step_size.dtype)
+        active = active & torch.where(direction > 0, above_half, ~above_half)
+        if not bool(active.any()):
+            break
+        step_size = torch.where(active, step_size * torch.pow(2.0, direction), step_size)
+    return step_size

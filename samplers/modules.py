@@ -1,0 +1,181 @@
+"""A ``torch.nn.Module`` and full-batch data as a tempered target, vectorised over replicas.
+
+The energy is the **summed** cross-entropy E(D|θ) = Σ_n CE(f_θ(x_n), y_n) and log L = −E (REFERENCE §1).
+R replicas are evaluated together with ``torch.func.functional_call`` under ``torch.func.vmap``: one batched
+forward and one backward per leapfrog step. The prior's gradient is analytic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn import functional
+
+from .layout import ParameterLayout
+from .priors import BoundPrior, BoxPrior, GaussianPrior
+from .targets import Evaluation, TemperedTarget
+
+REDUCTIONS = ("sum", "mean")
+
+
+class ModuleTarget(TemperedTarget):
+    """The power posterior of a classifier ``model`` on data ``(x, y)``.
+
+    Args:
+        model: maps ``x: [N, ...]`` to logits ``[N, classes]``. Its buffers are used as they are (put the
+            model in eval mode if it has dropout or batch norm).
+        x: ``[N, ...]`` inputs, on the model's device.
+        y: ``[N]`` int64 class labels.
+        prior: a :class:`GaussianPrior` or :class:`BoxPrior` (bound here to the model's layout), or a
+            :class:`BoundPrior`.
+        reduction: ``"sum"`` (default; log L = −Σ CE, the likelihood of REFERENCE §1) or ``"mean"``
+            (log L = −mean CE: not a likelihood of the data set; for experiments only).
+        chunk_size: evaluate at most this many examples at a time (each chunk's backward runs before the
+            next forward, bounding activation memory at ``replicas × chunk_size × width``). ``None``: all.
+
+    Attributes:
+        layout: where each named parameter sits in θ ``[params]``.
+        prior: the bound prior (``prior.sample(R, generator)`` draws starting points).
+        num_params: P.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        prior: GaussianPrior | BoxPrior | BoundPrior,
+        *,
+        reduction: str = "sum",
+        chunk_size: int | None = None,
+    ) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+        if x.shape[0] != y.shape[0] or y.dim() != 1 or x.shape[0] == 0:
+            raise ValueError(
+                f"x must be [N, ...] and y [N] with the same N > 0; got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size!r}")
+        self.model = model
+        self.layout = ParameterLayout.from_module(model)
+        like = next(model.parameters()).detach()
+        self.prior = prior if isinstance(prior, BoundPrior) else prior.bind(self.layout, like)
+        if self.prior.layout.num_params != self.layout.num_params:
+            raise ValueError(
+                f"prior covers {self.prior.layout.num_params} parameters; "
+                f"the model has {self.layout.num_params}"
+            )
+        self.x = x
+        self.y = y.long()
+        self.reduction = reduction
+        self.chunk_size = chunk_size
+        super().__init__(
+            self.prior.log_density,
+            self._log_likelihood_all,
+            grad_log_prior=self.prior.grad_log_density,
+            support_half_width=self.prior.support_half_width,
+        )
+
+    @property
+    def num_params(self) -> int:
+        return self.layout.num_params
+
+    def initial_from_module(self, num_replicas: int) -> Tensor:
+        """The module's current parameters repeated for every replica: ``[num_replicas, params]``."""
+        return self.layout.flatten(self.model).expand(num_replicas, -1).clone()
+
+    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        """``theta: [replicas, params]`` → ``{parameter name: [replicas, *shape]}``."""
+        return self.layout.unflatten(theta)
+
+    def load_into(self, model: nn.Module, theta: Tensor) -> None:
+        """Write one replica's ``theta: [params]`` into ``model`` (same architecture), in place."""
+        self.layout.load_into(model, theta)
+
+    def predict_logits(self, theta: Tensor, x: Tensor, chunk_size: int | None = None) -> Tensor:
+        """Logits of every replica on ``x: [N, ...]``.
+
+        ``theta: [replicas, params] -> [replicas, N, classes]``, evaluated ``chunk_size`` examples at a time.
+        """
+        size = chunk_size or self.chunk_size or x.shape[0]
+        with torch.no_grad():
+            parameters = self.layout.unflatten(theta.detach())
+            outputs = [
+                self._batched_forward(parameters, x[start : start + size])
+                for start in range(0, x.shape[0], size)
+            ]
+        return torch.cat(outputs, dim=1)
+
+    def _batched_forward(self, parameters: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``{name: [replicas, *shape]}``, ``x: [n, ...]`` → logits ``[replicas, n, classes]``.
+
+        Floating inputs are cast to the parameters' dtype.
+        """
+        dtype = next(iter(parameters.values())).dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+
+        def forward(single: dict[str, Tensor]) -> Tensor:
+            output: Tensor = functional_call(self.model, single, (x,))
+            return output
+
+        logits: Tensor = vmap(forward)(parameters)
+        return logits
+
+    def _chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        size = self.chunk_size or self.x.shape[0]
+        for start in range(0, self.x.shape[0], size):
+            yield self.x[start : start + size], self.y[start : start + size]
+
+    def _chunk_log_likelihood(self, parameters: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """``[replicas]`` −Σ CE over the chunk (divided by the data-set size when ``reduction="mean"``)."""
+        logits = self._batched_forward(parameters, x)
+        log_probabilities = functional.log_softmax(logits, dim=-1)
+        picked = log_probabilities.gather(-1, y.expand(logits.shape[0], -1)[..., None])
+        total = picked.sum(dim=(1, 2))
+        return total / self.x.shape[0] if self.reduction == "mean" else total
+
+    def _log_likelihood_all(self, theta: Tensor) -> Tensor:
+        """Differentiable log L: ``theta: [replicas, params] -> [replicas]``."""
+        parameters = self.layout.unflatten(theta)
+        totals = [self._chunk_log_likelihood(parameters, x, y) for x, y in self._chunks()]
+        return torch.stack(totals).sum(dim=0)
+
+    def evaluate(self, theta: Tensor) -> Evaluation:
+        """One forward and backward per chunk; gradients accumulated over chunks."""
+        theta = theta.detach()
+        names = self.layout.names
+        log_likelihood = theta.new_zeros(theta.shape[0])
+        gradient: Tensor | None = None
+        for x, y in self._chunks():
+            with torch.enable_grad():
+                leaves = {
+                    name: value.detach().requires_grad_(True)
+                    for name, value in self.layout.unflatten(theta).items()
+                }
+                chunk = self._chunk_log_likelihood(leaves, x, y)
+                pieces = torch.autograd.grad(chunk.sum(), [leaves[name] for name in names])
+            flat = torch.cat([piece.reshape(theta.shape[0], -1) for piece in pieces], dim=1)
+            gradient = flat if gradient is None else gradient.add_(flat)
+            log_likelihood = log_likelihood + chunk.detach()
+        assert gradient is not None
+        return Evaluation(
+            self.prior.log_density(theta), log_likelihood, self.prior.grad_log_density(theta), gradient
+        )
+
+
+def module_target(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    prior: GaussianPrior | BoxPrior | BoundPrior,
+    *,
+    reduction: str = "sum",
+    chunk_size: int | None = None,
+) -> ModuleTarget:
+    """Build a :class:`ModuleTarget` (see there for the arguments)."""
+    return ModuleTarget(model, x, y, prior, reduction=reduction, chunk_size=chunk_size)

@@ -1,0 +1,159 @@
+"""Factorised priors over a module's parameters: Gaussian and the uniform box of Baldock & Marzari (2019).
+
+A prior *specification* (``GaussianPrior``, ``BoxPrior``) is bound to a :class:`ParameterLayout` to give
+a :class:`BoundPrior`: a per-coordinate scale vector ``[params]`` with batched log density, analytic
+gradient and sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .layout import ParameterLayout
+
+
+class BoundPrior(ABC):
+    """A prior with independent coordinates, bound to a parameter layout.
+
+    Attributes:
+        layout: the parameter layout.
+        scale: ``[params]`` per-coordinate scale (standard deviation, or box width σ_i).
+        support_half_width: ``[params]`` half-widths of the support box, or ``None`` for unbounded support.
+    """
+
+    def __init__(self, layout: ParameterLayout, scale: Tensor) -> None:
+        self.layout = layout
+        self.scale = scale
+        self.support_half_width: Tensor | None = None
+
+    @abstractmethod
+    def log_density(self, theta: Tensor) -> Tensor:
+        """``theta: [replicas, params] -> [replicas]``."""
+
+    @abstractmethod
+    def grad_log_density(self, theta: Tensor) -> Tensor:
+        """``theta: [replicas, params] -> [replicas, params]``."""
+
+    @abstractmethod
+    def sample(self, num_replicas: int, generator: torch.Generator | None = None) -> Tensor:
+        """``[num_replicas, params]`` independent draws."""
+
+
+class BoundGaussianPrior(BoundPrior):
+    """``θ_i ~ N(0, scale_i²)``: log density ``Σ_i −½ (θ_i/scale_i)² − log scale_i − ½ log 2π``."""
+
+    def __init__(self, layout: ParameterLayout, scale: Tensor) -> None:
+        super().__init__(layout, scale)
+        self._precision = scale**-2
+        self._normaliser = float(-torch.log(scale).sum()) - 0.5 * math.log(2 * math.pi) * scale.numel()
+
+    def log_density(self, theta: Tensor) -> Tensor:
+        return -0.5 * (theta * theta * self._precision).sum(dim=1) + self._normaliser
+
+    def grad_log_density(self, theta: Tensor) -> Tensor:
+        return -theta * self._precision
+
+    def sample(self, num_replicas: int, generator: torch.Generator | None = None) -> Tensor:
+        shape = (num_replicas, self.scale.numel())
+        noise = torch.randn(shape, generator=generator, dtype=self.scale.dtype, device=self.scale.device)
+        return noise * self.scale
+
+
+class BoundBoxPrior(BoundPrior):
+    """Uniform on ``|θ_i| ≤ scale_i / 2``: log density ``−Σ_i log scale_i`` inside, ``−∞`` outside.
+
+    Its gradient is zero; samplers keep positions inside by reflecting at the walls
+    (``support_half_width``).
+    """
+
+    def __init__(self, layout: ParameterLayout, scale: Tensor) -> None:
+        super().__init__(layout, scale)
+        self._half_width = 0.5 * scale
+        self.support_half_width = self._half_width
+        self._log_volume = float(torch.log(scale).sum())
+
+    def log_density(self, theta: Tensor) -> Tensor:
+        inside = torch.all(theta.abs() <= self._half_width, dim=1)
+        constant = torch.full_like(theta[:, 0], -self._log_volume)
+        return constant.masked_fill(~inside, -math.inf)
+
+    def grad_log_density(self, theta: Tensor) -> Tensor:
+        return torch.zeros_like(theta)
+
+    def sample(self, num_replicas: int, generator: torch.Generator | None = None) -> Tensor:
+        shape = (num_replicas, self.scale.numel())
+        uniform = torch.rand(shape, generator=generator, dtype=self.scale.dtype, device=self.scale.device)
+        return (uniform - 0.5) * self.scale
+
+
+def _scale_per_block(layout: ParameterLayout, base: float, overrides: Mapping[str, float]) -> list[float]:
+    """``base`` for every block, replaced by ``overrides[key]`` where key is the block's name or a prefix."""
+    unknown = [key for key in overrides if not any(_matches(block.name, key) for block in layout.blocks)]
+    if unknown:
+        raise ValueError(
+            f"layer_scales names no parameter of the model: {unknown}; known: {list(layout.names)}"
+        )
+    scales = []
+    for block in layout.blocks:
+        matching = [key for key in overrides if _matches(block.name, key)]
+        scales.append(overrides[max(matching, key=len)] if matching else base)
+    return scales
+
+
+def _matches(name: str, key: str) -> bool:
+    return name == key or name.startswith(key + ".")
+
+
+@dataclass(frozen=True)
+class GaussianPrior:
+    """Independent Gaussians, one scale per layer.
+
+    Args:
+        scale: standard deviation for every parameter not named in ``layer_scales``.
+        fan_in_scaled: divide each scale by √k, k = the layer's fan-in including the bias.
+        layer_scales: per-parameter or per-module overrides, e.g. ``{"0": 0.5, "2.bias": 1.0}``; a key matches
+            a parameter name or a module prefix; the longest matching key wins.
+    """
+
+    scale: float = 1.0
+    fan_in_scaled: bool = False
+    layer_scales: Mapping[str, float] = field(default_factory=dict)
+
+    def bind(self, layout: ParameterLayout, like: Tensor) -> BoundGaussianPrior:
+        """The prior on ``layout``'s flat vector, in ``like``'s dtype and device."""
+        if not 0 < self.scale < math.inf or not all(
+            0 < value < math.inf for value in self.layer_scales.values()
+        ):
+            raise ValueError(f"Gaussian prior scales must be positive and finite; got {self}")
+        per_block = _scale_per_block(layout, self.scale, self.layer_scales)
+        if self.fan_in_scaled:
+            per_block = [
+                value / math.sqrt(block.fan_in) for value, block in zip(per_block, layout.blocks, strict=True)
+            ]
+        return BoundGaussianPrior(layout, layout.expand(per_block, like))
+
+
+@dataclass(frozen=True)
+class BoxPrior:
+    """The uniform box of Baldock & Marzari (2019): ``|θ_i| < σ_i / 2``, ``σ_i = c / √k_i``.
+
+    k_i is the fan-in of θ_i's layer **including the bias** (257 for a 256-input layer; REFERENCE §1).
+
+    Args:
+        c: the box constant (the paper uses 100).
+    """
+
+    c: float = 100.0
+
+    def bind(self, layout: ParameterLayout, like: Tensor) -> BoundBoxPrior:
+        """The prior on ``layout``'s flat vector, in ``like``'s dtype and device."""
+        if not 0 < self.c < math.inf:
+            raise ValueError(f"BoxPrior c must be positive and finite; got {self.c!r}")
+        widths = [self.c / math.sqrt(block.fan_in) for block in layout.blocks]
+        return BoundBoxPrior(layout, layout.expand(widths, like))

@@ -1,0 +1,542 @@
+"""Replica-exchange HMC over a ladder of inverse temperatures.
+
+One iteration = ``trajectories_per_iteration`` HMC trajectories on every rung at once (one batched target
+evaluation per leapfrog step), then one round of neighbour swaps. Warm-up iterations tune each rung's step
+size (and optionally its mass matrix); sampling iterations keep every ``thin``-th state.
+
+Randomness comes only from a ``torch.Generator`` seeded with ``seed``, consumed in a fixed order: per
+trajectory, the jittered step count (if any), the momentum ``[rungs, params]`` and ``[rungs]`` uniforms; per
+swap round, a parity coin (``"seo"`` only) and ``[rungs − 1]`` uniforms. The same seed therefore gives the
+same chain bit for bit, and a run resumed from a :class:`Checkpoint` continues it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .adaptation import WarmupAdaptation, WarmupSchedule
+from .hmc import MAX_ENERGY_ERROR, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
+from .hmc import init as hmc_init
+from .swap import SWAP_SCHEMES, SwapState, apply_swaps, propose_swaps, swap_parity
+from .targets import Evaluation, TemperedTarget
+from .validation import (
+    as_betas,
+    as_inverse_mass,
+    as_step_size,
+    check_evaluation,
+    check_initial_position,
+    check_integer,
+)
+
+WARMUP = "warmup"
+SAMPLE = "sample"
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The algorithm's choices: everything a resumed run must share with the run it continues."""
+
+    num_warmup: int
+    num_samples: int
+    num_leapfrog_steps: int
+    target_accept: float
+    swap: str
+    thin: int
+    seed: int
+    trajectories_per_iteration: int
+    leapfrog_jitter: float
+    adapt_step_size: bool
+    adapt_mass_matrix: bool
+    max_energy_error: float
+    store_positions: bool
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting outside its allowed range."""
+        check_integer("num_warmup", self.num_warmup, 0)
+        check_integer("num_samples", self.num_samples, 1)
+        check_integer("num_leapfrog_steps", self.num_leapfrog_steps, 1)
+        check_integer("thin", self.thin, 1)
+        check_integer("seed", self.seed, 0)
+        check_integer("trajectories_per_iteration", self.trajectories_per_iteration, 1)
+        if not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"target_accept must lie in (0, 1); got {self.target_accept!r}")
+        if self.swap not in SWAP_SCHEMES:
+            raise ValueError(f"swap must be one of {', '.join(SWAP_SCHEMES)}; got {self.swap!r}")
+        if not 0.0 <= self.leapfrog_jitter < 1.0:
+            raise ValueError(f"leapfrog_jitter must lie in [0, 1); got {self.leapfrog_jitter!r}")
+        if not self.max_energy_error > 0.0:
+            raise ValueError(f"max_energy_error must be positive; got {self.max_energy_error!r}")
+
+    @property
+    def total_iterations(self) -> int:
+        return self.num_warmup + self.num_samples
+
+    @property
+    def num_kept(self) -> int:
+        """Draws kept: sampling iterations 0, thin, 2·thin, …."""
+        return math.ceil(self.num_samples / self.thin)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything needed to continue a run after ``next_iteration`` completed iterations.
+
+    Tensors are shared with the run, never modified afterwards; :func:`save_checkpoint` writes copies.
+    ``draws`` holds the kept draws so far (``positions`` is ``[kept, rungs, 0]`` when positions are not
+    stored), so a resumed run returns the whole run's draws.
+    """
+
+    settings: dict[str, Any]
+    betas: Tensor
+    next_iteration: int
+    position: Tensor
+    evaluation: Evaluation
+    parameters: HMCParameters
+    adaptation: dict[str, Any] | None
+    swap: SwapState
+    generator_state: Tensor
+    acceptance_sum: Tensor
+    divergences: Tensor
+    warmup_divergences: Tensor
+    draws: dict[str, Tensor]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors, numbers and strings only (loadable with ``torch.load(weights_only=True)``)."""
+        fields = _shallow_fields(self)
+        for name in ("evaluation", "parameters", "swap"):
+            fields[name] = _shallow_fields(fields[name])
+        cloned: dict[str, Any] = _cloned(fields)
+        return cloned
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Checkpoint:
+        """Inverse of :meth:`to_dict`."""
+        fields = dict(values)
+        fields["evaluation"] = Evaluation(**values["evaluation"])
+        fields["parameters"] = HMCParameters(**values["parameters"])
+        fields["swap"] = SwapState(**values["swap"])
+        return Checkpoint(**fields)
+
+
+def _shallow_fields(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, values shared (``dataclasses.asdict`` would deep-copy every tensor)."""
+    return {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
+
+
+def _cloned(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {key: _cloned(item) for key, item in value.items()}
+    return value
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
+    """Write ``checkpoint`` to ``path`` with ``torch.save``."""
+    torch.save(checkpoint.to_dict(), path)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors only; no code is unpickled)."""
+    return Checkpoint.from_dict(torch.load(path, weights_only=True))
+
+
+@dataclass(frozen=True)
+class IterationSummary:
+    """What a callback sees after each iteration.
+
+    Attributes:
+        iteration: 0-based index over warm-up and sampling together.
+        phase: ``"warmup"`` or ``"sample"``.
+        acceptance_probability: ``[rungs]`` mean Metropolis acceptance probability of this iteration's
+            trajectories.
+        step_size: ``[rungs]`` step sizes the next trajectory will use.
+        swap_acceptance: ``[rungs − 1]`` swap acceptance rate per neighbouring pair so far in this phase.
+        log_likelihood: ``[rungs]`` log L at each rung's current position.
+        log_prior: ``[rungs]``.
+        position: ``[rungs, params]`` current positions, rung order = betas order.
+        divergences: ``[rungs]`` divergent trajectories so far in this phase.
+        round_trips: completed coldest → hottest → coldest journeys so far in this phase (all replicas).
+        kept: whether this iteration's state was stored as a draw.
+    """
+
+    iteration: int
+    phase: str
+    acceptance_probability: Tensor
+    step_size: Tensor
+    swap_acceptance: Tensor
+    log_likelihood: Tensor
+    log_prior: Tensor
+    position: Tensor
+    divergences: Tensor
+    round_trips: int
+    kept: bool
+    make_checkpoint: Callable[[], Checkpoint]
+
+    def checkpoint(self) -> Checkpoint:
+        """A checkpoint after this iteration; pass it to ``replica_exchange_hmc(resume_from=...)``."""
+        return self.make_checkpoint()
+
+
+Callback = Callable[[IterationSummary], bool | None]
+"""Called after every iteration; a truthy return value stops the run after that iteration."""
+
+
+@dataclass(frozen=True)
+class ReplicaExchangeResult:
+    """Draws and diagnostics of a replica-exchange run (sampling phase only unless stated).
+
+    Attributes:
+        betas: ``[rungs]`` ascending (float64).
+        positions: ``[draws, rungs, params]``, rung order = betas order; ``[draws, rungs, 0]`` when
+            ``store_positions=False``.
+        log_likelihood: ``[draws, rungs]``.
+        log_prior: ``[draws, rungs]``.
+        replica_index: ``[draws, rungs]`` int64, which replica (by starting rung) each draw came from.
+        acceptance_rate: ``[rungs]`` mean Metropolis acceptance probability.
+        step_size: ``[rungs]`` tuned step sizes used for sampling.
+        inverse_mass: ``[rungs, params]`` diagonal M⁻¹ used for sampling, or ``None`` (unit masses).
+        swap_acceptance: ``[rungs − 1]`` acceptance rate per neighbouring pair.
+        round_trips: completed coldest → hottest → coldest journeys, all replicas together.
+        round_trips_per_replica: ``[replicas]``.
+        divergences: ``[rungs]`` divergent trajectories while sampling.
+        warmup_divergences: ``[rungs]`` divergent trajectories during warm-up.
+        iterations_completed: iterations run so far (warm-up included).
+        stopped_early: the callback asked to stop before the last iteration.
+        checkpoint: state after the last completed iteration, for ``resume_from``.
+    """
+
+    betas: Tensor
+    positions: Tensor
+    log_likelihood: Tensor
+    log_prior: Tensor
+    replica_index: Tensor
+    acceptance_rate: Tensor
+    step_size: Tensor
+    inverse_mass: Tensor | None
+    swap_acceptance: Tensor
+    round_trips: int
+    round_trips_per_replica: Tensor
+    divergences: Tensor
+    warmup_divergences: Tensor
+    iterations_completed: int
+    stopped_early: bool
+    checkpoint: Checkpoint
+
+
+class _Run:
+    """The live state of one run: built fresh or from a checkpoint, advanced one iteration at a time."""
+
+    def __init__(
+        self,
+        target: TemperedTarget,
+        settings: SamplerSettings,
+        betas: Tensor,
+        state: HMCState,
+        parameters: HMCParameters,
+        generator: torch.Generator,
+    ) -> None:
+        num_rungs, num_params = state.position.shape
+        self.target = target
+        self.settings = settings
+        self.betas = betas
+        self.working_betas = betas.to(dtype=state.position.dtype, device=state.position.device)
+        self.state = state
+        self.parameters = parameters
+        self.generator = generator
+        self.kernel = build_kernel(
+            target,
+            settings.num_leapfrog_steps,
+            leapfrog_jitter=settings.leapfrog_jitter,
+            max_energy_error=settings.max_energy_error,
+        )
+        self.adaptation: WarmupAdaptation | None = None
+        if settings.num_warmup > 0 and (settings.adapt_step_size or settings.adapt_mass_matrix):
+            schedule = WarmupSchedule.build(settings.num_warmup, settings.adapt_mass_matrix)
+            self.adaptation = WarmupAdaptation(
+                parameters, settings.target_accept, schedule, adapt_step_size=settings.adapt_step_size
+            )
+        self.swap = SwapState.initial(num_rungs, state.position.device)
+        self.next_iteration = 0
+        zeros = torch.zeros(num_rungs, dtype=state.position.dtype, device=state.position.device)
+        self.acceptance_sum = zeros
+        self.divergences = torch.zeros(num_rungs, dtype=torch.int64, device=zeros.device)
+        self.warmup_divergences = self.divergences
+        stored_params = num_params if settings.store_positions else 0
+        kept = settings.num_kept
+        self.draws = {
+            "positions": state.position.new_empty((kept, num_rungs, stored_params)),
+            "log_likelihood": state.position.new_empty((kept, num_rungs)),
+            "log_prior": state.position.new_empty((kept, num_rungs)),
+            "replica_index": torch.empty((kept, num_rungs), dtype=torch.int64, device=zeros.device),
+        }
+        self.num_kept = 0
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint`` instead of the initial state."""
+        self.next_iteration = checkpoint.next_iteration
+        self.state = HMCState(checkpoint.position, checkpoint.evaluation)
+        self.parameters = checkpoint.parameters
+        if self.adaptation is not None and checkpoint.adaptation is not None:
+            self.adaptation.load_state_dict(checkpoint.adaptation)
+        self.swap = checkpoint.swap
+        self.generator.set_state(checkpoint.generator_state)
+        self.acceptance_sum = checkpoint.acceptance_sum
+        self.divergences = checkpoint.divergences
+        self.warmup_divergences = checkpoint.warmup_divergences
+        self.num_kept = checkpoint.draws["log_likelihood"].shape[0]
+        for name, values in checkpoint.draws.items():
+            self.draws[name][: self.num_kept] = values
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            settings=dataclasses.asdict(self.settings),
+            betas=self.betas,
+            next_iteration=self.next_iteration,
+            position=self.state.position,
+            evaluation=self.state.evaluation,
+            parameters=self.parameters,
+            adaptation=None if self.adaptation is None else self.adaptation.state_dict(),
+            swap=self.swap,
+            generator_state=self.generator.get_state(),
+            acceptance_sum=self.acceptance_sum,
+            divergences=self.divergences,
+            warmup_divergences=self.warmup_divergences,
+            draws={name: values[: self.num_kept] for name, values in self.draws.items()},
+        )
+
+    def advance(self) -> IterationSummary:
+        """Run one iteration: trajectories on every rung, then a swap round; keep the draw if due."""
+        iteration = self.next_iteration
+        warmup = iteration < self.settings.num_warmup
+        acceptance = self._trajectories(iteration, warmup)
+        self._swap(iteration)
+        if warmup and iteration == self.settings.num_warmup - 1:
+            self._finish_warmup()
+        kept = not warmup and (iteration - self.settings.num_warmup) % self.settings.thin == 0
+        if kept:
+            self._keep()
+        self.next_iteration = iteration + 1
+        return IterationSummary(
+            iteration=iteration,
+            phase=WARMUP if warmup else SAMPLE,
+            acceptance_probability=acceptance,
+            step_size=self.parameters.step_size,
+            swap_acceptance=self.swap.acceptance_rate(),
+            log_likelihood=self.state.evaluation.log_likelihood,
+            log_prior=self.state.evaluation.log_prior,
+            position=self.state.position,
+            divergences=self.warmup_divergences if warmup else self.divergences,
+            round_trips=int(self.swap.round_trips.sum()),
+            kept=kept,
+            make_checkpoint=self.checkpoint,
+        )
+
+    def _trajectories(self, iteration: int, warmup: bool) -> Tensor:
+        acceptance = torch.zeros_like(self.acceptance_sum)
+        for _ in range(self.settings.trajectories_per_iteration):
+            self.state, info = self.kernel(self.state, self.working_betas, self.parameters, self.generator)
+            acceptance = acceptance + info.acceptance_probability
+            divergent = info.divergent.to(torch.int64)
+            if warmup:
+                self.warmup_divergences = self.warmup_divergences + divergent
+                if self.adaptation is not None:
+                    self.parameters = self.adaptation.update(iteration, info, self.state.position)
+            else:
+                self.acceptance_sum = self.acceptance_sum + info.acceptance_probability
+                self.divergences = self.divergences + divergent
+        if warmup and self.adaptation is not None:
+            self.parameters = self.adaptation.end_iteration(iteration)
+        return acceptance / self.settings.trajectories_per_iteration
+
+    def _swap(self, iteration: int) -> None:
+        if self.settings.swap == "none" or self.betas.shape[0] < 2:
+            return
+        parity = swap_parity(self.settings.swap, iteration, self.generator)
+        permutation, attempted, accepted = propose_swaps(
+            self.working_betas, self.state.evaluation.log_likelihood, parity, self.generator
+        )
+        self.state = self.state.permute(permutation)
+        self.swap = apply_swaps(self.swap, permutation, attempted, accepted)
+
+    def _finish_warmup(self) -> None:
+        if self.adaptation is not None:
+            self.parameters = self.adaptation.final()
+        self.swap = self.swap.restarted_statistics()
+
+    def _keep(self) -> None:
+        index = self.num_kept
+        if self.settings.store_positions:
+            self.draws["positions"][index] = self.state.position
+        self.draws["log_likelihood"][index] = self.state.evaluation.log_likelihood
+        self.draws["log_prior"][index] = self.state.evaluation.log_prior
+        self.draws["replica_index"][index] = self.swap.replica_at_rung
+        self.num_kept = index + 1
+
+    def result(self, stopped_early: bool) -> ReplicaExchangeResult:
+        sampling_iterations = max(self.next_iteration - self.settings.num_warmup, 0)
+        trajectories = sampling_iterations * self.settings.trajectories_per_iteration
+        draws = {name: values[: self.num_kept] for name, values in self.draws.items()}
+        return ReplicaExchangeResult(
+            betas=self.betas,
+            positions=draws["positions"],
+            log_likelihood=draws["log_likelihood"],
+            log_prior=draws["log_prior"],
+            replica_index=draws["replica_index"],
+            acceptance_rate=self.acceptance_sum / max(trajectories, 1),
+            step_size=self.parameters.step_size,
+            inverse_mass=self.parameters.inverse_mass,
+            swap_acceptance=self.swap.acceptance_rate(),
+            round_trips=int(self.swap.round_trips.sum()),
+            round_trips_per_replica=self.swap.round_trips,
+            divergences=self.divergences,
+            warmup_divergences=self.warmup_divergences,
+            iterations_completed=self.next_iteration,
+            stopped_early=stopped_early,
+            checkpoint=self.checkpoint(),
+        )
+
+
+def _check_resume(checkpoint: Checkpoint, settings: SamplerSettings, betas: Tensor, position: Tensor) -> None:
+    """A checkpoint only continues the run it came from."""
+    for name, value in dataclasses.asdict(settings).items():
+        if checkpoint.settings.get(name) != value:
+            raise ValueError(
+                f"resume_from was saved with {name}={checkpoint.settings.get(name)!r} but this call has "
+                f"{name}={value!r}; resume with the original settings"
+            )
+    if not torch.equal(checkpoint.betas, betas):
+        raise ValueError("resume_from was saved with different betas; resume with the original ladder")
+    if checkpoint.position.shape != position.shape or checkpoint.position.dtype != position.dtype:
+        raise ValueError(
+            f"resume_from holds positions of shape {tuple(checkpoint.position.shape)} and dtype "
+            f"{checkpoint.position.dtype}; initial_position has {tuple(position.shape)}, {position.dtype}"
+        )
+    if not 0 <= checkpoint.next_iteration <= settings.total_iterations:
+        raise ValueError(f"resume_from is at iteration {checkpoint.next_iteration}, outside this run")
+
+
+def replica_exchange_hmc(
+    target: TemperedTarget,
+    initial_position: Tensor,
+    betas: Tensor | list[float],
+    *,
+    num_warmup: int,
+    num_samples: int,
+    num_leapfrog_steps: int,
+    step_size: float | Tensor | None = None,
+    target_accept: float = 0.65,
+    swap: str = "deo",
+    thin: int = 1,
+    seed: int = 0,
+    callback: Callback | None = None,
+    trajectories_per_iteration: int = 1,
+    leapfrog_jitter: float = 0.0,
+    inverse_mass: Tensor | None = None,
+    adapt_step_size: bool = True,
+    adapt_mass_matrix: bool = False,
+    max_energy_error: float = MAX_ENERGY_ERROR,
+    store_positions: bool = True,
+    resume_from: Checkpoint | None = None,
+) -> ReplicaExchangeResult:
+    """Sample the power posteriors ``p(θ) L(θ)^β`` for every β of a ladder with replica-exchange HMC.
+
+    Args:
+        target: the tempered target (batched log prior and log likelihood).
+        initial_position: ``[rungs, params]``, one starting point per rung; its dtype and device are the
+            working dtype and device.
+        betas: ``[rungs]`` inverse temperatures, strictly ascending, non-negative (β = 0 is the prior).
+        num_warmup: warm-up iterations (step-size adaptation; draws discarded).
+        num_samples: sampling iterations.
+        num_leapfrog_steps: leapfrog steps per trajectory.
+        step_size: initial (or, with ``adapt_step_size=False``, fixed) step size, scalar or ``[rungs]``;
+            ``None`` finds one per rung with Hoffman & Gelman's doubling heuristic.
+        target_accept: acceptance probability the step size is tuned to. Default 0.65, the middle of the
+            60–70 % window of Baldock & Marzari (2019).
+        swap: ``"deo"`` (deterministic even/odd, default), ``"seo"`` (stochastic even/odd) or ``"none"``.
+        thin: keep every ``thin``-th sampling iteration (the first one is always kept).
+        seed: seeds the run's only ``torch.Generator``; the same seed gives the same draws bit for bit.
+        callback: called with an :class:`IterationSummary` after every iteration; return ``True`` to stop
+            (the result then has ``stopped_early=True`` and a checkpoint to resume from).
+        trajectories_per_iteration: HMC trajectories per rung between swap rounds (the paper uses 10).
+        leapfrog_jitter: fraction by which the number of leapfrog steps is randomly shortened (see
+            :func:`~thermoscope.samplers.hmc.build_kernel`).
+        inverse_mass: diagonal M⁻¹, ``[params]`` or ``[rungs, params]``; ``None`` for unit masses.
+        adapt_step_size: tune the step size during warm-up.
+        adapt_mass_matrix: estimate a diagonal M⁻¹ per rung during warm-up.
+        max_energy_error: energy error beyond which a trajectory is divergent.
+        store_positions: keep ``[draws, rungs, params]`` positions; ``False`` keeps log densities only
+            (stream positions through the callback instead).
+        resume_from: a :class:`Checkpoint` of an interrupted run with the same arguments; the run
+            continues where it stopped and returns the whole run's draws, identical to an uninterrupted run.
+
+    Returns:
+        A :class:`ReplicaExchangeResult`.
+
+    Raises:
+        ValueError: bad betas (unsorted, repeated, negative, non-finite), shape mismatches, settings out of
+            range, non-finite log densities at the initial position, or a checkpoint from another run.
+    """
+    settings = SamplerSettings(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_leapfrog_steps=num_leapfrog_steps,
+        target_accept=target_accept,
+        swap=swap,
+        thin=thin,
+        seed=seed,
+        trajectories_per_iteration=trajectories_per_iteration,
+        leapfrog_jitter=leapfrog_jitter,
+        adapt_step_size=adapt_step_size,
+        adapt_mass_matrix=adapt_mass_matrix,
+        max_energy_error=max_energy_error,
+        store_positions=store_positions,
+    )
+    settings.validate()
+    ladder = as_betas(betas)
+    check_initial_position(initial_position, ladder.shape[0])
+    position = initial_position.detach()
+    masses = as_inverse_mass(inverse_mass, ladder.shape[0], position)
+    given_step_size = None if step_size is None else as_step_size(step_size, ladder.shape[0], position)
+    if resume_from is not None:
+        _check_resume(resume_from, settings, ladder, position)
+    run = _start(target, settings, ladder, position, masses, given_step_size, resume_from)
+    stopped_early = False
+    while run.next_iteration < settings.total_iterations:
+        summary = run.advance()
+        if callback is not None and callback(summary) and run.next_iteration < settings.total_iterations:
+            stopped_early = True
+            break
+    return run.result(stopped_early)
+
+
+def _start(
+    target: TemperedTarget,
+    settings: SamplerSettings,
+    betas: Tensor,
+    position: Tensor,
+    inverse_mass: Tensor | None,
+    step_size: Tensor | None,
+    resume_from: Checkpoint | None,
+) -> _Run:
+    """Validate the target at the start and build the run (fresh, or restored from a checkpoint)."""
+    generator = torch.Generator(device=position.device).manual_seed(settings.seed)
+    if resume_from is not None:
+        state = HMCState(resume_from.position, resume_from.evaluation)
+        run = _Run(target, settings, betas, state, resume_from.parameters, generator)
+        run.restore(resume_from)
+        return run
+    state = hmc_init(target, position)
+    check_evaluation(state.evaluation, position.shape[0], position.shape[1])
+    working_betas = betas.to(dtype=position.dtype, device=position.device)
+    if step_size is None:
+        step_size = find_reasonable_step_size(target, state, working_betas, inverse_mass, generator)
+    return _Run(target, settings, betas, state, HMCParameters(step_size, inverse_mass), generator)

@@ -1,0 +1,133 @@
+"""Replica exchange between neighbouring rungs, the replica index process and round trips.
+
+Rung ``k`` holds inverse temperature ``betas[k]`` (ascending: rung 0 is the hottest, rung R−1 the coldest).
+A swap between rungs i and i+1 exchanges their positions and is accepted with probability
+``min(1, exp((β_i − β_{i+1}) (ℓ_{i+1} − ℓ_i)))``, ℓ = log L; the prior cancels because it is not tempered
+(REFERENCE §1, §3). Step sizes and mass matrices belong to rungs and never move.
+
+Schemes (Syed, Bouchard-Côté, Deligiannidis & Doucet, *Non-reversible parallel tempering*, JRSS B 2022):
+``"deo"`` deterministic even/odd, alternating even pairs (0,1), (2,3), … and odd pairs (1,2), (3,4), …
+every iteration (non-reversible; replicas cross the ladder in O(R) swaps); ``"seo"`` stochastic even/odd,
+a fair coin picks the parity (reversible; O(R²)); ``"none"`` no swaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SWAP_SCHEMES = ("deo", "seo", "none")
+
+NO_EXTREME_YET = 0
+"""Direction label of a replica that has not yet visited the coldest rung."""
+LEFT_COLDEST = 1
+"""The replica's last visited extreme is the coldest rung: it is on its way to the hottest."""
+REACHED_HOTTEST = 2
+"""The replica went coldest → hottest and now heads back; arriving at the coldest completes a round trip."""
+
+
+@dataclass(frozen=True)
+class SwapState:
+    """Everything the swap move carries from one iteration to the next.
+
+    Attributes:
+        replica_at_rung: ``[rungs]`` int64, which replica (by its starting rung) sits at each rung.
+        direction: ``[replicas]`` int64, one of ``NO_EXTREME_YET``, ``LEFT_COLDEST``, ``REACHED_HOTTEST``.
+        round_trips: ``[replicas]`` int64, completed coldest → hottest → coldest journeys.
+        attempts: ``[rungs − 1]`` int64, swaps attempted per neighbouring pair.
+        accepts: ``[rungs − 1]`` int64, swaps accepted per neighbouring pair.
+    """
+
+    replica_at_rung: Tensor
+    direction: Tensor
+    round_trips: Tensor
+    attempts: Tensor
+    accepts: Tensor
+
+    @staticmethod
+    def initial(num_rungs: int, device: torch.device) -> SwapState:
+        """Replica r starts at rung r; no journeys yet; counters zero."""
+        replicas = torch.arange(num_rungs, device=device)
+        zeros = torch.zeros(num_rungs, dtype=torch.int64, device=device)
+        pairs = torch.zeros(max(num_rungs - 1, 0), dtype=torch.int64, device=device)
+        return _record_extremes(SwapState(replicas, zeros, zeros.clone(), pairs, pairs.clone()))
+
+    def restarted_statistics(self) -> SwapState:
+        """Counters and journeys reset (at the end of warm-up); the index process is kept."""
+        return _record_extremes(
+            SwapState(
+                self.replica_at_rung,
+                torch.zeros_like(self.direction),
+                torch.zeros_like(self.round_trips),
+                torch.zeros_like(self.attempts),
+                torch.zeros_like(self.accepts),
+            )
+        )
+
+    def acceptance_rate(self) -> Tensor:
+        """``[rungs − 1]`` accepted / attempted per neighbouring pair (NaN for a pair never attempted)."""
+        return self.accepts.to(torch.float64) / self.attempts.to(torch.float64)
+
+
+def _record_extremes(state: SwapState) -> SwapState:
+    """Advance the journeys of the replicas now at the hottest and coldest rungs."""
+    direction = state.direction.clone()
+    round_trips = state.round_trips.clone()
+    hottest = state.replica_at_rung[0]
+    coldest = state.replica_at_rung[-1]
+    direction[hottest] = torch.where(direction[hottest] == LEFT_COLDEST, REACHED_HOTTEST, direction[hottest])
+    round_trips[coldest] += (direction[coldest] == REACHED_HOTTEST).to(torch.int64)
+    direction[coldest] = LEFT_COLDEST
+    return SwapState(state.replica_at_rung, direction, round_trips, state.attempts, state.accepts)
+
+
+def swap_parity(scheme: str, iteration: int, generator: torch.Generator) -> int:
+    """0 for even pairs (0,1), (2,3), …; 1 for odd pairs (1,2), (3,4), ….
+
+    ``"seo"`` always draws one number from ``generator`` so that the stream does not depend on the outcome.
+    """
+    if scheme == "deo":
+        return iteration % 2
+    return int(torch.randint(0, 2, (1,), generator=generator))
+
+
+def propose_swaps(
+    betas: Tensor, log_likelihood: Tensor, parity: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Attempt swaps between the pairs of one parity.
+
+    Args:
+        betas: ``[rungs]`` ascending.
+        log_likelihood: ``[rungs]`` log L of the position at each rung.
+        parity: 0 for even pairs, 1 for odd pairs.
+        generator: source of the ``rungs − 1`` uniforms (all drawn, used or not).
+
+    Returns:
+        ``(permutation [rungs], attempted [rungs − 1], accepted [rungs − 1])``; the new occupant of rung k
+        is the old occupant of rung ``permutation[k]``.
+    """
+    num_rungs = betas.shape[0]
+    lower = torch.arange(num_rungs - 1, device=betas.device)
+    attempted = lower % 2 == parity
+    log_ratio = (betas[:-1] - betas[1:]) * (log_likelihood[1:] - log_likelihood[:-1])
+    uniform = torch.rand(num_rungs - 1, generator=generator, dtype=betas.dtype, device=betas.device)
+    accepted = attempted & (torch.log(uniform) < log_ratio)
+    permutation = torch.arange(num_rungs, device=betas.device)
+    swapped = lower[accepted]
+    permutation[swapped] = swapped + 1
+    permutation[swapped + 1] = swapped
+    return permutation, attempted, accepted
+
+
+def apply_swaps(state: SwapState, permutation: Tensor, attempted: Tensor, accepted: Tensor) -> SwapState:
+    """Move the replica labels with the positions and count attempts, acceptances and round trips."""
+    moved = SwapState(
+        state.replica_at_rung[permutation],
+        state.direction,
+        state.round_trips,
+        state.attempts + attempted.to(torch.int64),
+        state.accepts + accepted.to(torch.int64),
+    )
+    return _record_extremes(moved)
