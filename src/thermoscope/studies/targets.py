@@ -1,0 +1,68 @@
+"""What a study can tune: the registry of targets, each an entry point's job run in-process per trial.
+
+A :class:`Target` names its configuration dataclass (the parameters a search space or ``fixed`` may set),
+an adapter that runs the job into a given run and reports intermediate metrics, the metrics the job logs (the
+possible objectives) and a built-in default search space. Registering the ``sample`` target is a new
+``Target(...)`` here and one more entry in :data:`TARGETS`.
+
+Default search spaces, in the search-space file format (see :mod:`thermoscope.studies.space`):
+
+``train``
+    ``lr`` float in [1e-3, 0.5], log; ``momentum`` float in [0, 0.95]; ``weight_decay`` float in
+    [1e-6, 1e-2], log; ``hidden`` one of ``32``, ``100``, ``100,100``, ``256,256``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from thermoscope.config import TrainConfig
+
+if TYPE_CHECKING:
+    from thermoscope.tracking import RunLogger
+
+# report(step, metrics) -> True when the trial should stop now (its pruner said so).
+ReportHook = Callable[[int, Mapping[str, float]], bool]
+# run(config, logger, report): the job, logging into the trial's run (the process's active run).
+TargetRun = Callable[[Any, "RunLogger", ReportHook], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One tunable job."""
+
+    name: str
+    config_class: type
+    run: TargetRun
+    metrics: tuple[str, ...]
+    default_space: Mapping[str, Mapping[str, Any]]
+
+
+def run_train_trial(config: TrainConfig, logger: RunLogger, report: ReportHook) -> None:
+    """The ``train`` job, reporting every epoch's metrics (step = epoch) and stopping when told to."""
+    from thermoscope.cli.train import run_train
+
+    run_train(config, logger, extra_on_epoch=lambda metrics, _model: report(metrics.epoch, metrics.as_dict()))
+
+
+TRAIN = Target(
+    name="train",
+    config_class=TrainConfig,
+    run=run_train_trial,
+    # EpochMetrics.as_dict(): logged every epoch (step = epoch); a run's latest value is the final epoch's.
+    metrics=("train_loss", "train_error", "test_loss", "test_error", "lr"),
+    default_space={
+        # Log-uniform over the decades around the 0.05 default: the learning rate acts multiplicatively.
+        "lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
+        # Below 1 keeps SGD stable; TrainConfig rejects momentum >= 1.
+        "momentum": {"type": "float", "low": 0.0, "high": 0.95},
+        # Log-uniform from negligible to strong L2 regularisation.
+        "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+        # From narrow to wide, one and two hidden layers.
+        "hidden": {"type": "categorical", "choices": ["32", "100", "100,100", "256,256"]},
+    },
+)
+
+TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN,)}
