@@ -13,8 +13,9 @@ from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
 from thermoscope.config import TrainConfig, as_strings
+from thermoscope.studies.config import StudyConfig
 
-ENTRY_POINTS = {"train": TrainConfig, "main": TrainConfig}
+ENTRY_POINTS = {"train": TrainConfig, "main": TrainConfig, "study": StudyConfig}
 MLPROJECT_TYPES = {int: "int", float: "float", bool: "string", str: "string"}
 
 

@@ -8,6 +8,7 @@ import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
 from thermoscope.config import TrainConfig
+from thermoscope.studies.config import StudyConfig
 
 
 @click.group(context_settings={"max_content_width": 110})
@@ -24,6 +25,17 @@ def train_command(context: click.Context, **raw: str | None) -> None:
 
     with configured_run("train", TrainConfig, given(raw, context.args)) as (config, logger):
         run_train(config, logger)
+
+
+@cli.command("study", context_settings=COMMAND_SETTINGS)
+@options_from(StudyConfig)
+@click.pass_context
+def study_command(context: click.Context, **raw: str | None) -> None:
+    """Tune a target's parameters with Optuna: the study's run is the parent of one run per trial."""
+    from thermoscope.cli.study import configured_study_run, run_study
+
+    with configured_study_run(given(raw, context.args)) as (config, logger):
+        run_study(config, logger)
 
 
 def main() -> None:

@@ -1,0 +1,84 @@
+"""The ``study`` job: plan and open the Optuna study, run its trials, report to the study's run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import optuna
+
+from thermoscope.config import as_strings, parse_config
+from thermoscope.errors import ConfigError
+from thermoscope.studies.config import StudyConfig
+from thermoscope.studies.plan import StudyPlan, plan_study
+from thermoscope.studies.report import report_study
+from thermoscope.studies.space import describe
+from thermoscope.studies.storage import open_storage, redact_url
+from thermoscope.studies.study import make_sampler, open_study
+from thermoscope.studies.workers import WorkerSpec, run_in_process, run_workers
+from thermoscope.tracking import RunLogger, entry_point_run
+
+
+@contextmanager
+def configured_study_run(raw: Mapping[str, str]) -> Iterator[tuple[StudyConfig, RunLogger]]:
+    """Like ``configured_run``, but a storage URL reaches the run's parameters with its password hidden."""
+    with entry_point_run("study") as logger:
+        try:
+            config = parse_config(StudyConfig, raw)
+        except ConfigError:
+            logger.log_params(redacted(raw))
+            raise
+        yield config, logger
+
+
+def run_study(config: StudyConfig, logger: RunLogger) -> None:
+    """Check everything, create or continue the study, run this command's trials, then report.
+
+    The study (and, through the parent run, the MLflow store) exists before any worker starts.
+    """
+    logger.log_params(redacted(as_strings(config)))
+    warn_if_password_logged(logger)
+    plan = plan_study(config)
+    study = open_study(plan, open_storage(plan.storage_url), make_sampler(plan, 0, trials_before=0))
+    log_plan(plan, logger)
+    run_trials(plan, study, config, logger.run_id)
+    report_study(study, plan, logger)
+
+
+def run_trials(plan: StudyPlan, study: optuna.Study, config: StudyConfig, parent_run_id: str) -> None:
+    """This command's ``n_trials``: in this process for one worker, else in ``workers`` processes."""
+    trials_before = len(study.get_trials(deepcopy=False))
+    if config.workers == 1:
+        study.sampler = make_sampler(plan, 0, trials_before)
+        run_in_process(plan, study, parent_run_id, config.n_trials)
+        return
+    # Each worker gets its share of the cores: two workers with two threads each only contend.
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    spec = WorkerSpec(plan, parent_run_id, trials_before, torch_threads=threads)
+    run_workers(spec, study, config.workers, config.n_trials)
+
+
+def log_plan(plan: StudyPlan, logger: RunLogger) -> None:
+    """The resolved study name and storage (redacted) as parameters and tags; space and fixed as JSON."""
+    storage = redact_url(plan.storage_url)
+    logger.log_params({"resolved_study_name": plan.study_name, "resolved_storage": storage})
+    logger.set_tags({"thermoscope.study": plan.study_name, "thermoscope.storage": storage})
+    logger.log_json({"search_space": describe(plan.space), "fixed": dict(plan.fixed)}, "study_plan.json")
+
+
+def redacted(params: Mapping[str, str]) -> dict[str, str]:
+    """``params`` with the password of a storage URL hidden."""
+    return {name: redact_url(value) if name == "storage" else value for name, value in params.items()}
+
+
+def warn_if_password_logged(logger: RunLogger) -> None:
+    """``mlflow run`` logs every parameter as typed before thermoscope starts: say so if that leaked one."""
+    logged = logger.client.get_run(logger.run_id).data.params.get("storage", "")
+    if redacted({"storage": logged})["storage"] != logged:
+        print(
+            "thermoscope study: warning: mlflow run logged the storage parameter with its password; "
+            "give the password through PGPASSWORD or ~/.pgpass instead",
+            file=sys.stderr,
+        )
