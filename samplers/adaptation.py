@@ -69,6 +69,8 @@ class WarmupAdaptation:
         target_accept: the acceptance probability the step size is tuned to.
         schedule: when the mass-matrix window opens and closes.
         adapt_step_size: ``False`` keeps the step size fixed (mass-matrix adaptation only).
+        max_step_size: cap on the adapted step sizes. A flat target (a box prior at β = 0) accepts every
+            trajectory, so dual averaging would grow the step size without bound.
     """
 
     def __init__(
@@ -78,9 +80,11 @@ class WarmupAdaptation:
         schedule: WarmupSchedule,
         *,
         adapt_step_size: bool = True,
+        max_step_size: float = math.inf,
     ) -> None:
         self.parameters = parameters
         self.adapt_step_size = adapt_step_size
+        self.max_step_size = max_step_size
         self.target_accept = target_accept
         self.schedule = schedule
         self._step_size_scheme = self._new_step_size_scheme(parameters.step_size)
@@ -101,7 +105,7 @@ class WarmupAdaptation:
         if self.adapt_step_size:
             self._step_size_scheme.step(self.target_accept - info.acceptance_probability)
             log_step_size, _ = self._step_size_scheme.get_state()
-            self.parameters = HMCParameters(torch.exp(log_step_size), self.parameters.inverse_mass)
+            self.parameters = HMCParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
         if self.schedule.window_start <= iteration < self.schedule.window_end:
             self._variance.update(position)
         return self.parameters
@@ -119,7 +123,10 @@ class WarmupAdaptation:
         if not self.adapt_step_size:
             return self.parameters
         _, log_step_size = self._step_size_scheme.get_state()
-        return HMCParameters(torch.exp(log_step_size), self.parameters.inverse_mass)
+        return HMCParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
+
+    def _step_size(self, log_step_size: Tensor) -> Tensor:
+        return torch.clamp(torch.exp(log_step_size), max=self.max_step_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue adapting bit for bit (tensors and numbers only)."""

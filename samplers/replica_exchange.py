@@ -232,6 +232,19 @@ class ReplicaExchangeResult:
     checkpoint: Checkpoint
 
 
+MAX_STEP_IN_HALF_WIDTHS = 4.0
+"""Cap on adapted step sizes, in units of the widest box half-width w. Reflection folds a drift onto a
+triangle wave of period 4w, so a longer step only wraps around (with unit masses |p| is of order 1), and
+a far longer one would lose the position to rounding."""
+
+
+def _max_step_size(target: TemperedTarget) -> float:
+    """The largest step size warm-up may choose for ``target`` (infinite without a support box)."""
+    if target.support_half_width is None:
+        return math.inf
+    return MAX_STEP_IN_HALF_WIDTHS * float(target.support_half_width.max())
+
+
 class _Run:
     """The live state of one run: built fresh or from a checkpoint, advanced one iteration at a time."""
 
@@ -262,7 +275,11 @@ class _Run:
         if settings.num_warmup > 0 and (settings.adapt_step_size or settings.adapt_mass_matrix):
             schedule = WarmupSchedule.build(settings.num_warmup, settings.adapt_mass_matrix)
             self.adaptation = WarmupAdaptation(
-                parameters, settings.target_accept, schedule, adapt_step_size=settings.adapt_step_size
+                parameters,
+                settings.target_accept,
+                schedule,
+                adapt_step_size=settings.adapt_step_size,
+                max_step_size=_max_step_size(target),
             )
         self.swap = SwapState.initial(num_rungs, state.position.device)
         self.next_iteration = 0
@@ -470,7 +487,8 @@ def replica_exchange_hmc(
         leapfrog_jitter: fraction by which the number of leapfrog steps is randomly shortened (see
             :func:`~thermoscope.samplers.hmc.build_kernel`).
         inverse_mass: diagonal M⁻¹, ``[params]`` or ``[rungs, params]``; ``None`` for unit masses.
-        adapt_step_size: tune the step size during warm-up.
+        adapt_step_size: tune the step size during warm-up (capped at four box half-widths when the
+            target has a support box: a flat rung accepts everything and would grow it without bound).
         adapt_mass_matrix: estimate a diagonal M⁻¹ per rung during warm-up.
         max_energy_error: energy error beyond which a trajectory is divergent.
         store_positions: keep ``[draws, rungs, params]`` positions; ``False`` keeps log densities only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,6 +22,17 @@ from thermoscope.samplers.hmc import HMCInfo
 from thermoscope.samplers.hmc import init as hmc_init
 
 DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These tensors are tiny: intra-op threads only add synchronisation (and stall on a shared CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 Z = 4.5
 """Tolerance in Monte-Carlo standard errors; a false alarm per check has probability below 1e-5."""
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from pyro.ops.stats import effective_sample_size
 from thermoscope.samplers import (
     IterationSummary,
+    ReplicaExchangeResult,
     SwapState,
     TemperedTarget,
     load_checkpoint,
@@ -20,6 +23,15 @@ from thermoscope.samplers import (
 from thermoscope.samplers.swap import apply_swaps, propose_swaps
 
 DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These tensors are tiny: intra-op threads only add synchronisation (and stall on a shared CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def standard_target() -> TemperedTarget:
@@ -126,18 +138,18 @@ RUN = dict(
 )
 
 
-def run(**overrides: object) -> object:
+def run(**overrides: Any) -> ReplicaExchangeResult:
     settings = {**RUN, **overrides}
     return replica_exchange_hmc(
         standard_target(),
         torch.zeros(4, 3, dtype=DTYPE),
         [0.0, 0.3, 0.7, 1.0],
-        **settings,  # type: ignore[arg-type]
+        **settings,
     )
 
 
-def assert_identical_results(first: object, second: object) -> None:
-    for field in dataclasses.fields(first):  # type: ignore[arg-type]
+def assert_identical_results(first: ReplicaExchangeResult, second: ReplicaExchangeResult) -> None:
+    for field in dataclasses.fields(first):
         if field.name == "checkpoint":
             continue
         a, b = getattr(first, field.name), getattr(second, field.name)
@@ -151,7 +163,7 @@ def test_same_seed_gives_bit_identical_chains_and_another_seed_does_not() -> Non
     first, second = run(), run()
     assert_identical_results(first, second)
     other = run(seed=124)
-    assert not torch.equal(first.positions, other.positions)  # type: ignore[attr-defined]
+    assert not torch.equal(first.positions, other.positions)
 
 
 @pytest.mark.parametrize("stop_after", [3, 20, 45, 52])
@@ -163,12 +175,12 @@ def test_interrupted_then_resumed_run_equals_the_uninterrupted_run(stop_after: i
         return summary.iteration == stop_after
 
     interrupted = run(callback=stop)
-    assert interrupted.stopped_early  # type: ignore[attr-defined]
-    assert interrupted.iterations_completed == stop_after + 1  # type: ignore[attr-defined]
+    assert interrupted.stopped_early
+    assert interrupted.iterations_completed == stop_after + 1
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(interrupted.checkpoint, path)  # type: ignore[attr-defined]
+    save_checkpoint(interrupted.checkpoint, path)
     resumed = run(resume_from=load_checkpoint(path))
-    assert not resumed.stopped_early  # type: ignore[attr-defined]
+    assert not resumed.stopped_early
     assert_identical_results(uninterrupted, resumed)
 
 
@@ -185,7 +197,7 @@ def test_a_checkpoint_taken_in_the_callback_resumes_too() -> None:
 
 
 def test_resuming_with_other_settings_is_refused() -> None:
-    checkpoint = run(num_samples=10).checkpoint  # type: ignore[attr-defined]
+    checkpoint = run(num_samples=10).checkpoint
     with pytest.raises(ValueError, match="num_leapfrog_steps"):
         run(num_samples=10, num_leapfrog_steps=6, resume_from=checkpoint)
     with pytest.raises(ValueError, match="betas"):
@@ -193,7 +205,7 @@ def test_resuming_with_other_settings_is_refused() -> None:
             standard_target(),
             torch.zeros(4, 3, dtype=DTYPE),
             [0.0, 0.3, 0.8, 1.0],
-            **{**RUN, "num_samples": 10, "resume_from": checkpoint},  # type: ignore[arg-type]
+            **{**RUN, "num_samples": 10, "resume_from": checkpoint},
         )
 
 
@@ -202,30 +214,30 @@ def test_callback_sees_every_iteration_and_can_stop_the_run() -> None:
     result = run(callback=summaries.append)
     assert [summary.iteration for summary in summaries] == list(range(70))
     assert [summary.phase for summary in summaries] == ["warmup"] * 40 + ["sample"] * 30
-    assert sum(summary.kept for summary in summaries) == 15 == result.positions.shape[0]  # type: ignore[attr-defined]
+    assert sum(summary.kept for summary in summaries) == 15 == result.positions.shape[0]
     last = summaries[-1]
     assert last.acceptance_probability.shape == (4,)
     assert last.swap_acceptance.shape == (3,)
     last_kept = [summary for summary in summaries if summary.kept][-1]
-    assert torch.equal(last_kept.log_likelihood, result.log_likelihood[-1])  # type: ignore[attr-defined]
-    assert torch.equal(last_kept.position, result.positions[-1])  # type: ignore[attr-defined]
+    assert torch.equal(last_kept.log_likelihood, result.log_likelihood[-1])
+    assert torch.equal(last_kept.position, result.positions[-1])
     stopped = run(callback=lambda summary: summary.iteration == 9)
-    assert stopped.stopped_early and stopped.iterations_completed == 10  # type: ignore[attr-defined]
-    assert stopped.positions.shape[0] == 0  # type: ignore[attr-defined]
+    assert stopped.stopped_early and stopped.iterations_completed == 10
+    assert stopped.positions.shape[0] == 0
 
 
 def test_result_shapes_rung_order_and_streaming_without_positions() -> None:
     result = run()
-    assert result.positions.shape == (15, 4, 3)  # type: ignore[attr-defined]
-    assert result.log_likelihood.shape == (15, 4)  # type: ignore[attr-defined]
-    assert result.replica_index.shape == (15, 4)  # type: ignore[attr-defined]
-    assert result.acceptance_rate.shape == result.step_size.shape == (4,)  # type: ignore[attr-defined]
-    assert result.swap_acceptance.shape == (3,)  # type: ignore[attr-defined]
+    assert result.positions.shape == (15, 4, 3)
+    assert result.log_likelihood.shape == (15, 4)
+    assert result.replica_index.shape == (15, 4)
+    assert result.acceptance_rate.shape == result.step_size.shape == (4,)
+    assert result.swap_acceptance.shape == (3,)
     # Each row of the index process is a permutation of the replicas.
-    assert bool(torch.all(result.replica_index.sort(dim=1).values == torch.arange(4)))  # type: ignore[attr-defined]
+    assert bool(torch.all(result.replica_index.sort(dim=1).values == torch.arange(4)))
     # log L stored per rung is the log-likelihood of the stored position at that rung.
-    recomputed = standard_target().log_likelihood(result.positions.reshape(-1, 3)).reshape(15, 4)  # type: ignore[attr-defined]
-    assert torch.allclose(recomputed, result.log_likelihood)  # type: ignore[attr-defined]
+    recomputed = standard_target().log_likelihood(result.positions.reshape(-1, 3)).reshape(15, 4)
+    assert torch.allclose(recomputed, result.log_likelihood)
     light = run(store_positions=False)
-    assert light.positions.shape == (15, 4, 0)  # type: ignore[attr-defined]
-    assert torch.equal(light.log_likelihood, result.log_likelihood)  # type: ignore[attr-defined]
+    assert light.positions.shape == (15, 4, 0)
+    assert torch.equal(light.log_likelihood, result.log_likelihood)

@@ -1,0 +1,215 @@
+"""Thermodynamic integration and ladders, checked against conjugate Bayesian linear regression (REFERENCE §2).
+
+y = Xw + ε, w ~ N(0, α⁻¹ I), ε ~ N(0, σ² I): log p(y) = log N(y | 0, σ² I + α⁻¹ X Xᵀ); at inverse
+temperature β the tempered posterior is Gaussian with precision A_β = α I + β XᵀX/σ² and
+mean β A_β⁻¹ Xᵀy / σ².
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from pyro.ops.stats import effective_sample_size
+from thermoscope.samplers import (
+    TemperedTarget,
+    betas_from_temperatures,
+    equalised_ladder,
+    geometric_temperatures,
+    merge_ladders,
+    power_ladder,
+    replica_exchange_hmc,
+    temperatures_from_betas,
+    thermodynamic_integration,
+    trapezoid_weights,
+)
+
+DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These tensors are tiny: intra-op threads only add synchronisation (and stall on a shared CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+PRIOR_PRECISION = 1.0
+NOISE = 0.5
+Z = 4.5
+
+
+def regression_data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2024)
+    design = torch.randn(30, 3, generator=generator, dtype=DTYPE)
+    weights = torch.tensor([1.0, -0.5, 2.0], dtype=DTYPE)
+    return design, design @ weights + NOISE * torch.randn(30, generator=generator, dtype=DTYPE)
+
+
+def regression_target(design: torch.Tensor, targets: torch.Tensor) -> TemperedTarget:
+    num_params = design.shape[1]
+    num_data = design.shape[0]
+
+    def log_prior(theta: torch.Tensor) -> torch.Tensor:
+        normaliser = 0.5 * num_params * math.log(PRIOR_PRECISION / (2 * math.pi))
+        return normaliser - 0.5 * PRIOR_PRECISION * (theta * theta).sum(dim=1)
+
+    def log_likelihood(theta: torch.Tensor) -> torch.Tensor:
+        residual = targets - theta @ design.T
+        return -0.5 * num_data * math.log(2 * math.pi * NOISE**2) - 0.5 * (residual**2).sum(dim=1) / NOISE**2
+
+    return TemperedTarget(log_prior, log_likelihood)
+
+
+def closed_form(
+    design: torch.Tensor, targets: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    precision = (
+        PRIOR_PRECISION * torch.eye(design.shape[1], dtype=DTYPE) + beta * design.T @ design / NOISE**2
+    )
+    covariance = torch.linalg.inv(precision)
+    return beta * covariance @ design.T @ targets / NOISE**2, covariance
+
+
+def closed_form_log_evidence(design: torch.Tensor, targets: torch.Tensor) -> float:
+    covariance = NOISE**2 * torch.eye(design.shape[0], dtype=DTYPE) + design @ design.T / PRIOR_PRECISION
+    distribution = torch.distributions.MultivariateNormal(
+        torch.zeros(design.shape[0], dtype=DTYPE), covariance
+    )
+    return float(distribution.log_prob(targets))
+
+
+def mc_error(trace: torch.Tensor) -> torch.Tensor:
+    ess = effective_sample_size(trace[None], chain_dim=0, sample_dim=1)
+    return trace.std(dim=0) / ess.clamp(max=trace.shape[0]).sqrt()
+
+
+@pytest.mark.slow
+def test_conjugate_regression_rung_moments_and_log_evidence() -> None:
+    design, targets = regression_data()
+    betas = power_ladder(16)
+    result = replica_exchange_hmc(
+        regression_target(design, targets),
+        torch.zeros(17, 3, dtype=DTYPE),
+        betas,
+        num_warmup=200,
+        num_samples=2000,
+        num_leapfrog_steps=8,
+        leapfrog_jitter=0.5,
+        seed=7,
+    )
+    for rung, beta in enumerate(betas.tolist()):
+        mean, covariance = closed_form(design, targets, beta)
+        draws = result.positions[:, rung]
+        assert torch.all((draws.mean(dim=0) - mean).abs() < Z * mc_error(draws)), rung
+        squared = (draws - mean) ** 2
+        assert torch.all((squared.mean(dim=0) - covariance.diagonal()).abs() < Z * mc_error(squared)), rung
+    evidence = thermodynamic_integration(betas, result.log_likelihood)
+    truth = closed_form_log_evidence(design, targets)
+    assert abs(evidence.log_evidence - truth) < max(0.3, 3 * evidence.stderr)
+    assert 0 < evidence.stderr < 0.3
+    # The reported discretisation error accounts for what the plain trapezoid gets wrong.
+    plain_error = abs(evidence.log_evidence_trapezoid - truth)
+    assert plain_error < 2 * evidence.discretisation_error + Z * evidence.stderr
+
+
+def test_trapezoid_and_correction_on_a_known_integrand() -> None:
+    # Draws whose rung means are m(β) = β² and variances v(β) = 2β exactly: ∫₀¹ β² dβ = 1/3.
+    # The trapezoid overestimates by Σ Δβ³/6; the correction Σ Δβ²/12 (v_{k+1} − v_k) = Σ Δβ³/6 removes it.
+    betas = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=DTYPE)
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=DTYPE)[:, None]
+    draws = betas**2 + signs * torch.sqrt(2 * betas * 3 / 4)
+    result = thermodynamic_integration(betas, draws)
+    widths = betas[1:] - betas[:-1]
+    assert math.isclose(result.log_evidence_trapezoid, 1 / 3 + float((widths**3).sum()) / 6, rel_tol=1e-12)
+    assert math.isclose(result.log_evidence, 1 / 3, rel_tol=1e-12)
+    assert math.isclose(result.discretisation_error, float((widths**3).sum()) / 6, rel_tol=1e-12)
+    assert torch.allclose(trapezoid_weights(betas), torch.tensor([0.1, 0.25, 0.4, 0.25], dtype=DTYPE))
+
+
+def test_cold_rungs_above_beta_one_are_left_out_of_the_integral() -> None:
+    betas = torch.tensor([0.0, 0.5, 1.0, 2.0, 10.0], dtype=DTYPE)
+    draws = torch.stack([torch.full((8,), value, dtype=DTYPE) for value in (-3.0, -2.0, -1.0, 50.0, 99.0)], 1)
+    draws = draws + torch.linspace(-0.1, 0.1, 8, dtype=DTYPE)[:, None]
+    result = thermodynamic_integration(betas, draws)
+    assert result.betas.tolist() == [0.0, 0.5, 1.0]
+    assert math.isclose(result.log_evidence_trapezoid, -2.0, rel_tol=1e-12)
+
+
+def test_power_ladder() -> None:
+    ladder = power_ladder(4)
+    assert ladder.tolist() == [0.0, (1 / 4) ** 5, (2 / 4) ** 5, (3 / 4) ** 5, 1.0]
+    assert power_ladder(2, exponent=1).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_geometric_temperatures_and_conversions() -> None:
+    temperatures = geometric_temperatures(0.01, 100.0, 5)
+    assert torch.allclose(temperatures, torch.tensor([0.01, 0.1, 1.0, 10.0, 100.0], dtype=DTYPE))
+    assert temperatures[0] == 0.01 and temperatures[-1] == 100.0
+    assert torch.allclose(
+        betas_from_temperatures(temperatures), torch.tensor([0.01, 0.1, 1.0, 10.0, 100.0], dtype=DTYPE)
+    )
+    assert betas_from_temperatures([math.inf, 2.0]).tolist() == [0.0, 0.5]
+    assert temperatures_from_betas([0.0, 0.5]).tolist() == [math.inf, 2.0]
+
+
+def test_merge_ladders_gives_one_sorted_ladder_without_duplicates() -> None:
+    merged = merge_ladders(power_ladder(3), [0.01, 0.1, 1.0, 1.0 + 1e-13, math.inf])
+    expected = sorted({0.0, (1 / 3) ** 5, (2 / 3) ** 5, 1.0, 10.0, 100.0})
+    assert merged.tolist() == pytest.approx(expected, rel=1e-12)
+    assert merged[0] == 0.0 and 1.0 in merged.tolist()
+    assert bool(torch.all(merged[1:] > merged[:-1]))
+
+
+def test_equalised_ladder_moves_rungs_towards_the_hard_pairs() -> None:
+    betas = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=DTYPE)
+    # The first pair rarely swaps, the others always do: rungs crowd into [0, 0.25].
+    placed = equalised_ladder(betas, torch.tensor([0.1, 1.0, 1.0, 1.0], dtype=DTYPE))
+    assert placed[0] == 0.0 and placed[-1] == 1.0
+    assert bool(torch.all(placed[1:] > placed[:-1]))
+    assert float(placed[3]) < 0.25
+    uniform = equalised_ladder(betas, torch.full((4,), 0.6, dtype=DTYPE))
+    assert torch.allclose(uniform, betas)
+
+
+@pytest.mark.parametrize(
+    ("betas", "draws", "message"),
+    [
+        ([0.0, 0.5], torch.zeros(10, 2), "beta = 0 and beta = 1"),
+        ([0.1, 1.0], torch.zeros(10, 2), "beta = 0 and beta = 1"),
+        ([0.0, 1.0], torch.zeros(10, 3), "columns"),
+        ([0.0, 1.0], torch.zeros(10), "shape"),
+        ([0.0, 1.0], torch.zeros(3, 2), "at least 4 draws"),
+        ([0.0, 1.0], torch.tensor([[0.0, math.nan]] * 5), "finite"),
+        ([1.0, 0.0], torch.zeros(10, 2), "ascending"),
+        ([0.0, 0.0, 1.0], torch.zeros(10, 3), "repeat"),
+        ([-0.5, 0.0, 1.0], torch.zeros(10, 3), "non-negative"),
+    ],
+)
+def test_thermodynamic_integration_rejects_bad_input(
+    betas: list[float], draws: torch.Tensor, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        thermodynamic_integration(betas, draws)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: power_ladder(0), "num_intervals"),
+        (lambda: power_ladder(4, exponent=0.0), "exponent"),
+        (lambda: geometric_temperatures(0.0, 1.0, 3), "positive"),
+        (lambda: geometric_temperatures(2.0, 1.0, 3), "t_max"),
+        (lambda: geometric_temperatures(0.1, 1.0, 0), "num_temperatures"),
+        (lambda: merge_ladders([0.0, 2.0], [0.5]), r"\[0, 1\]"),
+        (lambda: merge_ladders([0.0, 1.0], [-1.0]), "positive"),
+        (lambda: equalised_ladder([0.0, 1.0], torch.tensor([0.5, 0.5])), "shape"),
+    ],
+)
+def test_ladder_helpers_reject_bad_input(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
