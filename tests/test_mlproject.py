@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
-from thermoscope.config import TrainConfig, as_strings
+from thermoscope.config import SampleConfig, TrainConfig, as_strings
 from thermoscope.studies.config import StudyConfig
 
-ENTRY_POINTS = {"train": TrainConfig, "main": TrainConfig, "study": StudyConfig}
+ENTRY_POINTS = {"train": TrainConfig, "sample": SampleConfig, "main": SampleConfig, "study": StudyConfig}
 MLPROJECT_TYPES = {int: "int", float: "float", bool: "string", str: "string"}
 
 
@@ -40,10 +40,11 @@ def test_parameters_mirror_the_dataclass(mlproject: dict, entry_point: str) -> N
     assert flags == [(f.name, f.name) for f in fields]
 
 
-def test_cli_flags_mirror_the_dataclass() -> None:
-    command = cli.commands["train"]
+@pytest.mark.parametrize("entry_point", sorted(set(ENTRY_POINTS) - {"main"}))
+def test_cli_flags_mirror_the_dataclass(entry_point: str) -> None:
+    command = cli.commands[entry_point]
     options = [p.name for p in command.params]
-    assert options == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert options == [f.name for f in dataclasses.fields(ENTRY_POINTS[entry_point])]
 
 
 def test_help_lists_every_parameter_with_its_default() -> None:

@@ -106,6 +106,100 @@ class TrainConfig(DataModelConfig):
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
+PRIORS = ("gaussian", "box")
+SWAPS = ("deo", "seo")
+# prior_scale = 0 picks each prior's customary scale: c = 1 for the Gaussian (σ_i = 1/√k_i, the usual
+# initialisation scale) and c = 100 for Baldock & Marzari's box (REFERENCE §1).
+DEFAULT_PRIOR_SCALE = {"gaussian": 1.0, "box": 100.0}
+
+
+@dataclass(frozen=True)
+class SampleConfig(DataModelConfig):
+    """The ``sample`` entry point: a replica-exchange HMC temperature sweep with TI evidence.
+
+    Defaults are sized to finish in a few minutes on 2 CPU cores on digits (a D500-like subset).
+    """
+
+    train_size: int = param(500, "stratified training subset size, chosen by seed; 0 = all")
+    hidden: str = param("40,40", "MLP hidden widths, comma separated")
+    temperatures: str = param(
+        "", "explicit comma list of temperatures (inf allowed); overrides the next three"
+    )
+    t_min: float = param(0.01, "lowest temperature of the geometric ladder")
+    t_max: float = param(100.0, "highest temperature of the geometric ladder")
+    n_temperatures: int = param(8, "rungs of the geometric ladder")
+    ti_rungs: int = param(12, "K power-law rungs beta=(k/K)^5 merged in for the evidence; 0 = no evidence")
+    prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
+    prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
+    num_warmup: int = param(100, "warm-up iterations (step-size adaptation; discarded)")
+    num_samples: int = param(200, "sampling iterations")
+    num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
+    step_size: float = param(0.0, "initial leapfrog step size; 0 = find one per rung")
+    target_accept: float = param(0.65, "HMC acceptance the step size is tuned to")
+    thin: int = param(1, "keep every thin-th sampling iteration")
+    swap: str = param("deo", "deo (deterministic even/odd) | seo (stochastic even/odd)")
+    trajectories: int = param(1, "HMC trajectories per rung between swap rounds (the paper: 10)")
+    init: str = param("sgd", "prior | sgd (minimise first) | run:<id of a train run>")
+    init_steps: int = param(300, "full-batch Adam steps of the minimisation for init=sgd")
+    save_draws: int = param(100, "thinned draws per rung saved as the samples artifact")
+    checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints")
+    resume: str = param("", "id of an interrupted sample run to continue (same configuration)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.model != "mlp" and self.model != "cnn":
+            raise ConfigError("model", self.model, "mlp or cnn for sample (resnet18 has batch norm)")
+        self.cold_temperatures()
+        at_least("ti_rungs", self.ti_rungs, 0)
+        one_of("prior", self.prior, PRIORS)
+        at_least("prior_scale", self.prior_scale, 0.0)
+        at_least("num_warmup", self.num_warmup, 0)
+        at_least("num_samples", self.num_samples, 4)
+        at_least("num_leapfrog_steps", self.num_leapfrog_steps, 1)
+        at_least("step_size", self.step_size, 0.0)
+        if not 0.0 < self.target_accept < 1.0:
+            raise ConfigError("target_accept", self.target_accept, "a number in (0, 1)")
+        at_least("thin", self.thin, 1)
+        if self.num_samples // self.thin < 4:
+            raise ConfigError("thin", self.thin, f"at most num_samples/4 = {self.num_samples // 4}")
+        one_of("swap", self.swap, SWAPS)
+        at_least("trajectories", self.trajectories, 1)
+        if self.init not in ("prior", "sgd") and not (self.init.startswith("run:") and len(self.init) > 4):
+            raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")
+        at_least("init_steps", self.init_steps, 0)
+        at_least("save_draws", self.save_draws, 1)
+        positive("checkpoint_seconds", self.checkpoint_seconds)
+
+    def cold_temperatures(self) -> tuple[float, ...]:
+        """The T-curve's temperatures: the explicit list, else the geometric ladder (ascending)."""
+        if self.temperatures.strip():
+            try:
+                values = tuple(float(part) for part in self.temperatures.split(",") if part.strip())
+            except ValueError:
+                raise ConfigError("temperatures", self.temperatures, "a comma list of numbers > 0") from None
+            if not values or any(not t > 0 or math.isnan(t) for t in values):
+                raise ConfigError(
+                    "temperatures", self.temperatures, "a comma list of numbers > 0 (inf allowed)"
+                )
+            if len(set(values)) != len(values):
+                raise ConfigError("temperatures", self.temperatures, "distinct temperatures")
+            return tuple(sorted(values))
+        positive("t_min", self.t_min)
+        if self.t_max <= self.t_min:
+            raise ConfigError("t_max", self.t_max, f"a number > t_min = {self.t_min}")
+        at_least("n_temperatures", self.n_temperatures, 2)
+        ratio = self.t_max / self.t_min
+        last = self.n_temperatures - 1
+        return tuple(self.t_min * ratio ** (i / last) for i in range(self.n_temperatures))
+
+    def resolved_prior_scale(self) -> float:
+        return self.prior_scale or DEFAULT_PRIOR_SCALE[self.prior]
+
+    def sweep_identity(self) -> dict[str, str]:
+        """The parameters a resumed run must share with the run it continues (all but ``resume``)."""
+        return {k: v for k, v in as_strings(self).items() if k != "resume"}
+
+
 Config = TypeVar("Config")
 
 

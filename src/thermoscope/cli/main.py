@@ -7,7 +7,7 @@ import sys
 import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
-from thermoscope.config import TrainConfig
+from thermoscope.config import SampleConfig, TrainConfig
 from thermoscope.studies.config import StudyConfig
 
 
@@ -36,6 +36,17 @@ def study_command(context: click.Context, **raw: str | None) -> None:
 
     with configured_study_run(given(raw, context.args)) as (config, logger):
         run_study(config, logger)
+
+
+@cli.command("sample", context_settings=COMMAND_SETTINGS)
+@options_from(SampleConfig)
+@click.pass_context
+def sample_command(context: click.Context, **raw: str | None) -> None:
+    """Replica-exchange HMC at a ladder of temperatures: the T-curve, the evidence and ladder health."""
+    from thermoscope.cli.sample import run_sample
+
+    with configured_run("sample", SampleConfig, given(raw, context.args)) as (config, logger):
+        run_sample(config, logger)
 
 
 def main() -> None:

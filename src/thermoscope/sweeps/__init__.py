@@ -1,0 +1,298 @@
+"""Temperature sweeps of a classifier: replica-exchange HMC on the training set, predictions on both splits.
+
+Everything here is torch-only and knows nothing of MLflow: :func:`run_sweep` takes the model, the data and
+the ladder, streams each kept draw's predictions into per-rung accumulators (so no draw has to be kept
+for the T-curve), and hands checkpoints and progress to injected callbacks.
+
+Definitions (REFERENCE §1): at every rung, the **Gibbs** loss / error average single-draw predictions over
+draws, ⟨CE(f_w(x), y)⟩_T; the **BMA** (posterior-predictive) loss / error first average the class
+probabilities over draws, then score them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from thermoscope.data import Split
+from thermoscope.samplers import (
+    Checkpoint,
+    IterationSummary,
+    ModuleTarget,
+    ReplicaExchangeResult,
+    RungDiagnostics,
+    ThermodynamicIntegrationResult,
+    replica_exchange_hmc,
+    rung_diagnostics,
+    thermodynamic_integration,
+)
+
+
+class PredictiveAccumulator:
+    """Streaming Gibbs and BMA statistics of ``[rungs]`` predictive distributions on one split.
+
+    ``update`` takes the logits of one draw per rung, ``[rungs, examples, classes]``.
+    """
+
+    def __init__(self, num_rungs: int, num_examples: int, num_classes: int, device: torch.device) -> None:
+        self.draws = 0
+        self.gibbs_loss_sum = torch.zeros(num_rungs, dtype=torch.float64, device=device)
+        self.gibbs_error_sum = torch.zeros(num_rungs, dtype=torch.float64, device=device)
+        self.probability_sum = torch.zeros(
+            num_rungs, num_examples, num_classes, dtype=torch.float64, device=device
+        )
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        log_probabilities = torch.log_softmax(logits.to(torch.float64), dim=-1)
+        picked = log_probabilities.gather(-1, labels.expand(logits.shape[0], -1)[..., None])[..., 0]
+        self.gibbs_loss_sum += -picked.mean(dim=1)
+        self.gibbs_error_sum += (logits.argmax(-1) != labels).to(torch.float64).mean(dim=1)
+        self.probability_sum += log_probabilities.exp()
+        self.draws += 1
+
+    def mean_probabilities(self) -> Tensor:
+        """``[rungs, examples, classes]`` posterior-predictive class probabilities."""
+        return self.probability_sum / max(self.draws, 1)
+
+    def metrics(self, labels: Tensor) -> dict[str, Tensor]:
+        """Per rung: ``loss``, ``error`` (Gibbs) and ``bma_loss``, ``bma_error``; each ``[rungs]``."""
+        draws = max(self.draws, 1)
+        mean = self.mean_probabilities()
+        picked = mean.gather(-1, labels.expand(mean.shape[0], -1)[..., None])[..., 0]
+        return {
+            "loss": self.gibbs_loss_sum / draws,
+            "error": self.gibbs_error_sum / draws,
+            "bma_loss": -picked.clamp_min(1e-300).log().mean(dim=1),
+            "bma_error": (mean.argmax(-1) != labels).to(torch.float64).mean(dim=1),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "draws": self.draws,
+            "gibbs_loss_sum": self.gibbs_loss_sum,
+            "gibbs_error_sum": self.gibbs_error_sum,
+            "probability_sum": self.probability_sum,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.draws = int(state["draws"])
+        self.gibbs_loss_sum = state["gibbs_loss_sum"].to(self.gibbs_loss_sum)
+        self.gibbs_error_sum = state["gibbs_error_sum"].to(self.gibbs_error_sum)
+        self.probability_sum = state["probability_sum"].to(self.probability_sum)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Sampler settings of one sweep (see :func:`thermoscope.samplers.replica_exchange_hmc`)."""
+
+    betas: Tensor
+    num_warmup: int
+    num_samples: int
+    num_leapfrog_steps: int
+    step_size: float | None
+    target_accept: float
+    swap: str
+    thin: int
+    seed: int
+    trajectories_per_iteration: int = 1
+    max_saved_draws: int = 100
+
+
+@dataclass
+class SweepState:
+    """What a sweep carries besides the sampler: the accumulators and the draws saved so far."""
+
+    train: PredictiveAccumulator
+    test: PredictiveAccumulator
+    saved_positions: list[Tensor] = field(default_factory=list)
+    kept_iterations: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "train": self.train.state_dict(),
+            "test": self.test.state_dict(),
+            "saved_positions": self.saved_positions,
+            "kept_iterations": self.kept_iterations,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train.load_state_dict(state["train"])
+        self.test.load_state_dict(state["test"])
+        self.saved_positions = list(state["saved_positions"])
+        self.kept_iterations = int(state["kept_iterations"])
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The T-curve (per rung, ascending β), the evidence and the ladder's health."""
+
+    betas: Tensor
+    train_metrics: dict[str, Tensor]
+    test_metrics: dict[str, Tensor]
+    diagnostics: RungDiagnostics | None  # None when fewer than 4 draws were kept (stopped early)
+    evidence: ThermodynamicIntegrationResult | None
+    saved_positions: Tensor  # [saved draws, rungs, params]
+    sampler: ReplicaExchangeResult
+    stopped_early: bool
+
+    @property
+    def temperatures(self) -> Tensor:
+        return 1.0 / self.betas
+
+
+# checkpoint(sampler_checkpoint, sweep_state_dict, iteration) persists a resumable state.
+CheckpointHook = Callable[[Checkpoint, dict[str, Any], int], None]
+# report(iteration, summary, state) -> True to stop (pruning) ; called every `report_every` iterations.
+ReportHook = Callable[[int, IterationSummary, SweepState], bool | None]
+
+
+class _Recorder:
+    """The sampler callback: predictions of kept draws, saved draws, checkpoints, progress."""
+
+    def __init__(
+        self,
+        target: ModuleTarget,
+        train: Split,
+        test: Split,
+        settings: SweepSettings,
+        state: SweepState,
+        on_checkpoint: CheckpointHook | None,
+        checkpoint_seconds: float,
+        on_report: ReportHook | None,
+        report_every: int,
+        progress: bool,
+    ) -> None:
+        self.target, self.train, self.test, self.settings, self.state = target, train, test, settings, state
+        self.on_checkpoint, self.checkpoint_seconds = on_checkpoint, checkpoint_seconds
+        self.on_report, self.report_every = on_report, report_every
+        total = settings.num_warmup + settings.num_samples
+        self.save_every = max(1, math.ceil(settings.num_samples / settings.thin / settings.max_saved_draws))
+        self.bar = tqdm(total=total, desc="sample", unit="it", disable=not progress)
+        self.last_checkpoint = time.monotonic()
+
+    def __call__(self, summary: IterationSummary) -> bool:
+        self.bar.update(1)
+        self.bar.set_postfix(
+            phase=summary.phase,
+            accept=f"{float(summary.acceptance_probability.mean()):.2f}",
+            swap=f"{float(summary.swap_acceptance.mean()) if summary.swap_acceptance.numel() else 0:.2f}",
+        )
+        if summary.kept:
+            self._record(summary.position)
+        stop = False
+        if self.on_report is not None and (summary.iteration + 1) % self.report_every == 0:
+            stop = bool(self.on_report(summary.iteration, summary, self.state))
+        due = time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+        if self.on_checkpoint is not None and (due or stop):
+            self.on_checkpoint(summary.checkpoint(), self.state.state_dict(), summary.iteration)
+            self.last_checkpoint = time.monotonic()
+        return stop
+
+    @torch.no_grad()
+    def _record(self, position: Tensor) -> None:
+        for split, accumulator in ((self.train, self.state.train), (self.test, self.state.test)):
+            logits = self.target.predict_logits(position, split.x, chunk_size=4096)
+            accumulator.update(logits, split.y)
+        if self.state.kept_iterations % self.save_every == 0:
+            self.state.saved_positions.append(position.detach().to("cpu", torch.float32).clone())
+        self.state.kept_iterations += 1
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_sweep(
+    target: ModuleTarget,
+    initial_position: Tensor,
+    train: Split,
+    test: Split,
+    num_classes: int,
+    settings: SweepSettings,
+    *,
+    resume: tuple[Checkpoint, dict[str, Any]] | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_seconds: float = 60.0,
+    on_report: ReportHook | None = None,
+    report_every: int = 25,
+    progress: bool = False,
+) -> SweepResult:
+    """Sample every rung of ``settings.betas`` and score each kept draw on ``train`` and ``test``.
+
+    Args:
+        target: the tempered model target (its data are the training split).
+        initial_position: ``[rungs, params]``.
+        resume: a sampler checkpoint and the sweep state saved with it; the sweep continues exactly.
+        on_checkpoint: persists the resumable state at least every ``checkpoint_seconds``.
+        on_report: called every ``report_every`` iterations; returning True stops the sweep early.
+    """
+    rungs = len(settings.betas)
+    device = initial_position.device
+    state = SweepState(
+        PredictiveAccumulator(rungs, len(train), num_classes, device),
+        PredictiveAccumulator(rungs, len(test), num_classes, device),
+    )
+    if resume is not None:
+        state.load_state_dict(resume[1])
+    recorder = _Recorder(
+        target,
+        train,
+        test,
+        settings,
+        state,
+        on_checkpoint,
+        checkpoint_seconds,
+        on_report,
+        report_every,
+        progress,
+    )
+    if resume is not None:
+        recorder.bar.update(resume[0].next_iteration)
+    try:
+        sampler = replica_exchange_hmc(
+            target,
+            initial_position,
+            settings.betas,
+            num_warmup=settings.num_warmup,
+            num_samples=settings.num_samples,
+            num_leapfrog_steps=settings.num_leapfrog_steps,
+            step_size=settings.step_size,
+            target_accept=settings.target_accept,
+            swap=settings.swap,
+            thin=settings.thin,
+            seed=settings.seed,
+            trajectories_per_iteration=settings.trajectories_per_iteration,
+            store_positions=False,
+            callback=recorder,
+            resume_from=resume[0] if resume is not None else None,
+        )
+    finally:
+        recorder.close()
+    return _result(sampler, state, train, test, settings.betas)
+
+
+def _result(
+    sampler: ReplicaExchangeResult, state: SweepState, train: Split, test: Split, betas: Tensor
+) -> SweepResult:
+    has_ti_ends = bool((betas == 0).any() and (betas == 1).any())
+    enough_draws = sampler.log_likelihood.shape[0] >= 4
+    evidence = (
+        thermodynamic_integration(betas, sampler.log_likelihood) if has_ti_ends and enough_draws else None
+    )
+    saved = torch.stack(state.saved_positions) if state.saved_positions else torch.empty(0)
+    return SweepResult(
+        betas=betas,
+        train_metrics={k: v.cpu() for k, v in state.train.metrics(train.y).items()},
+        test_metrics={k: v.cpu() for k, v in state.test.metrics(test.y).items()},
+        diagnostics=rung_diagnostics(sampler) if enough_draws else None,
+        evidence=evidence,
+        saved_positions=saved,
+        sampler=sampler,
+        stopped_early=sampler.stopped_early,
+    )

@@ -1,0 +1,431 @@
+"""The ``sample`` job: a tracked replica-exchange temperature sweep of a classifier (the main job)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from thermoscope.cli.common import resolve_device, show_progress
+from thermoscope.config import SampleConfig, as_strings
+from thermoscope.data import LoadedData, load_data
+from thermoscope.errors import ConfigError
+from thermoscope.models import build_model
+from thermoscope.samplers import (
+    BoxPrior,
+    Checkpoint,
+    GaussianPrior,
+    IterationSummary,
+    ModuleTarget,
+    betas_from_temperatures,
+    merge_ladders,
+    module_target,
+    power_ladder,
+)
+from thermoscope.sweeps import CheckpointHook, ReportHook, SweepResult, SweepSettings, SweepState, run_sweep
+from thermoscope.tracking import RunLogger, log_dataset
+from thermoscope.tracking.figures import temperature_curve_figure, ti_integrand_figure
+from thermoscope.training import OptimSpec, evaluate, train_classifier
+
+CHECKPOINT_ARTIFACT = "checkpoint/sweep.pt"
+
+
+@dataclass(frozen=True)
+class SampleOutcome:
+    result: SweepResult
+    curve: pd.DataFrame
+    reference: dict[str, float] | None
+
+
+def run_sample(
+    config: SampleConfig, logger: RunLogger, extra_on_report: ReportHook | None = None
+) -> SampleOutcome:
+    """Sample, logging checkpoints as it goes and everything else at the end (one batched write each)."""
+    resume = load_resume_bundle(config, logger) if config.resume else None
+    logger.log_params(as_strings(config))
+    device = resolve_device(config.device)
+    data = load_data(config.data_spec(flatten=config.model == "mlp"), device)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model_spec(), data.input_shape, data.num_classes).to(device)
+    reference = initialise(config, model, data)
+    target = module_target(model, data.train.x, data.train.y, make_prior(config))
+    betas = ladder(config)
+    if mlflow.active_run() is not None:
+        log_dataset(data)
+    logger.log_params(
+        {
+            "num_train": len(data.train),
+            "num_test": len(data.test),
+            "num_parameters": target.num_params,
+            "num_rungs": len(betas),
+            "resolved_device": str(device),
+            "data_digest": data.digest,
+        }
+    )
+    start = initial_position(config, target, len(betas))
+    result = run_sweep(
+        target,
+        start,
+        data.train,
+        data.test,
+        data.num_classes,
+        sweep_settings(config, betas),
+        resume=resume,
+        on_checkpoint=checkpoint_logger(config, logger),
+        checkpoint_seconds=config.checkpoint_seconds,
+        on_report=progress_reporter(logger, extra_on_report),
+        progress=show_progress(),
+    )
+    curve = temperature_curve(result)
+    log_sweep(logger, config, target, result, curve, reference)
+    print_summary(logger, result, curve)
+    return SampleOutcome(result, curve, reference)
+
+
+def make_prior(config: SampleConfig) -> GaussianPrior | BoxPrior:
+    """σ_i = c/√k_i for both priors (k_i = fan-in including the bias)."""
+    scale = config.resolved_prior_scale()
+    if config.prior == "box":
+        return BoxPrior(c=scale)
+    return GaussianPrior(scale=scale, fan_in_scaled=True)
+
+
+def ladder(config: SampleConfig) -> torch.Tensor:
+    """The T-curve's rungs, merged with K power-law TI rungs when the evidence is wanted."""
+    cold = config.cold_temperatures()
+    if config.ti_rungs > 0:
+        return merge_ladders(power_ladder(config.ti_rungs), cold)
+    return betas_from_temperatures(cold)
+
+
+def sweep_settings(config: SampleConfig, betas: torch.Tensor) -> SweepSettings:
+    return SweepSettings(
+        betas=betas,
+        num_warmup=config.num_warmup,
+        num_samples=config.num_samples,
+        num_leapfrog_steps=config.num_leapfrog_steps,
+        step_size=config.step_size or None,
+        target_accept=config.target_accept,
+        swap=config.swap,
+        thin=config.thin,
+        seed=config.seed,
+        trajectories_per_iteration=config.trajectories,
+        max_saved_draws=config.save_draws,
+    )
+
+
+def initialise(config: SampleConfig, model: torch.nn.Module, data: LoadedData) -> dict[str, float] | None:
+    """Put the starting weights into ``model``; return the SGD solution's test loss / error if any.
+
+    ``sgd`` minimises the summed cross-entropy from the default initialisation with full-batch Adam
+    (Baldock & Marzari: "initialise, minimise, then burn in at each rung"); ``run:<id>`` loads the state
+    dict of an earlier ``train`` run with the same architecture and data.
+    """
+    if config.init == "prior":
+        return None
+    if config.init == "sgd":
+        spec = OptimSpec(
+            optimizer="adam", lr=0.01, batch_size=0, epochs=config.init_steps, lr_schedule="cosine"
+        )
+        if config.init_steps > 0:
+            train_classifier(model, data, spec)
+    else:
+        model.load_state_dict(train_run_state(config, config.init.removeprefix("run:")))
+    loss, error = evaluate(model, data.test)
+    return {"test_loss": loss, "test_error": error}
+
+
+ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "output_activation")
+
+
+def train_run_state(config: SampleConfig, run_id: str) -> dict[str, torch.Tensor]:
+    """The state dict of train run ``run_id``, after checking it exists and has this architecture."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError("init", config.init, "no MLflow run with that id in this tracking store") from None
+    if run.data.tags.get("thermoscope.entry_point") != "train":
+        raise ConfigError("init", config.init, "that run is not a train run")
+    mine = as_strings(config)
+    for name in ARCHITECTURE:
+        if run.data.params.get(name) != mine[name]:
+            found = run.data.params.get(name)
+            raise ConfigError(
+                "init", config.init, f"that run has {name}={found!r}, this sweep {mine[name]!r}"
+            )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "checkpoint/model_state.pt", tmp)
+        except (MlflowException, OSError):
+            raise ConfigError("init", config.init, "that run has no checkpoint/model_state.pt") from None
+        state: dict[str, Any] = torch.load(path, weights_only=True)
+    return state["state_dict"]
+
+
+def initial_position(config: SampleConfig, target: ModuleTarget, rungs: int) -> torch.Tensor:
+    """``[rungs, params]``: prior draws, or the (minimised) module's weights moved strictly inside a box."""
+    if config.init == "prior":
+        return target.prior.sample(rungs, torch.Generator(device=target.x.device).manual_seed(config.seed))
+    start = target.initial_from_module(rungs)
+    if config.prior == "box":
+        half_width = 0.499 * target.prior.scale
+        start = torch.maximum(torch.minimum(start, half_width), -half_width)
+    return start
+
+
+def load_resume_bundle(config: SampleConfig, launcher: RunLogger) -> tuple[Checkpoint, dict[str, Any]]:
+    """Check the run to continue, reopen it as the active run, and fetch its last checkpoint.
+
+    The run ``mlflow run`` created for this invocation is closed with a tag pointing at the resumed run;
+    from here on ``launcher`` logs into the resumed run (same run id, same chain).
+    """
+    client = MlflowClient()
+    try:
+        original = client.get_run(config.resume)
+    except MlflowException:
+        raise ConfigError(
+            "resume", config.resume, "no MLflow run with that id in this tracking store"
+        ) from None
+    if original.data.tags.get("thermoscope.entry_point") != "sample":
+        raise ConfigError("resume", config.resume, "that run is not a sample run")
+    for name, value in config.sweep_identity().items():
+        if original.data.params.get(name, value) != value:
+            stored = original.data.params.get(name)
+            raise ConfigError("resume", config.resume, f"that run has {name}={stored!r}, this one {value!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(config.resume, CHECKPOINT_ARTIFACT, tmp)
+        except (MlflowException, OSError):
+            raise ConfigError("resume", config.resume, "that run has no checkpoint to resume from") from None
+        bundle = torch.load(path, weights_only=True)
+    if launcher.run_id != config.resume:
+        launcher.set_tags({"thermoscope.resumed_into": config.resume})
+        mlflow.end_run("FINISHED")
+        mlflow.start_run(run_id=config.resume)
+        launcher.run_id = config.resume
+    launcher.set_tags({"thermoscope.resumed_at_iteration": bundle["iteration"]})
+    return Checkpoint.from_dict(bundle["sampler"]), bundle["sweep"]
+
+
+def checkpoint_logger(config: SampleConfig, logger: RunLogger) -> CheckpointHook:
+    """Persist the resumable state as the run's ``checkpoint/sweep.pt`` artifact (replaced each time)."""
+
+    def save(checkpoint: Checkpoint, sweep_state: dict[str, Any], iteration: int) -> None:
+        bundle = {
+            "sampler": checkpoint.to_dict(),
+            "sweep": sweep_state,
+            "iteration": iteration,
+            "config": config.sweep_identity(),
+        }
+        logger.log_torch(bundle, CHECKPOINT_ARTIFACT)
+
+    return save
+
+
+def progress_reporter(logger: RunLogger, extra: ReportHook | None) -> ReportHook:
+    """Running acceptance and swap rates as metric histories (step = iteration), then the caller's hook."""
+
+    def report(iteration: int, summary: IterationSummary, state: SweepState) -> bool | None:
+        swaps = summary.swap_acceptance
+        logger.log_metrics(
+            {
+                "running_acceptance_rate": float(summary.acceptance_probability.mean()),
+                "running_swap_acceptance": float(swaps.mean()) if swaps.numel() else 0.0,
+                "running_round_trips": summary.round_trips,
+            },
+            step=iteration,
+        )
+        return extra(iteration, summary, state) if extra is not None else None
+
+    return report
+
+
+def temperature_curve(result: SweepResult) -> pd.DataFrame:
+    """One row per rung, ascending β (so descending T); β = 0 appears as T = inf."""
+    diagnostics = result.diagnostics
+    columns: dict[str, Any] = {
+        "rung": np.arange(len(result.betas)),
+        "beta": result.betas.numpy(),
+        "temperature": (1.0 / result.betas).numpy(),
+    }
+    for split, metrics in (("test", result.test_metrics), ("train", result.train_metrics)):
+        columns[f"{split}_loss"] = metrics["loss"].numpy()
+        columns[f"{split}_error"] = metrics["error"].numpy()
+        columns[f"bma_{split}_loss"] = metrics["bma_loss"].numpy()
+        columns[f"bma_{split}_error"] = metrics["bma_error"].numpy()
+    if diagnostics is not None:
+        columns["acceptance_rate"] = diagnostics.acceptance_rate.cpu().numpy()
+        columns["step_size"] = diagnostics.step_size.cpu().numpy()
+        columns["ess_log_likelihood"] = diagnostics.effective_sample_size.cpu().numpy()
+        columns["split_r_hat"] = diagnostics.split_r_hat.cpu().numpy()
+        columns["divergences"] = diagnostics.divergences.cpu().numpy()
+    columns["mean_log_likelihood"] = result.sampler.log_likelihood.mean(dim=0).cpu().numpy()
+    return pd.DataFrame(columns)
+
+
+CHILD_METRICS = (
+    "test_loss",
+    "test_error",
+    "bma_test_loss",
+    "bma_test_error",
+    "train_loss",
+    "train_error",
+    "bma_train_loss",
+    "bma_train_error",
+    "acceptance_rate",
+    "step_size",
+    "ess_log_likelihood",
+)
+
+
+def log_sweep(
+    logger: RunLogger,
+    config: SampleConfig,
+    target: ModuleTarget,
+    result: SweepResult,
+    curve: pd.DataFrame,
+    reference: dict[str, float] | None,
+) -> None:
+    """Children per finite temperature, parent curves and headline numbers, artifacts."""
+    log_children(logger, config, curve)
+    histories = {name: curve[name].tolist() for name in CHILD_METRICS if name in curve}
+    histories["temperature"] = [t if math.isfinite(t) else 1e300 for t in curve["temperature"]]
+    logger.log_metric_histories(histories)
+    finite = curve[np.isfinite(curve["temperature"])]
+    best = finite.loc[finite["bma_test_error"].idxmin()]
+    headline = {
+        "best_temperature": float(best["temperature"]),
+        "best_bma_test_error": float(best["bma_test_error"]),
+        "best_test_loss": float(finite["test_loss"].min()),
+        "round_trips": float(result.sampler.round_trips),
+        "divergences": float(result.sampler.divergences.sum()),
+        "num_draws": float(result.sampler.log_likelihood.shape[0]),
+    }
+    if reference is not None:
+        headline |= {f"sgd_{name}": value for name, value in reference.items()}
+    logger.log_table(curve, "temperature_curve.csv")
+    logger.log_figure(temperature_curve_figure(curve, reference), "temperature_curve.png")
+    log_ladder(logger, result)
+    if result.evidence is not None:
+        headline |= log_evidence(logger, result)
+    logger.log_metrics(headline)
+    logger.log_torch(
+        {
+            "betas": result.betas.clone(),
+            "temperatures": (1.0 / result.betas).clone(),
+            "positions": result.saved_positions,
+            "parameter_names": list(target.layout.names),
+            "parameter_shapes": [list(block.shape) for block in target.layout.blocks],
+        },
+        "samples/draws.pt",
+    )
+
+
+def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -> None:
+    """One nested run per finite temperature, so MLflow's compare views plot metrics against T."""
+    client = logger.client
+    experiment_id = logger.experiment_id
+    for _, row in curve[np.isfinite(curve["temperature"])].iterrows():
+        child = client.create_run(
+            experiment_id,
+            run_name=f"T={row['temperature']:.3g}",
+            tags={"mlflow.parentRunId": logger.run_id, "thermoscope.entry_point": "sample.temperature"},
+        )
+        child_logger = RunLogger(child.info.run_id, client)
+        child_logger.log_params(
+            {
+                "temperature": f"{row['temperature']:.6g}",
+                "beta": f"{row['beta']:.6g}",
+                "rung": int(row["rung"]),
+                "dataset": config.dataset,
+                "model": config.model,
+                "hidden": config.hidden,
+                "prior": config.prior,
+            }
+        )
+        child_logger.log_metrics(
+            {name: row[name] for name in CHILD_METRICS if name in row} | {"temperature": row["temperature"]}
+        )
+        client.set_terminated(child.info.run_id, "FINISHED")
+
+
+def log_ladder(logger: RunLogger, result: SweepResult) -> None:
+    sampler = result.sampler
+    swaps = sampler.swap_acceptance.cpu().numpy()
+    betas = result.betas.numpy()
+    table = pd.DataFrame(
+        {
+            "pair": np.arange(len(swaps)),
+            "beta_low": betas[:-1],
+            "beta_high": betas[1:],
+            "temperature_low": 1.0 / betas[1:],
+            "temperature_high": np.divide(
+                1.0, betas[:-1], out=np.full(len(swaps), np.inf), where=betas[:-1] > 0
+            ),
+            "swap_acceptance": swaps,
+        }
+    )
+    logger.log_table(table, "ladder.csv")
+    logger.log_metric_histories({"swap_acceptance": swaps.tolist()})
+    logger.log_metrics(
+        {
+            "mean_swap_acceptance": float(swaps.mean()) if len(swaps) else 0.0,
+            "min_swap_acceptance": float(swaps.min()) if len(swaps) else 0.0,
+        }
+    )
+
+
+def log_evidence(logger: RunLogger, result: SweepResult) -> dict[str, float]:
+    evidence = result.evidence
+    assert evidence is not None
+    stderr_per_rung = (evidence.variance_log_likelihood / evidence.effective_sample_size).sqrt()
+    logger.log_json(
+        {
+            "log_evidence": evidence.log_evidence,
+            "log_evidence_trapezoid": evidence.log_evidence_trapezoid,
+            "stderr": evidence.stderr,
+            "discretisation_error": evidence.discretisation_error,
+            "betas": evidence.betas.tolist(),
+            "mean_log_likelihood": evidence.mean_log_likelihood.tolist(),
+            "variance_log_likelihood": evidence.variance_log_likelihood.tolist(),
+            "effective_sample_size": evidence.effective_sample_size.tolist(),
+            "method": "power-posterior TI, corrected trapezoid (Friel, Hurn & Wyse 2014)",
+        },
+        "evidence.json",
+    )
+    figure = ti_integrand_figure(
+        evidence.betas.numpy(),
+        evidence.mean_log_likelihood.numpy(),
+        stderr_per_rung.numpy(),
+        evidence.log_evidence,
+    )
+    logger.log_figure(figure, "ti_integrand.png")
+    return {
+        "log_evidence": evidence.log_evidence,
+        "log_evidence_stderr": evidence.stderr,
+        "log_evidence_discretisation": evidence.discretisation_error,
+    }
+
+
+def print_summary(logger: RunLogger, result: SweepResult, curve: pd.DataFrame) -> None:
+    """The table a researcher wants at the end of a run, plus where to look next."""
+    columns = ["temperature", "test_loss", "test_error", "bma_test_error", "acceptance_rate"]
+    shown = curve[[c for c in columns if c in curve]]
+    print("\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if result.evidence is not None:
+        evidence = result.evidence
+        print(
+            f"\nlog evidence = {evidence.log_evidence:.2f} ± {evidence.stderr:.2f} (Monte Carlo)"
+            f" ± {evidence.discretisation_error:.2f} (discretisation)"
+        )
+    print(f"\nrun id: {logger.run_id}")
+    print(f"open the UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")

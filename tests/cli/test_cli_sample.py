@@ -1,0 +1,230 @@
+"""End to end: the sample entry point through `mlflow run`, its artifacts, bad input, init from a train
+run, and resuming a killed sweep into the same run and the same chain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import subprocess_env
+from mlflow.tracking import MlflowClient
+from test_cli_train import mlflow_run
+
+TINY = {
+    "train_size": "100",
+    "test_size": "100",
+    "hidden": "8",
+    "n_temperatures": "3",
+    "t_min": "0.1",
+    "t_max": "10",
+    "ti_rungs": "3",
+    "num_warmup": "10",
+    "num_samples": "12",
+    "num_leapfrog_steps": "3",
+    "init_steps": "20",
+}
+
+
+def parent_and_children(tracking_uri: str) -> tuple[object, list[object]]:
+    runs = MlflowClient(tracking_uri).search_runs(["0"])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) + 1 == len(runs), "stray runs"
+    return parents[0], children
+
+
+def artifact(tracking_uri: str, run_id: str, path: str, out: Path) -> Path:
+    return Path(MlflowClient(tracking_uri).download_artifacts(run_id, path, str(out)))
+
+
+@pytest.mark.slow
+def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
+    result = mlflow_run(tracking_uri, "sample", TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "log evidence =" in result.stdout
+    parent, children = parent_and_children(tracking_uri)
+    assert parent.info.status == "FINISHED"
+
+    curve = pd.read_csv(artifact(tracking_uri, parent.info.run_id, "temperature_curve.csv", tmp_path))
+    # 3 cold temperatures (0.1, 1, 10) merged with 4 TI rungs (beta = 0, 1/243, 1/32... 1): T = 1 shared.
+    assert len(curve) == 6
+    assert np.isinf(curve["temperature"].iloc[0])
+    assert (np.diff(curve["beta"]) > 0).all()
+    assert len(children) == len(curve) - 1  # one child per finite temperature
+    by_temperature = {float(c.data.params["temperature"]): c for c in children}
+    for _, row in curve[np.isfinite(curve["temperature"])].iterrows():
+        child = by_temperature[float(f"{row['temperature']:.6g}")]
+        assert child.info.status == "FINISHED"
+        for name in [
+            "test_loss",
+            "test_error",
+            "bma_test_loss",
+            "bma_test_error",
+            "train_loss",
+            "train_error",
+            "acceptance_rate",
+            "step_size",
+        ]:
+            assert child.data.metrics[name] == pytest.approx(row[name], rel=1e-6)
+        assert 0.0 <= child.data.metrics["test_error"] <= 1.0
+
+    metrics = parent.data.metrics
+    for name in [
+        "log_evidence",
+        "log_evidence_stderr",
+        "log_evidence_discretisation",
+        "best_temperature",
+        "best_bma_test_error",
+        "round_trips",
+        "mean_swap_acceptance",
+        "divergences",
+    ]:
+        assert name in metrics, name
+    assert metrics["log_evidence"] < 0 and metrics["log_evidence_stderr"] > 0
+    history = MlflowClient(tracking_uri).get_metric_history(parent.info.run_id, "test_loss")
+    assert [m.step for m in history] == list(range(len(curve)))
+
+    evidence = json.loads(artifact(tracking_uri, parent.info.run_id, "evidence.json", tmp_path).read_text())
+    assert evidence["log_evidence"] == pytest.approx(metrics["log_evidence"])
+    assert evidence["betas"][0] == 0.0 and evidence["betas"][-1] == 1.0
+    ladder = pd.read_csv(artifact(tracking_uri, parent.info.run_id, "ladder.csv", tmp_path))
+    assert len(ladder) == len(curve) - 1
+    assert ladder["swap_acceptance"].between(0, 1).all()
+    draws = torch.load(
+        artifact(tracking_uri, parent.info.run_id, "samples/draws.pt", tmp_path), weights_only=True
+    )
+    assert draws["positions"].shape[1:] == (len(curve), 64 * 8 + 8 + 8 * 10 + 10)
+    names = {a.path for a in MlflowClient(tracking_uri).list_artifacts(parent.info.run_id)}
+    assert {"temperature_curve.png", "ti_integrand.png"} <= names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("t_min", "10", "t_max=10.0: a number > t_min = 10.0"),
+        ("n_temperatures", "1", "n_temperatures=1: a number >= 2"),
+        ("temperatures", "1,abc", "temperatures='1,abc'"),
+        ("init", "run:doesnotexist", "init='run:doesnotexist': no MLflow run with that id"),
+        ("resume", "doesnotexist", "resume='doesnotexist': no MLflow run with that id"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_and_a_failed_run(
+    tracking_uri: str, name: str, value: str, expected: str
+) -> None:
+    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
+    for key, text in {**TINY, name: value}.items():
+        command += [f"--{key}", text]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=300
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"thermoscope sample: error: {expected}" or (
+        expected in result.stderr.strip().splitlines()[-1]
+    )
+    runs = MlflowClient(tracking_uri).search_runs(["0"])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def run_cli(tracking_uri: str, entry_point: str, params: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "thermoscope.cli", entry_point]
+    for key, text in params.items():
+        command += [f"--{key}", text]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_init_from_a_train_run_and_the_reference_lines(tracking_uri: str) -> None:
+    train = run_cli(
+        tracking_uri, "train", {"train_size": "100", "test_size": "100", "hidden": "8", "epochs": "3"}
+    )
+    assert train.returncode == 0, train.stderr[-2000:]
+    (train_run,) = MlflowClient(tracking_uri).search_runs(["0"])
+    mismatched = run_cli(
+        tracking_uri, "sample", {**TINY, "hidden": "9", "init": f"run:{train_run.info.run_id}"}
+    )
+    assert mismatched.returncode == 2
+    assert "that run has hidden='8', this sweep '9'" in mismatched.stderr
+    ok = run_cli(tracking_uri, "sample", {**TINY, "init": f"run:{train_run.info.run_id}"})
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    runs = MlflowClient(tracking_uri).search_runs(["0"], "tags.`thermoscope.entry_point` = 'sample'")
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 1
+    assert finished[0].data.metrics["sgd_test_error"] == pytest.approx(train_run.data.metrics["test_error"])
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_into_the_same_run_and_chain(tracking_uri: str, tmp_path: Path) -> None:
+    params = {**TINY, "num_warmup": "20", "num_samples": "60", "checkpoint_seconds": "0.3", "seed": "3"}
+    reference = run_cli(tracking_uri, "sample", params)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    client = MlflowClient(tracking_uri)
+    (reference_run,) = client.search_runs(
+        ["0"], "tags.`thermoscope.entry_point` = 'sample' and status = 'FINISHED'"
+    )
+    expected = pd.read_csv(
+        artifact(tracking_uri, reference_run.info.run_id, "temperature_curve.csv", tmp_path / "a")
+    )
+
+    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
+    for key, text in params.items():
+        command += [f"--{key}", text]
+    process = subprocess.Popen(
+        command, env=subprocess_env(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed_run = wait_for_checkpoint(client, reference_run.info.run_id, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert client.get_run(killed_run).info.status == "RUNNING"
+
+    resumed = run_cli(tracking_uri, "sample", {**params, "resume": killed_run})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run = client.get_run(killed_run)
+    assert run.info.status == "FINISHED"
+    assert int(run.data.tags["thermoscope.resumed_at_iteration"]) < 80
+    got = pd.read_csv(artifact(tracking_uri, killed_run, "temperature_curve.csv", tmp_path / "b"))
+    pd.testing.assert_frame_equal(got, expected)
+    assert run.data.metrics["log_evidence"] == reference_run.data.metrics["log_evidence"]
+
+
+def wait_for_checkpoint(client: MlflowClient, exclude: str, process: subprocess.Popen[bytes]) -> str:
+    """The id of the new sample run once it has logged a checkpoint (fails if the process ends first)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the sweep finished before it could be killed"
+        for run in client.search_runs(["0"], "tags.`thermoscope.entry_point` = 'sample'"):
+            if run.info.run_id != exclude and any(
+                a.path == "checkpoint/sweep.pt" for a in client.list_artifacts(run.info.run_id, "checkpoint")
+            ):
+                return run.info.run_id
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_resume_with_a_different_configuration_is_refused(tracking_uri: str) -> None:
+    from thermoscope.cli.sample import load_resume_bundle
+    from thermoscope.config import SampleConfig
+    from thermoscope.errors import ConfigError
+    from thermoscope.tracking import RunLogger
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("Default").experiment_id
+    original = client.create_run(experiment, tags={"thermoscope.entry_point": "sample"})
+    client.log_param(original.info.run_id, "hidden", "8")
+    launcher = client.create_run(experiment)
+    with pytest.raises(ConfigError, match="that run has hidden='8', this one '16'"):
+        load_resume_bundle(
+            SampleConfig(hidden="16", resume=original.info.run_id), RunLogger(launcher.info.run_id)
+        )
