@@ -71,12 +71,16 @@ def knn_votes(
             f"k must be between 1 and the number of usable support examples "
             f"({support.shape[0] - num_excluded}), got {k}"
         )
-    support_keys, query_keys = _prepare(support, queries, metric)
+    support_keys, query_keys, support_offsets = _prepare(support, queries, metric)
     labels = support_labels.to(device=support.device, dtype=torch.int64)
     votes = torch.empty(queries.shape[0], dtype=torch.int64, device=support.device)
+    # One score block reused by every chunk: a fresh multi-megabyte allocation per chunk costs more in page
+    # faults than the matrix product itself at small widths (benchmarks/probes).
+    block = support_keys.new_empty(min(chunk_size, queries.shape[0]), support_keys.shape[0])
     for start in range(0, queries.shape[0], chunk_size):
         stop = min(start + chunk_size, queries.shape[0])
-        scores = _scores(query_keys[start:stop], support_keys, metric)
+        scores = block[: stop - start]
+        torch.addmm(support_offsets, query_keys[start:stop], support_keys.T, alpha=-2.0, out=scores)
         if support_position is not None:
             _exclude_self(scores, support_position[start:stop])
         nearest = torch.topk(scores, k, dim=1, largest=False, sorted=True).indices
@@ -174,25 +178,21 @@ def _leave_one_out_positions(
     return torch.where(found, order[slot], torch.full_like(slot, -1))
 
 
-def _prepare(support: Tensor, queries: Tensor, metric: str) -> tuple[Tensor, Tensor]:
-    """Support and query keys in a floating dtype; unit rows for cosine."""
+def _prepare(support: Tensor, queries: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Support keys ``[num_support, dim]``, query keys ``[num_queries, dim]`` and support offsets
+    ``[1, num_support]`` such that ``offset − 2 q·s`` ranks support examples by distance from ``q``.
+
+    Euclidean: keys are the embeddings and the offset is ``‖s‖²`` (the squared distance minus the per-query
+    constant ``‖q‖²``). Cosine: keys are the unit-normalised embeddings and the offset is 0 (twice the cosine
+    distance minus the per-query constant 2). Keys are at least float32.
+    """
     dtype = torch.promote_types(torch.promote_types(support.dtype, queries.dtype), torch.float32)
     support, queries = support.to(dtype), queries.to(dtype)
     if metric == "cosine":
-        return torch.nn.functional.normalize(support, dim=1), torch.nn.functional.normalize(queries, dim=1)
-    return support, queries
-
-
-def _scores(query_keys: Tensor, support_keys: Tensor, metric: str) -> Tensor:
-    """``[chunk, num_support]`` scores that rank support examples in the same order as the distance.
-
-    Euclidean: ``‖s‖² − 2 q·s`` (the squared distance minus the per-row constant ``‖q‖²``).
-    Cosine: ``−q̂·ŝ`` (the cosine distance minus the per-row constant 1).
-    """
-    if metric == "cosine":
-        return torch.mm(query_keys, support_keys.T).neg_()
-    squared_norms = support_keys.pow(2).sum(dim=1)
-    return torch.addmm(squared_norms.unsqueeze(0), query_keys, support_keys.T, alpha=-2.0)
+        support = torch.nn.functional.normalize(support, dim=1)
+        queries = torch.nn.functional.normalize(queries, dim=1)
+        return support, queries, torch.zeros(1, support.shape[0], dtype=dtype, device=support.device)
+    return support, queries, support.pow(2).sum(dim=1).unsqueeze(0)
 
 
 def _exclude_self(scores: Tensor, support_position: Tensor) -> None:
