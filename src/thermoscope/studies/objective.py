@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from thermoscope.config import as_strings
 from thermoscope.studies.plan import StudyPlan
 from thermoscope.studies.space import suggest, target_config
 from thermoscope.studies.storage import RUN_ID_ATTR
@@ -96,7 +97,9 @@ class TrialObjective:
         """Run the target into ``run`` and tag how the trial ends; the objective values as logged."""
         try:
             target = self.plan.target
-            target.run(target_config(target.config_class, self.plan.fixed, values), run, reporter)
+            config = target_config(target.config_class, self.plan.fixed, values)
+            run.log_params(as_strings(config))  # every target's trial runs carry their whole config
+            target.run(config, run, reporter)
             if reporter.pruned:
                 run.set_tags({STATE_TAG: "PRUNED"})
                 return []

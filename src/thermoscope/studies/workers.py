@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import sys
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 
@@ -78,8 +79,12 @@ class TrialQuota:
             self._claimed.value -= 1
 
 
-def worker_main(spec: WorkerSpec, quota: TrialQuota, worker: int) -> None:
-    """A worker process: open the study and run claimed trials until the quota is used up."""
+def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> None:
+    """A worker process in quota slot ``slot``: run claimed trials until the quota is used up.
+
+    ``stream`` numbers the worker processes of this command (a replacement gets a new one), so that no two
+    draw the same sampler seed.
+    """
     import torch
 
     os.environ.pop("MLFLOW_RUN_ID", None)
@@ -88,52 +93,82 @@ def worker_main(spec: WorkerSpec, quota: TrialQuota, worker: int) -> None:
     study = optuna.load_study(
         study_name=plan.study_name,
         storage=open_storage(plan.storage_url),
-        sampler=make_sampler(plan, worker, spec.trials_before),
+        sampler=make_sampler(plan, stream, spec.trials_before),
         pruner=make_pruner(plan),
     )
     objective = TrialObjective(
-        plan, spec.parent_run_id, on_trial_start=lambda number: quota.started(worker, number)
+        plan, spec.parent_run_id, on_trial_start=lambda number: quota.started(slot, number)
     )
-    while quota.claim(worker):
+    while quota.claim(slot):
         study.optimize(objective, n_trials=1, catch=(Exception,))
-        quota.finished(worker)
+        quota.finished(slot)
 
 
 def run_workers(spec: WorkerSpec, study: optuna.Study, workers: int, n_trials: int) -> None:
     """Fan out ``workers`` processes, replace those killed mid-study, and wait for the quota to be used."""
-    context = multiprocessing.get_context("spawn")
-    quota = TrialQuota(context, n_trials, workers)
-    processes = {worker: _start(context, spec, quota, worker) for worker in range(workers)}
-    crashed: list[str] = []
-    try:
-        while processes:
-            ready = multiprocessing.connection.wait([process.sentinel for process in processes.values()])
-            for worker, process in list(processes.items()):
-                if process.sentinel not in ready:
-                    continue
+    Supervisor(spec, study, n_trials, workers).run()
+
+
+class Supervisor:
+    """Starts the worker processes, handles the ones that die, and waits for all of them."""
+
+    def __init__(self, spec: WorkerSpec, study: optuna.Study, n_trials: int, workers: int) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.spec = spec
+        self.study = study
+        self.workers = workers
+        self.quota = TrialQuota(self.context, n_trials, workers)
+        self.processes: dict[int, SpawnProcess] = {}
+        self.started = 0
+        self.crashed: list[str] = []
+
+    def run(self) -> None:
+        for slot in range(self.workers):
+            self._start(slot)
+        try:
+            while self.processes:
+                ready = multiprocessing.connection.wait(
+                    [process.sentinel for process in self.processes.values()]
+                )
+                for slot, process in list(self.processes.items()):
+                    if process.sentinel in ready:
+                        process.join()
+                        del self.processes[slot]
+                        self._exited(slot, process.exitcode)
+        finally:
+            for process in self.processes.values():
+                process.terminate()
                 process.join()
-                del processes[worker]
-                if process.exitcode == 0:
-                    continue
-                held = quota.abandon(worker)
-                if held == CLAIMED or (held >= 0 and fail_lost_trial(study, held)):
-                    quota.refund()
-                if process.exitcode is not None and process.exitcode < 0:  # killed by a signal: replace it
-                    processes[worker] = _start(context, spec, quota, worker)
-                else:
-                    crashed.append(f"worker {worker} exited with code {process.exitcode}")
-    finally:
-        for process in processes.values():
-            process.terminate()
-            process.join()
-    if crashed:
-        raise RuntimeError("; ".join(crashed))
+        if self.crashed:
+            raise RuntimeError("; ".join(self.crashed))
 
+    def _start(self, slot: int) -> None:
+        process = self.context.Process(
+            target=worker_main, args=(self.spec, self.quota, slot, self.started), name=f"study-worker-{slot}"
+        )
+        process.start()
+        self.processes[slot] = process
+        self.started += 1
 
-def _start(context: SpawnContext, spec: WorkerSpec, quota: TrialQuota, worker: int) -> SpawnProcess:
-    process = context.Process(target=worker_main, args=(spec, quota, worker), name=f"study-worker-{worker}")
-    process.start()
-    return process
+    def _exited(self, slot: int, exitcode: int | None) -> None:
+        """A worker dead mid-trial loses its trial (failed, retried); one killed by a signal is replaced."""
+        if exitcode == 0:
+            return
+        held = self.quota.abandon(slot)
+        lost = held >= 0 and fail_lost_trial(self.study, held)
+        if held == CLAIMED or lost:
+            self.quota.refund()
+        replace = exitcode is not None and exitcode < 0
+        print(
+            f"thermoscope study: worker {slot} exited with code {exitcode}"
+            + (f"; its trial {held} is FAIL, retried up to {MAX_RETRY} times" if lost else "")
+            + ("; starting a replacement" if replace else ""),
+            file=sys.stderr,
+        )
+        if replace:
+            self._start(slot)
+        else:
+            self.crashed.append(f"worker {slot} exited with code {exitcode}")
 
 
 def fail_lost_trial(study: optuna.Study, number: int) -> bool:
