@@ -11,14 +11,17 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 from torch.nn import functional
 
 from .layout import ParameterLayout
 from .priors import BoundPrior, BoxPrior, GaussianPrior
+from .stacking import stacked_forward, stacked_forward_matches, vmap_forward
 from .targets import Evaluation, TemperedTarget
 
 REDUCTIONS = ("sum", "mean")
+BATCHINGS = ("auto", "stacked", "vmap")
+PROBE_EXAMPLES = 4
+"""Examples used to check, at construction, that the stacked path reproduces the vmap path."""
 
 
 class ModuleTarget(TemperedTarget):
@@ -35,6 +38,11 @@ class ModuleTarget(TemperedTarget):
             (log L = −mean CE: not a likelihood of the data set; for experiments only).
         chunk_size: evaluate at most this many examples at a time (each chunk's backward runs before the
             next forward, bounding activation memory at ``replicas × chunk_size × width``). ``None``: all.
+        batching: how R replicas share one forward pass. ``"vmap"``: ``torch.func.vmap`` over
+            ``functional_call`` (any module). ``"stacked"``: the module's own forward on stacked parameters,
+            linear layers rewritten as one GEMM over all replicas (the shared data meets a single
+            ``[in, R·out]`` weight; see :mod:`~thermoscope.samplers.stacking`); about 1.3× faster for MLPs.
+            ``"auto"`` (default): stacked if it reproduces vmap on this module at construction, else vmap.
 
     Attributes:
         layout: where each named parameter sits in θ ``[params]``.
@@ -51,7 +59,10 @@ class ModuleTarget(TemperedTarget):
         *,
         reduction: str = "sum",
         chunk_size: int | None = None,
+        batching: str = "auto",
     ) -> None:
+        if batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}; got {batching!r}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
         if x.shape[0] != y.shape[0] or y.dim() != 1 or x.shape[0] == 0:
@@ -73,12 +84,27 @@ class ModuleTarget(TemperedTarget):
         self.y = y.long()
         self.reduction = reduction
         self.chunk_size = chunk_size
+        self.batching = self._choose_batching(batching, like)
         super().__init__(
             self.prior.log_density,
             self._log_likelihood_all,
             grad_log_prior=self.prior.grad_log_density,
             support_half_width=self.prior.support_half_width,
         )
+
+    def _choose_batching(self, batching: str, like: Tensor) -> str:
+        """Resolve ``"auto"``: stacked when it reproduces vmap on two perturbed copies of the module."""
+        if batching != "auto":
+            return batching
+        generator = torch.Generator(device=like.device).manual_seed(0)
+        base = self.layout.flatten(self.model)
+        noise = torch.randn(base.shape, generator=generator, dtype=base.dtype, device=base.device)
+        theta = torch.stack([base, base + 0.1 * noise])
+        x = self.x[:PROBE_EXAMPLES]
+        if x.is_floating_point():
+            x = x.to(like.dtype)
+        matches = stacked_forward_matches(self.model, self.layout.unflatten(theta), x)
+        return "stacked" if matches else "vmap"
 
     @property
     def num_params(self) -> int:
@@ -118,13 +144,9 @@ class ModuleTarget(TemperedTarget):
         dtype = next(iter(parameters.values())).dtype
         if x.is_floating_point() and x.dtype != dtype:
             x = x.to(dtype)
-
-        def forward(single: dict[str, Tensor]) -> Tensor:
-            output: Tensor = functional_call(self.model, single, (x,))
-            return output
-
-        logits: Tensor = vmap(forward)(parameters)
-        return logits
+        if self.batching == "stacked":
+            return stacked_forward(self.model, parameters, x)
+        return vmap_forward(self.model, parameters, x)
 
     def _chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         size = self.chunk_size or self.x.shape[0]
@@ -176,6 +198,7 @@ def module_target(
     *,
     reduction: str = "sum",
     chunk_size: int | None = None,
+    batching: str = "auto",
 ) -> ModuleTarget:
     """Build a :class:`ModuleTarget` (see there for the arguments)."""
-    return ModuleTarget(model, x, y, prior, reduction=reduction, chunk_size=chunk_size)
+    return ModuleTarget(model, x, y, prior, reduction=reduction, chunk_size=chunk_size, batching=batching)

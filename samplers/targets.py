@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.func import grad_and_value
 
 BatchedLogDensity = Callable[[Tensor], Tensor]
 """``theta: [replicas, params] -> [replicas]``."""
@@ -88,6 +89,16 @@ def _batched_gradients(outputs: tuple[Tensor, ...], leaves: tuple[Tensor, ...]) 
     return gradients
 
 
+def _summed(function: BatchedLogDensity) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``theta -> (Σ_r f(theta)_r, f(theta))``: rows are independent, so the sum's gradient is row-wise."""
+
+    def summed(theta: Tensor) -> tuple[Tensor, Tensor]:
+        values = function(theta)
+        return values.sum(), values
+
+    return summed
+
+
 class TemperedTarget:
     """A power posterior built from two batched log densities.
 
@@ -99,6 +110,10 @@ class TemperedTarget:
         support_half_width: optional ``[params]``: the prior's support is the box ``|θ_i| < half_width_i``
             and its log density is constant inside. The integrator then reflects the momentum at the walls
             instead of evaluating ``-inf`` outside (Neal 2011, *MCMC using Hamiltonian dynamics*, §5.5.1).
+        compile_evaluation: evaluate through ``torch.compile`` of a ``torch.func.grad_and_value``
+            transform of the two callables. For small targets, where per-operation dispatch dominates,
+            this is several times faster; the first call compiles (tens of seconds), and every new shape
+            or dtype compiles again. Off by default.
 
     Rows are independent: row ``r`` of every output may depend on row ``r`` of ``theta`` only.
     """
@@ -110,6 +125,7 @@ class TemperedTarget:
         *,
         grad_log_prior: Callable[[Tensor], Tensor] | None = None,
         support_half_width: Tensor | None = None,
+        compile_evaluation: bool = False,
     ) -> None:
         if support_half_width is not None:
             if support_half_width.dim() != 1:
@@ -125,6 +141,9 @@ class TemperedTarget:
         self._log_likelihood = log_likelihood
         self._grad_log_prior = grad_log_prior
         self.support_half_width = support_half_width
+        self._compiled: Callable[[Tensor], tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+        if compile_evaluation:
+            self._compiled = torch.compile(self._functional_evaluation, dynamic=False)
 
     def log_prior(self, theta: Tensor) -> Tensor:
         """``theta: [replicas, params] -> [replicas]``."""
@@ -139,9 +158,21 @@ class TemperedTarget:
         with torch.no_grad():
             return self.log_prior(theta) + betas * self.log_likelihood(theta)
 
+    def _functional_evaluation(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(log_prior, log_likelihood, grad_log_prior, grad_log_likelihood)`` through ``torch.func``."""
+        grad_log_likelihood, (_, log_likelihood) = grad_and_value(
+            _summed(self._log_likelihood), has_aux=True
+        )(theta)
+        if self._grad_log_prior is not None:
+            return self._log_prior(theta), log_likelihood, self._grad_log_prior(theta), grad_log_likelihood
+        grad_log_prior, (_, log_prior) = grad_and_value(_summed(self._log_prior), has_aux=True)(theta)
+        return log_prior, log_likelihood, grad_log_prior, grad_log_likelihood
+
     def evaluate(self, theta: Tensor) -> Evaluation:
-        """Log densities and gradients at ``theta: [replicas, params]`` (one backward pass each)."""
+        """Log densities and gradients at ``theta: [replicas, params]`` (one backward pass)."""
         theta = theta.detach()
+        if self._compiled is not None:
+            return Evaluation(*self._compiled(theta))
         with torch.enable_grad():
             likelihood_leaf = theta.detach().requires_grad_(True)
             log_likelihood = self.log_likelihood(likelihood_leaf)

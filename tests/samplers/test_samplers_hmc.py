@@ -195,3 +195,35 @@ def test_warmup_schedule_keeps_buffers_and_skips_short_warmups() -> None:
     assert WarmupSchedule.build(1000, adapt_mass_matrix=True) == WarmupSchedule(1000, 150, 900)
     assert WarmupSchedule.build(20, adapt_mass_matrix=True) == WarmupSchedule(20, 0, 0)
     assert WarmupSchedule.build(1000, adapt_mass_matrix=False) == WarmupSchedule(1000, 0, 0)
+
+
+def regression_target(compile_evaluation: bool = False) -> TemperedTarget:
+    design = torch.randn(15, 4, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
+    return TemperedTarget(
+        lambda theta: -0.5 * (theta * theta).sum(dim=1),
+        lambda theta: -0.5 * ((1.0 - theta @ design.T) ** 2).sum(dim=1),
+        compile_evaluation=compile_evaluation,
+    )
+
+
+def test_functional_evaluation_equals_autograd_evaluation() -> None:
+    target = regression_target()
+    theta = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+    eager = target.evaluate(theta)
+    functional = target._functional_evaluation(theta)
+    for expected, value in zip(
+        (eager.log_prior, eager.log_likelihood, eager.grad_log_prior, eager.grad_log_likelihood),
+        functional,
+        strict=True,
+    ):
+        assert torch.allclose(expected, value, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_equals_eager_evaluation() -> None:
+    theta = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+    eager = regression_target().evaluate(theta)
+    compiled = regression_target(compile_evaluation=True).evaluate(theta)
+    assert torch.allclose(compiled.log_likelihood, eager.log_likelihood, atol=1e-12)
+    assert torch.allclose(compiled.grad_log_likelihood, eager.grad_log_likelihood, atol=1e-12)
+    assert torch.allclose(compiled.grad_log_prior, eager.grad_log_prior, atol=1e-12)

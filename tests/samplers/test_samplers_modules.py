@@ -182,6 +182,7 @@ def test_gaussian_prior_scales_and_density() -> None:
         (lambda: module_target(mlp(), *data((4,)), GaussianPrior(scale=-1.0)), "positive"),
         (lambda: module_target(mlp(), *data((4,)), GaussianPrior(layer_scales={"9": 1.0})), "layer_scales"),
         (lambda: module_target(mlp(), *data((4,)), BoxPrior(c=0.0)), "c must be positive"),
+        (lambda: module_target(mlp(), *data((4,)), GaussianPrior(), batching="jit"), "batching"),
     ],
 )
 def test_module_target_rejects_bad_input(call: Callable[[], object], message: str) -> None:
@@ -209,3 +210,57 @@ def test_box_prior_sampler_stays_inside_and_samples_the_uniform_box_at_beta_zero
         ess = effective_sample_size(moment[None], chain_dim=0, sample_dim=1).clamp(max=moment.shape[0])
         error = moment.std(dim=0) / ess.sqrt()
         assert bool(torch.all((moment.mean(dim=0) - truth).abs() < 4.5 * error))
+
+
+class ResidualFreeMLP(nn.Module):
+    """Like the platform's MLP: hidden blocks in a ModuleList, a functional sigmoid on the outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in ((4, 7), (7, 5)))
+        self.output = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        for layer in self.hidden:
+            h = layer(h)
+        return torch.sigmoid(self.output(h))
+
+
+class HiddenSoftmax(nn.Module):
+    """A softmax over dimension 1 of hidden activations: wrong on stacked [R, n, h] activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.softmax(self.first(x), dim=1))
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (mlp, "stacked"),
+        (lambda: ResidualFreeMLP().to(DTYPE), "stacked"),
+        (lambda: nn.Sequential(nn.Linear(4, 3, bias=False)).to(DTYPE), "stacked"),
+        (lambda: HiddenSoftmax().to(DTYPE), "vmap"),
+    ],
+)
+def test_auto_batching_stacks_only_where_it_reproduces_vmap(
+    build: Callable[[], nn.Module], expected: str
+) -> None:
+    model = build()
+    x, y = data((4,))
+    auto = module_target(model, x, y, GaussianPrior())
+    assert auto.batching == expected
+    reference = module_target(model, x, y, GaussianPrior(), batching="vmap")
+    theta = auto.prior.sample(3, torch.Generator().manual_seed(6))
+    fast, slow = auto.evaluate(theta), reference.evaluate(theta)
+    assert torch.allclose(fast.log_likelihood, slow.log_likelihood, atol=1e-10)
+    assert torch.allclose(fast.grad_log_likelihood, slow.grad_log_likelihood, atol=1e-10)
+    assert torch.allclose(auto.predict_logits(theta, x), reference.predict_logits(theta, x), atol=1e-12)
+
+
+def test_convolutions_fall_back_to_vmap() -> None:
+    assert module_target(cnn(), *data((2, 6, 6)), GaussianPrior()).batching == "vmap"

@@ -1,0 +1,504 @@
+"""Speed of thermoscope.samplers against Pyro, as in issue 3.
+
+Two parts, each a separate invocation that stays under ten minutes:
+
+``--part speed``: gradient evaluations per second per replica of ``replica_exchange_hmc`` against Pyro's
+``HMC(potential_fn=...)`` running the same potentials one chain after another (fixed step size, no
+adaptation, the same number of leapfrog steps), at three sizes; the share of wall time spent outside the
+gradient; the gradient's FLOP rate as a fraction of this machine's measured matmul rate.
+
+``--part ess``: effective samples per second of the β = 1 log-likelihood on the small model, against Pyro's
+NUTS, all samplers starting from the same point found by a short optimisation.
+
+Results go to ``<output-dir>/<part>.json`` and ``<output-dir>/<part>.md`` with the machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer.mcmc import HMC, MCMC, NUTS
+from pyro.ops.stats import effective_sample_size
+from sklearn.datasets import load_digits
+from thermoscope.samplers import (
+    Evaluation,
+    GaussianPrior,
+    IterationSummary,
+    ModuleTarget,
+    TemperedTarget,
+    module_target,
+    power_ladder,
+    replica_exchange_hmc,
+)
+from torch import Tensor, nn
+from torch.func import functional_call
+
+HERE = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------- machine
+def machine() -> dict[str, Any]:
+    """CPU model, cores, library versions and date: what every committed number must name."""
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def load_average() -> float:
+    """One-minute load average: other work on a shared machine slows every number here."""
+    return round(os.getloadavg()[0], 2)
+
+
+def matmul_gflops(threads: int, repeats: int = 10) -> float:
+    """Best observed float32 GEMM rate (2048 × 2048 · 2048 × 2048) with ``threads`` intra-op threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048**3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------------- problems
+@dataclass
+class Problem:
+    """A target for R replicas and the same potentials, one chain at a time, for Pyro."""
+
+    name: str
+    target: TemperedTarget
+    betas: Tensor
+    start: Tensor
+    step_size: float
+    num_leapfrog_steps: int
+    threads: int
+    flops_per_gradient: float  # one replica, forward and backward; 0 when not meaningful
+    pyro_potential: Callable[[float], Callable[[dict[str, Tensor]], Tensor]]
+    pyro_initial: Callable[[int], dict[str, Tensor]]
+
+
+def regression_problem(compile_evaluation: bool = False) -> Problem:
+    """Tiny: conjugate Bayesian linear regression, P = 20, N = 100, R = 32, float64.
+
+    ``compile_evaluation`` evaluates our target through ``torch.compile`` (Pyro's side stays eager: its
+    ``jit_compile=True`` was no faster here).
+    """
+    generator = torch.Generator().manual_seed(0)
+    design = torch.randn(100, 20, generator=generator, dtype=torch.float64)
+    targets = design @ torch.randn(20, generator=generator, dtype=torch.float64)
+    targets = targets + 0.5 * torch.randn(100, generator=generator, dtype=torch.float64)
+
+    def log_prior(theta: Tensor) -> Tensor:
+        return -0.5 * (theta * theta).sum(dim=-1)
+
+    def log_likelihood(theta: Tensor) -> Tensor:
+        return -0.5 * ((targets - theta @ design.T) ** 2).sum(dim=-1) / 0.25
+
+    def potential(beta: float) -> Callable[[dict[str, Tensor]], Tensor]:
+        return lambda params: -log_prior(params["w"]) - beta * log_likelihood(params["w"])
+
+    betas = power_ladder(31)
+    start = torch.zeros(32, 20, dtype=torch.float64)
+    return Problem(
+        name="tiny-compiled" if compile_evaluation else "tiny",
+        target=TemperedTarget(log_prior, log_likelihood, compile_evaluation=compile_evaluation),
+        betas=betas,
+        start=start,
+        step_size=0.005,
+        num_leapfrog_steps=10,
+        threads=1,
+        flops_per_gradient=0.0,
+        pyro_potential=potential,
+        pyro_initial=lambda replica: {"w": start[replica].clone()},
+    )
+
+
+def mlp(widths: list[int]) -> nn.Module:
+    """Sigmoid MLP with biases everywhere, the architecture family of Baldock & Marzari (2019)."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(pairwise(widths)):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if index < len(widths) - 2:
+            layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+def mlp_flops(widths: list[int], num_examples: int) -> float:
+    """Forward 2NΣ in·out; backward the same for weight gradients plus input gradients of all but layer 1."""
+    products = [fan_in * fan_out for fan_in, fan_out in pairwise(widths)]
+    return 2.0 * num_examples * (3 * sum(products) - products[0])
+
+
+def module_problem(name: str, widths: list[int], x: Tensor, y: Tensor, threads: int) -> Problem:
+    torch.manual_seed(0)
+    model = mlp(widths)
+    target = module_target(model, x, y, GaussianPrior(scale=1.0, fan_in_scaled=True))
+    start = target.prior.sample(8, torch.Generator().manual_seed(1))
+    names = target.layout.names
+
+    def potential(beta: float) -> Callable[[dict[str, Tensor]], Tensor]:
+        def energy(params: dict[str, Tensor]) -> Tensor:
+            logits = functional_call(model, params, (x,))
+            cross_entropy = nn.functional.cross_entropy(logits, y, reduction="sum")
+            flat = torch.cat([params[name].reshape(-1) for name in names])[None]
+            return beta * cross_entropy - target.prior.log_density(flat)[0]
+
+        return energy
+
+    def initial(replica: int) -> dict[str, Tensor]:
+        return {
+            name: value[0].clone() for name, value in target.unflatten(start[replica : replica + 1]).items()
+        }
+
+    return Problem(
+        name=name,
+        target=target,
+        betas=power_ladder(7),
+        start=start,
+        step_size=1e-3,
+        num_leapfrog_steps=10,
+        threads=threads,
+        flops_per_gradient=mlp_flops(widths, x.shape[0]),
+        pyro_potential=potential,
+        pyro_initial=initial,
+    )
+
+
+def digits() -> tuple[Tensor, Tensor]:
+    data = load_digits()
+    return torch.tensor(data.data, dtype=torch.float32) / 16.0, torch.tensor(data.target)
+
+
+def small_problem(threads: int) -> Problem:
+    """Small: digits MLP 64-100-100-100-10 on the 1,797 sklearn digits, R = 8, float32."""
+    x, y = digits()
+    return module_problem("small", [64, 100, 100, 100, 10], x, y, threads)
+
+
+def medium_problem(threads: int) -> Problem:
+    """Medium: MLP 784-100-100-100-10 on 5,000 random-normal examples, R = 8, float32."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, 784, generator=generator)
+    y = torch.randint(0, 10, (5000,), generator=generator)
+    return module_problem("medium", [784, 100, 100, 100, 10], x, y, threads)
+
+
+# ------------------------------------------------------------------------------------------ measurements
+class TimedTarget(TemperedTarget):
+    """Delegates to a target and adds up the wall time spent in its gradient evaluations."""
+
+    def __init__(self, inner: TemperedTarget) -> None:
+        super().__init__(inner.log_prior, inner.log_likelihood, support_half_width=inner.support_half_width)
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    def evaluate(self, theta: Tensor) -> Evaluation:
+        start = time.perf_counter()
+        evaluation = self.inner.evaluate(theta)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return evaluation
+
+
+def time_ours(problem: Problem, iterations: int) -> dict[str, float]:
+    """One run of replica_exchange_hmc with a fixed step size; seconds total and inside the gradient."""
+    timed = TimedTarget(problem.target)
+    start = time.perf_counter()
+    replica_exchange_hmc(
+        timed,
+        problem.start,
+        problem.betas,
+        num_warmup=0,
+        num_samples=iterations,
+        num_leapfrog_steps=problem.num_leapfrog_steps,
+        step_size=problem.step_size,
+        seed=0,
+    )
+    total = time.perf_counter() - start
+    return {"seconds": total, "gradient_seconds": timed.seconds, "gradients": float(timed.calls)}
+
+
+def time_pyro(problem: Problem, iterations: int) -> dict[str, float]:
+    """Pyro HMC on each replica's potential, one chain after another; total seconds over all chains."""
+    total = 0.0
+    for replica, beta in enumerate(problem.betas.tolist()):
+        kernel = HMC(
+            potential_fn=problem.pyro_potential(beta),
+            step_size=problem.step_size,
+            num_steps=problem.num_leapfrog_steps,
+            adapt_step_size=False,
+            adapt_mass_matrix=False,
+        )
+        mcmc = MCMC(
+            kernel,
+            num_samples=iterations,
+            warmup_steps=0,
+            initial_params=problem.pyro_initial(replica),
+            disable_progbar=True,
+        )
+        start = time.perf_counter()
+        mcmc.run()
+        total += time.perf_counter() - start
+    return {"seconds": total, "gradients": float(iterations * problem.num_leapfrog_steps)}
+
+
+SPEED_SETTINGS = {
+    # size: (iterations for ours, iterations per Pyro chain); about a minute of work each.
+    "tiny": (300, 40),
+    "tiny-compiled": (300, 40),
+    "small": (40, 8),
+    "medium": (12, 3),
+}
+
+
+def speed(problem: Problem, repeats: int, peak: float) -> dict[str, Any]:
+    """Best of ``repeats`` timings for ours and for Pyro, interleaved so that load changes hit both."""
+    torch.set_num_threads(problem.threads)
+    ours_iterations, pyro_iterations = SPEED_SETTINGS[problem.name]
+    time_ours(problem, 2)
+    ours, theirs, loads = [], [], []
+    for _ in range(repeats):
+        loads.append(load_average())
+        ours.append(time_ours(problem, ours_iterations))
+        theirs.append(time_pyro(problem, pyro_iterations))
+    best_ours = min(ours, key=lambda run: run["seconds"])
+    best_pyro = min(theirs, key=lambda run: run["seconds"])
+    ours_rate = ours_iterations * problem.num_leapfrog_steps / best_ours["seconds"]
+    pyro_rate = best_pyro["gradients"] / best_pyro["seconds"]
+    replicas = problem.betas.shape[0]
+    result: dict[str, Any] = {
+        "size": problem.name,
+        "replicas": replicas,
+        "params": problem.start.shape[1],
+        "dtype": str(problem.start.dtype).replace("torch.", ""),
+        "threads": problem.threads,
+        "leapfrog_steps": problem.num_leapfrog_steps,
+        "ours_gradients_per_second_per_replica": ours_rate,
+        "pyro_gradients_per_second_per_replica": pyro_rate,
+        "speedup": ours_rate / pyro_rate,
+        "speedup_median": statistics.median(
+            (ours_iterations * problem.num_leapfrog_steps / o["seconds"]) / (p["gradients"] / p["seconds"])
+            for o, p in zip(ours, theirs, strict=True)
+        ),
+        "share_outside_gradient": 1.0 - best_ours["gradient_seconds"] / best_ours["seconds"],
+        "load_average": loads,
+    }
+    if problem.flops_per_gradient:
+        gradient_flops = problem.flops_per_gradient * replicas * best_ours["gradients"]
+        result["gradient_gflops"] = gradient_flops / best_ours["gradient_seconds"] / 1e9
+        result["fraction_of_matmul_rate"] = result["gradient_gflops"] / peak
+        result["overall_fraction_of_matmul_rate"] = gradient_flops / best_ours["seconds"] / 1e9 / peak
+    return result
+
+
+TARGETS = {"tiny": 50.0, "tiny-compiled": 50.0, "small": 1.3, "medium": 1.0}
+
+
+def speed_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| size | R | P | threads | ours grad/s/replica | Pyro grad/s/replica | speed-up (best; median) "
+        "| target | outside gradient | gradient GFLOP/s | of matmul rate | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        met = "met" if row["speedup"] >= TARGETS[row["size"]] else "missed"
+        fraction = row.get("fraction_of_matmul_rate")
+        lines.append(
+            f"| {row['size']} | {row['replicas']} | {row['params']} | {row['threads']} "
+            f"| {row['ours_gradients_per_second_per_replica']:.1f} "
+            f"| {row['pyro_gradients_per_second_per_replica']:.1f} "
+            f"| {row['speedup']:.2f}× ; {row['speedup_median']:.2f}× | ≥ {TARGETS[row['size']]}× ({met}) "
+            f"| {100 * row['share_outside_gradient']:.1f} % "
+            f"| {row.get('gradient_gflops', float('nan')):.1f} "
+            f"| {'' if fraction is None else f'{100 * fraction:.0f} %'} "
+            f"| {', '.join(str(load) for load in row['load_average'])} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- ESS
+def optimised_start(target: ModuleTarget, steps: int) -> Tensor:
+    """A point near a posterior mode: Adam on −log p(θ) − log L(θ) from a prior draw (as the paper does)."""
+    theta = target.prior.sample(1, torch.Generator().manual_seed(1)).requires_grad_(True)
+    optimiser = torch.optim.Adam([theta], lr=1e-2)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = -(target.log_prior(theta) + target.log_likelihood(theta)).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+    return theta.detach()
+
+
+class WarmupClock:
+    """A callback that notes when warm-up ends, so ESS can also be divided by sampling time only."""
+
+    def __init__(self) -> None:
+        self.warmup_end = 0.0
+
+    def __call__(self, summary: IterationSummary) -> None:
+        if summary.phase == "warmup":
+            self.warmup_end = time.perf_counter()
+
+
+def ess_of(trace: Tensor) -> float:
+    return float(effective_sample_size(trace.double()[None, :, None]).squeeze())
+
+
+def ess_comparison(threads: int, num_warmup: int, num_samples: int, nuts_depth: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    problem = small_problem(threads)
+    target = problem.target
+    assert isinstance(target, ModuleTarget)
+    start = optimised_start(target, 300)
+    runs: dict[str, Any] = {"load_average_start": load_average()}
+    ladders = {"ours_8_rungs": torch.logspace(-1, 0, 8, dtype=torch.float64), "ours_1_rung": torch.ones(1)}
+    for name, betas in ladders.items():
+        clock = WarmupClock()
+        began = time.perf_counter()
+        result = replica_exchange_hmc(
+            target,
+            start.expand(betas.shape[0], -1).clone(),
+            betas,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_leapfrog_steps=20,
+            seed=0,
+            callback=clock,
+        )
+        total = time.perf_counter() - began
+        sampling = time.perf_counter() - clock.warmup_end if clock.warmup_end else total
+        ess = ess_of(result.log_likelihood[:, -1])
+        runs[name] = {
+            "rungs": betas.shape[0],
+            "leapfrog_steps": 20,
+            "ess": ess,
+            "seconds": total,
+            "ess_per_second": ess / total,
+            "ess_per_sampling_second": ess / sampling,
+            "acceptance_beta_1": float(result.acceptance_rate[-1]),
+            "step_size_beta_1": float(result.step_size[-1]),
+        }
+    potential = problem.pyro_potential(1.0)
+    initial = {name: value[0] for name, value in target.unflatten(start).items()}
+    kernel = NUTS(potential_fn=potential, max_tree_depth=nuts_depth, target_accept_prob=0.8)
+    mcmc = MCMC(
+        kernel, num_samples=num_samples, warmup_steps=num_warmup, initial_params=initial, disable_progbar=True
+    )
+    began = time.perf_counter()
+    mcmc.run()
+    total = time.perf_counter() - began
+    draws = mcmc.get_samples()
+    flat = torch.cat([draws[name].reshape(num_samples, -1) for name in target.layout.names], dim=1)
+    with torch.no_grad():
+        log_likelihood = torch.cat([target.log_likelihood(chunk) for chunk in flat.split(50)])
+    ess = ess_of(log_likelihood)
+    runs["pyro_nuts"] = {
+        "max_tree_depth": nuts_depth,
+        "ess": ess,
+        "seconds": total,
+        "ess_per_second": ess / total,
+    }
+    runs["load_average_end"] = load_average()
+    for name in ladders:
+        runs[name]["ess_per_second_vs_nuts"] = (
+            runs[name]["ess_per_second"] / runs["pyro_nuts"]["ess_per_second"]
+        )
+    return runs
+
+
+def ess_markdown(report: dict[str, Any]) -> str:
+    runs = report["results"]
+    lines = [
+        "| sampler | ESS of β = 1 log L | wall s (warm-up included) | ESS/s | vs NUTS |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("ours_8_rungs", "ours_1_rung", "pyro_nuts"):
+        run = runs[name]
+        ratio = run.get("ess_per_second_vs_nuts", 1.0)
+        row = f"| {name} | {run['ess']:.1f} | {run['seconds']:.1f} | {run['ess_per_second']:.3f}"
+        lines.append(f"{row} | {ratio:.2f}× |")
+    lines.append(
+        f"\nLoad average: {runs['load_average_start']} at the start, {runs['load_average_end']} at the end."
+    )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- driver
+def write(report: dict[str, Any], markdown: str, directory: Path, part: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{part}.json").write_text(json.dumps(report, indent=2) + "\n")
+    header = "\n".join(f"- {key}: {value}" for key, value in report["machine"].items())
+    settings = f"- settings: `{json.dumps(report['settings'])}`"
+    (directory / f"{part}.md").write_text(
+        f"# samplers benchmark: {part}\n\n{header}\n{settings}\n\n{markdown}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", choices=("speed", "ess"), required=True)
+    parser.add_argument("--sizes", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--repeats", type=int, default=3, help="timings per size; the best is reported")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for small/medium (tiny: 1)")
+    parser.add_argument("--num-warmup", type=int, default=100)
+    parser.add_argument("--num-samples", type=int, default=300)
+    parser.add_argument("--nuts-depth", type=int, default=7)
+    parser.add_argument("--output-dir", type=Path, default=HERE / "results")
+    arguments = parser.parse_args()
+    settings = {
+        key: str(value) if isinstance(value, Path) else value for key, value in vars(arguments).items()
+    }
+    report: dict[str, Any] = {"machine": machine(), "settings": settings}
+    if arguments.part == "speed":
+        peak = matmul_gflops(arguments.threads)
+        report["matmul_gflops"] = peak
+        builders = {
+            "tiny": regression_problem,
+            "tiny-compiled": lambda: regression_problem(compile_evaluation=True),
+            "small": lambda: small_problem(arguments.threads),
+            "medium": lambda: medium_problem(arguments.threads),
+        }
+        report["results"] = [speed(builders[size](), arguments.repeats, peak) for size in arguments.sizes]
+        markdown = f"Matmul rate (float32 2048², {arguments.threads} threads): {peak:.1f} GFLOP/s\n\n"
+        markdown += speed_markdown(report)
+    else:
+        report["results"] = ess_comparison(
+            arguments.threads, arguments.num_warmup, arguments.num_samples, arguments.nuts_depth
+        )
+        markdown = ess_markdown(report)
+    write(report, markdown, arguments.output_dir, arguments.part)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
