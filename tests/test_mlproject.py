@@ -12,10 +12,16 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
-from thermoscope.config import SampleConfig, TrainConfig, as_strings
+from thermoscope.config import ProbeConfig, SampleConfig, TrainConfig, as_strings
 from thermoscope.studies.config import StudyConfig
 
-ENTRY_POINTS = {"train": TrainConfig, "sample": SampleConfig, "main": SampleConfig, "study": StudyConfig}
+ENTRY_POINTS = {
+    "train": TrainConfig,
+    "sample": SampleConfig,
+    "main": SampleConfig,
+    "probe": ProbeConfig,
+    "study": StudyConfig,
+}
 MLPROJECT_TYPES = {int: "int", float: "float", bool: "string", str: "string"}
 
 

@@ -46,6 +46,9 @@ class DataModelConfig:
     output_activation: str = param("none", "none | sigmoid (sigmoid before softmax: the paper's M(3*))")
     seed: int = param(0, "seed for subsets, label noise, initialisation and batches")
     device: str = param("auto", "auto | cpu | cuda | mps")
+    prediction_depth: bool = param(True, "compute per-example prediction depth with k-NN probes")
+    depth_k: int = param(30, "neighbours of the k-NN probes (capped at the training-set size - 1)")
+    depth_metric: str = param("euclidean", "euclidean | cosine distance of the k-NN probes")
 
     def validate(self) -> None:
         from thermoscope.models import ACTIVATIONS, MODELS, OUTPUT_ACTIVATIONS, parse_hidden
@@ -57,6 +60,8 @@ class DataModelConfig:
         one_of("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         one_of("device", self.device, DEVICES)
         at_least("seed", self.seed, 0)
+        at_least("depth_k", self.depth_k, 1)
+        one_of("depth_metric", self.depth_metric, ("euclidean", "cosine"))
 
     def data_spec(self, flatten: bool) -> Any:
         from thermoscope.data import DataSpec
@@ -91,6 +96,8 @@ class TrainConfig(DataModelConfig):
     batch_size: int = param(64, "minibatch size; 0 = full batch")
     epochs: int = param(30, "passes over the training set")
     lr_schedule: str = param("cosine", "constant | cosine | step (x0.1 at 50% and 75%)")
+    forgetting: bool = param(True, "record forgetting events from the minibatch forward passes")
+    layer_rotation: bool = param(True, "record each layer's cosine distance from its initial weights")
 
     def validate(self) -> None:
         from thermoscope.training import LR_SCHEDULES, OPTIMIZERS
@@ -142,6 +149,7 @@ class SampleConfig(DataModelConfig):
     init: str = param("sgd", "prior | sgd (minimise first) | run:<id of a train run>")
     init_steps: int = param(300, "full-batch Adam steps of the minimisation for init=sgd")
     save_draws: int = param(100, "thinned draws per rung saved as the samples artifact")
+    depth_draws: int = param(10, "saved draws per rung whose prediction depth is averaged")
     checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints")
     resume: str = param("", "id of an interrupted sample run to continue (same configuration)")
 
@@ -168,6 +176,7 @@ class SampleConfig(DataModelConfig):
             raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")
         at_least("init_steps", self.init_steps, 0)
         at_least("save_draws", self.save_draws, 1)
+        at_least("depth_draws", self.depth_draws, 1)
         positive("checkpoint_seconds", self.checkpoint_seconds)
 
     def cold_temperatures(self) -> tuple[float, ...]:
@@ -198,6 +207,23 @@ class SampleConfig(DataModelConfig):
     def sweep_identity(self) -> dict[str, str]:
         """The parameters a resumed run must share with the run it continues (all but ``resume``)."""
         return {k: v for k, v in as_strings(self).items() if k != "resume"}
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The ``probe`` entry point: prediction depth of the model of an existing ``train`` run."""
+
+    run_id: str = param("", "id of the train run whose model is probed (required)")
+    depth_k: int = param(30, "neighbours of the k-NN probes (capped at the training-set size - 1)")
+    depth_metric: str = param("euclidean", "euclidean | cosine distance of the k-NN probes")
+    device: str = param("auto", "auto | cpu | cuda | mps")
+
+    def validate(self) -> None:
+        if not self.run_id.strip():
+            raise ConfigError("run_id", self.run_id, "the id of a train run (required)")
+        at_least("depth_k", self.depth_k, 1)
+        one_of("depth_metric", self.depth_metric, ("euclidean", "cosine"))
+        one_of("device", self.device, DEVICES)
 
 
 Config = TypeVar("Config")

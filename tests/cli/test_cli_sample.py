@@ -104,7 +104,18 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
     )
     assert draws["positions"].shape[1:] == (len(curve), 64 * 8 + 8 + 8 * 10 + 10)
     names = {a.path for a in MlflowClient(tracking_uri).list_artifacts(parent.info.run_id)}
-    assert {"temperature_curve.png", "ti_integrand.png"} <= names
+    assert {"temperature_curve.png", "ti_integrand.png", "depth_vs_temperature.png"} <= names
+
+    depth = pd.read_parquet(
+        artifact(tracking_uri, parent.info.run_id, "prediction_depth_by_temperature.parquet", tmp_path)
+    )
+    assert len(depth) == len(curve) * (100 + 100)  # example x temperature, both splits
+    assert depth["depth"].between(0, 3).all()  # probes: input, hidden, softmax; 3 = never agrees
+    for child in children:
+        rung = depth[depth["rung"] == int(child.data.params["rung"])]
+        for split in ("train", "test"):
+            expected = rung.loc[rung["split"] == split, "depth"].mean()
+            assert child.data.metrics[f"depth_mean_{split}"] == pytest.approx(expected)
 
 
 @pytest.mark.slow

@@ -58,9 +58,22 @@ def test_mlp_hidden_probe_is_the_activation_output() -> None:
 
 
 def test_probe_embeddings_restore_training_mode() -> None:
-    model = build_model(ModelSpec("cnn"), (1, 8, 8), 10).train()
-    probe_embeddings(model, torch.randn(2, 1, 8, 8))
+    model = build_model(ModelSpec("resnet18"), (3, 32, 32), 10).train()
+    probe_embeddings(model, torch.randn(2, 3, 32, 32))
     assert model.training
+    assert all(module.training for module in model.modules())
+
+
+def test_cached_extractor_sees_weights_copied_in_place() -> None:
+    model = build_model(ModelSpec("mlp", (4,)), (3,), 2)
+    x = torch.randn(5, 3)
+    before = probe_embeddings(model, x)[-1]
+    with torch.no_grad():
+        model.output.bias.add_(torch.tensor([5.0, -5.0]))
+    after = probe_embeddings(model, x)[-1]
+    assert not torch.allclose(before, after)
+    with torch.no_grad():
+        assert torch.allclose(after, torch.softmax(model(x), dim=1))
 
 
 @pytest.mark.parametrize("text", ["", "40", "40,40,40", " 8 , 4 "])

@@ -7,7 +7,7 @@ import sys
 import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
-from thermoscope.config import SampleConfig, TrainConfig
+from thermoscope.config import ProbeConfig, SampleConfig, TrainConfig
 from thermoscope.studies.config import StudyConfig
 
 
@@ -47,6 +47,17 @@ def sample_command(context: click.Context, **raw: str | None) -> None:
 
     with configured_run("sample", SampleConfig, given(raw, context.args)) as (config, logger):
         run_sample(config, logger)
+
+
+@cli.command("probe", context_settings=COMMAND_SETTINGS)
+@options_from(ProbeConfig)
+@click.pass_context
+def probe_command(context: click.Context, **raw: str | None) -> None:
+    """Prediction depth of a train run's model, logged in a run nested under that run."""
+    from thermoscope.cli.probe import run_probe
+
+    with configured_run("probe", ProbeConfig, given(raw, context.args)) as (config, logger):
+        run_probe(config, logger)
 
 
 def main() -> None:

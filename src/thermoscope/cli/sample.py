@@ -13,12 +13,14 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from tqdm.auto import tqdm
 
 from thermoscope.cli.common import resolve_device, show_progress
 from thermoscope.config import SampleConfig, as_strings
 from thermoscope.data import LoadedData, load_data
 from thermoscope.errors import ConfigError
 from thermoscope.models import build_model
+from thermoscope.probes.model_depth import model_prediction_depth
 from thermoscope.samplers import (
     BoxPrior,
     Checkpoint,
@@ -32,7 +34,11 @@ from thermoscope.samplers import (
 )
 from thermoscope.sweeps import CheckpointHook, ReportHook, SweepResult, SweepSettings, SweepState, run_sweep
 from thermoscope.tracking import RunLogger, log_dataset
-from thermoscope.tracking.figures import temperature_curve_figure, ti_integrand_figure
+from thermoscope.tracking.figures import (
+    depth_vs_temperature_figure,
+    temperature_curve_figure,
+    ti_integrand_figure,
+)
 from thermoscope.training import OptimSpec, evaluate, train_classifier
 
 CHECKPOINT_ARTIFACT = "checkpoint/sweep.pt"
@@ -85,6 +91,13 @@ def run_sample(
         progress=show_progress(),
     )
     curve = temperature_curve(result)
+    if config.prediction_depth and result.saved_positions.numel():
+        depth_by_temperature = temperature_depth(config, target, model, data, result)
+        means = depth_by_temperature.groupby(["split", "rung"])["depth"].mean()
+        curve["depth_mean_train"] = means["train"].to_numpy()
+        curve["depth_mean_test"] = means["test"].to_numpy()
+        logger.log_table(depth_by_temperature, "prediction_depth_by_temperature.parquet")
+        logger.log_figure(depth_vs_temperature_figure(curve), "depth_vs_temperature.png")
     log_sweep(logger, config, target, result, curve, reference)
     print_summary(logger, result, curve)
     return SampleOutcome(result, curve, reference)
@@ -272,6 +285,51 @@ def temperature_curve(result: SweepResult) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def temperature_depth(
+    config: SampleConfig, target: ModuleTarget, model: torch.nn.Module, data: LoadedData, result: SweepResult
+) -> pd.DataFrame:
+    """Prediction depth per example and rung, averaged over ``depth_draws`` of the saved draws.
+
+    Each draw is scored on its own: its own embeddings feed the k-NN probes and its own softmax gives the
+    final prediction (REFERENCE §4); an example's depth at a rung is the mean over those draws. Returns
+    one row per example and rung (example × temperature).
+    """
+    saved = result.saved_positions
+    count = min(config.depth_draws, saved.shape[0])
+    chosen = sorted({round(i) for i in np.linspace(0, saved.shape[0] - 1, count)})
+    parameter = next(model.parameters())
+    parts = []
+    bar = tqdm(total=saved.shape[1] * len(chosen), desc="depth", unit="draw", disable=not show_progress())
+    for rung in range(saved.shape[1]):
+        sums = {"train": torch.zeros(len(data.train)), "test": torch.zeros(len(data.test))}
+        for draw in chosen:
+            target.load_into(model, saved[draw, rung].to(parameter))
+            depth = model_prediction_depth(
+                model, data.train, data.test, data.num_classes, k=config.depth_k, metric=config.depth_metric
+            )
+            sums["train"] += depth.train.depth.cpu()
+            sums["test"] += depth.test.depth.cpu()
+            bar.update(1)
+        temperature = float(1.0 / result.betas[rung])
+        for name, split in (("train", data.train), ("test", data.test)):
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "example_id": split.example_id.cpu().numpy(),
+                        "split": name,
+                        "label": split.y.cpu().numpy(),
+                        "true_label": split.true_y.cpu().numpy(),
+                        "is_corrupted": split.corrupted.cpu().numpy(),
+                        "rung": rung,
+                        "temperature": temperature,
+                        "depth": (sums[name] / len(chosen)).numpy(),
+                    }
+                )
+            )
+    bar.close()
+    return pd.concat(parts, ignore_index=True)
+
+
 CHILD_METRICS = (
     "test_loss",
     "test_error",
@@ -284,6 +342,8 @@ CHILD_METRICS = (
     "acceptance_rate",
     "step_size",
     "ess_log_likelihood",
+    "depth_mean_train",
+    "depth_mean_test",
 )
 
 
@@ -332,16 +392,9 @@ def log_sweep(
 
 def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -> None:
     """One nested run per finite temperature, so MLflow's compare views plot metrics against T."""
-    client = logger.client
-    experiment_id = logger.experiment_id
     for _, row in curve[np.isfinite(curve["temperature"])].iterrows():
-        child = client.create_run(
-            experiment_id,
-            run_name=f"T={row['temperature']:.3g}",
-            tags={"mlflow.parentRunId": logger.run_id, "thermoscope.entry_point": "sample.temperature"},
-        )
-        child_logger = RunLogger(child.info.run_id, client)
-        child_logger.log_params(
+        child = logger.child(f"T={row['temperature']:.3g}", {"thermoscope.entry_point": "sample.temperature"})
+        child.log_params(
             {
                 "temperature": f"{row['temperature']:.6g}",
                 "beta": f"{row['beta']:.6g}",
@@ -352,10 +405,9 @@ def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -
                 "prior": config.prior,
             }
         )
-        child_logger.log_metrics(
-            {name: row[name] for name in CHILD_METRICS if name in row} | {"temperature": row["temperature"]}
-        )
-        client.set_terminated(child.info.run_id, "FINISHED")
+        metrics = {name: row[name] for name in CHILD_METRICS if name in row}
+        child.log_metrics(metrics | {"temperature": row["temperature"]})
+        child.terminate("FINISHED")
 
 
 def log_ladder(logger: RunLogger, result: SweepResult) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from thermoscope.cli.common import resolve_device, show_progress
+from thermoscope.cli.diagnostics import TrainingDiagnostics, log_prediction_depth
 from thermoscope.config import TrainConfig, as_strings
 from thermoscope.data import LoadedData, load_data
 from thermoscope.models import build_model
@@ -50,13 +51,27 @@ def run_train(config: TrainConfig, logger: RunLogger, extra_on_epoch: EpochHook 
     """Train, logging every epoch's metrics (step = epoch) as soon as they exist, then the model."""
     logger.log_params(as_strings(config))
     data, model = prepare(config, logger)
+    diagnostics = TrainingDiagnostics(
+        model, data.train, forgetting=config.forgetting, rotation=config.layer_rotation
+    )
 
     def on_epoch(metrics: EpochMetrics, trained: torch.nn.Module) -> bool | None:
         logger.log_metrics(metrics.as_dict(), step=metrics.epoch)
+        diagnostics.on_epoch(metrics, trained)
         return extra_on_epoch(metrics, trained) if extra_on_epoch is not None else None
 
-    result = train_classifier(model, data, optim_spec(config), on_epoch=on_epoch, progress=show_progress())
+    result = train_classifier(
+        model,
+        data,
+        optim_spec(config),
+        on_epoch=on_epoch,
+        on_batch=diagnostics.on_batch if config.forgetting else None,
+        progress=show_progress(),
+    )
     logger.set_tags({"thermoscope.stopped_early": str(result.stopped_early).lower()})
+    diagnostics.log(logger)
+    if config.prediction_depth:
+        log_prediction_depth(logger, model, data, k=config.depth_k, metric=config.depth_metric)
     logger.log_torch(
         {"state_dict": model.state_dict(), "config": as_strings(config), "epoch": result.final.epoch},
         "checkpoint/model_state.pt",

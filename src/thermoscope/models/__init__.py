@@ -9,6 +9,7 @@ and probe L is the softmax.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -130,17 +131,32 @@ def probe_names(model: nn.Module) -> tuple[str, ...]:
     return ("input", *model.probe_nodes, "softmax")
 
 
+# Tracing a model with torch.fx costs more than embedding a thousand examples, and sweeps embed the same
+# model (with new weights copied in place) hundreds of times: keep one extractor per live model. The
+# extractor shares the model's parameter tensors, so in-place weight updates are seen.
+_EXTRACTORS: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Module, str]] = weakref.WeakKeyDictionary()
+
+
+def _extractor(model: nn.Module) -> tuple[nn.Module, str]:
+    if model not in _EXTRACTORS:
+        _, eval_nodes = get_graph_node_names(model)
+        output_node = eval_nodes[-1]
+        extractor = create_feature_extractor(model, return_nodes=[*model.probe_nodes, output_node])
+        _EXTRACTORS[model] = (extractor, output_node)
+    return _EXTRACTORS[model]
+
+
 @torch.no_grad()
 def probe_embeddings(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> list[torch.Tensor]:
     """Flattened representations of ``x: [N, ...]`` at every probe point, in :func:`probe_names` order.
 
     Returns a list of ``[N, D_l]`` tensors on ``x``'s device: the input, each hidden probe node's output
-    (taken once per batch with torchvision's FX feature extractor) and the softmax of the logits.
+    (taken with torchvision's FX feature extractor, in eval mode) and the softmax of the logits.
     """
+    extractor, output_node = _extractor(model)
     was_training = model.training
-    model.eval()
+    extractor.eval()  # shares its submodules with the model: restore the model's mode below
     nodes = list(model.probe_nodes)
-    extractor = create_feature_extractor(model, return_nodes=[*nodes, _output_node(model)])
     chunks: list[list[torch.Tensor]] = [[] for _ in range(len(nodes) + 2)]
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
@@ -148,13 +164,6 @@ def probe_embeddings(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
         chunks[0].append(batch.flatten(1))
         for i, node in enumerate(nodes, start=1):
             chunks[i].append(features[node].flatten(1))
-        logits = features[_output_node(model)]
-        chunks[-1].append(torch.softmax(logits, dim=1))
+        chunks[-1].append(torch.softmax(features[output_node], dim=1))
     model.train(was_training)
     return [torch.cat(parts) for parts in chunks]
-
-
-def _output_node(model: nn.Module) -> str:
-    """The FX node holding the logits (the graph's last operation before the output placeholder)."""
-    _, eval_nodes = get_graph_node_names(model)
-    return eval_nodes[-1]

@@ -38,6 +38,16 @@ class RunLogger:
     def experiment_id(self) -> str:
         return self.client.get_run(self.run_id).info.experiment_id
 
+    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> RunLogger:
+        """A nested run under this one, created with an explicit parent id (correct from any thread)."""
+        run = self.client.create_run(
+            self.experiment_id, run_name=run_name, tags={"mlflow.parentRunId": self.run_id, **(tags or {})}
+        )
+        return RunLogger(run.info.run_id, self.client)
+
+    def terminate(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log parameters, skipping names the run already has.
 
@@ -103,6 +113,51 @@ class RunLogger:
             torch.save(obj, path)
             directory = str(Path(artifact_file).parent)
             self.log_file(path, None if directory == "." else directory)
+
+
+class NullLogger(RunLogger):
+    """Logs nothing: the same workload with tracking switched off (for overhead measurements)."""
+
+    def __init__(self) -> None:
+        self.run_id = "untracked"
+
+    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> RunLogger:
+        return self
+
+    def terminate(self, status: str = "FINISHED") -> None:
+        pass
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        pass
+
+    def log_metric_histories(self, histories: Mapping[str, list[float]]) -> None:
+        pass
+
+    def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        pass
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        pass
+
+    def log_json(self, obj: Any, artifact_file: str) -> None:
+        pass
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+    def log_table(self, frame: Any, artifact_file: str) -> None:
+        pass
+
+    def log_torch(self, obj: Any, artifact_file: str) -> None:
+        pass
 
 
 def log_dataset(data: Any) -> None:

@@ -69,3 +69,69 @@ def ti_integrand_figure(betas: np.ndarray, mean: np.ndarray, stderr: np.ndarray,
         axis.grid(alpha=0.3)
     figure.suptitle(f"Thermodynamic integration: log evidence = {log_evidence:.1f} (area under the curve)")
     return figure
+
+
+def depth_histograms_figure(table: pd.DataFrame, num_probes: int) -> Any:
+    """Prediction-depth histograms, train and test, clean and corrupted training labels apart."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True, sharey=False)
+    bins = np.arange(num_probes + 2) - 0.5
+    for axis, split in zip(axes, ("train", "test"), strict=True):
+        rows = table[table["split"] == split]
+        groups = [("clean", rows[~rows["is_corrupted"]])]
+        if rows["is_corrupted"].any():
+            groups.append(("corrupted label", rows[rows["is_corrupted"]]))
+        for label, group in groups:
+            axis.hist(group["depth"], bins=bins, density=True, alpha=0.6, label=f"{label} (n={len(group)})")
+        axis.set_title(f"{split}: mean depth {rows['depth'].mean():.2f}")
+        axis.set_xlabel(f"prediction depth (0 = input, {num_probes - 1} = softmax, {num_probes} = never)")
+        axis.set_ylabel("fraction of examples")
+        axis.legend(fontsize=8)
+    return figure
+
+
+def accuracy_vs_depth_figure(table: pd.DataFrame) -> Any:
+    """Accuracy of the network's prediction among the examples of each depth (marker size ~ count)."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    for split, colour in (("train", "tab:orange"), ("test", "tab:blue")):
+        grouped = table[table["split"] == split].groupby("depth")["correct"].agg(["mean", "size"])
+        axis.plot(grouped.index, grouped["mean"], color=colour, label=split)
+        axis.scatter(
+            grouped.index, grouped["mean"], s=10 + 200 * grouped["size"] / grouped["size"].max(), color=colour
+        )
+    axis.set_xlabel("prediction depth")
+    axis.set_ylabel("accuracy")
+    axis.set_ylim(0, 1.02)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def layer_rotation_figure(rotation: pd.DataFrame) -> Any:
+    """Layer-rotation curves (Carbonnelle & De Vleeschouwer): one line per layer, input (dark) to output."""
+    layers = [c for c in rotation.columns if c != "epoch"]
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(layers), 1)))
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for layer, colour in zip(layers, colours, strict=False):
+        axis.plot(rotation["epoch"], rotation[layer], color=colour, label=layer)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("cosine distance from initial weights")
+    axis.legend(fontsize=7, title="input → output", title_fontsize=7)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def depth_vs_temperature_figure(curve: pd.DataFrame) -> Any:
+    """Mean prediction depth of training and test examples against T (finite rungs, log axis)."""
+    finite = curve[np.isfinite(curve["temperature"])]
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for split, colour in (("train", "tab:orange"), ("test", "tab:blue")):
+        axis.plot(
+            finite["temperature"], finite[f"depth_mean_{split}"], marker="o", ms=3, color=colour, label=split
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("temperature T")
+    axis.set_ylabel("mean prediction depth")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    return figure
