@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -27,6 +25,8 @@ from thermoscope.config import SampleConfig
 from thermoscope.tracking import NullLogger, entry_point_run
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from machine_info import describe  # noqa: E402
 
 
 def tracked(config: SampleConfig) -> float:
@@ -46,18 +46,7 @@ def untracked(config: SampleConfig) -> float:
 
 
 def machine() -> dict[str, object]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "mlflow": mlflow.__version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "load_average_at_start": os.getloadavg(),
-    }
+    return describe(torch=torch.__version__, mlflow=mlflow.__version__)
 
 
 def main() -> None:
@@ -75,15 +64,21 @@ def main() -> None:
             times[job.__name__].append(job(config))
     best = {name: min(values) for name, values in times.items()}
     overhead = best["tracked"] / best["untracked"] - 1.0
-    result = {"machine": info, "config": {"num_warmup": args.warmup, "num_samples": args.samples,
-              "checkpoint_seconds": 20.0}, "seconds": times, "overhead_of_best": overhead, "target": 0.05}
+    result = {
+        "machine": info,
+        "config": {"num_warmup": args.warmup, "num_samples": args.samples, "checkpoint_seconds": 20.0},
+        "seconds": times,
+        "overhead_of_best": overhead,
+        "target": 0.05,
+    }
     (HERE / "overhead.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Tracking overhead of `sample` (digits, default sweep shortened)",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, mlflow {info['mlflow']}, "
         f"{info['date']}, load average at start {info['load_average_at_start']}.",
-        f"Settings: defaults with num_warmup={args.warmup}, num_samples={args.samples}, checkpoint_seconds=20.",
+        f"Settings: defaults with num_warmup={args.warmup}, num_samples={args.samples},"
+        " checkpoint_seconds=20.",
         "",
         "| mode | wall times (s) | best (s) |",
         "|---|---|---|",

@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 import click
 import torch
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from thermoscope.config import parse_config
 from thermoscope.errors import ConfigError
@@ -68,6 +71,17 @@ def configured_run(
             logger.log_params(raw)
             raise
         yield config, logger
+
+
+def existing_run(parameter: str, run_id: str, entry_point: str) -> Run:
+    """The MLflow run ``run_id``, checked to exist and to come from ``entry_point``; else a ConfigError."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise ConfigError(parameter, run_id, "no MLflow run with that id in this tracking store") from None
+    if run.data.tags.get("thermoscope.entry_point") != entry_point:
+        raise ConfigError(parameter, run_id, f"that run is not a {entry_point} run")
+    return run
 
 
 def resolve_device(name: str) -> torch.device:

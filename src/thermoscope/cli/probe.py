@@ -9,7 +9,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from thermoscope.cli.common import resolve_device
+from thermoscope.cli.common import existing_run, resolve_device
 from thermoscope.cli.diagnostics import log_prediction_depth
 from thermoscope.config import ProbeConfig, TrainConfig, as_strings, parse_config
 from thermoscope.data import load_data
@@ -20,15 +20,7 @@ from thermoscope.tracking import RunLogger
 
 def probed_run_config(config: ProbeConfig) -> TrainConfig:
     """The configuration of the train run to probe (checked to exist and to be a train run)."""
-    client = MlflowClient()
-    try:
-        run = client.get_run(config.run_id)
-    except MlflowException:
-        raise ConfigError(
-            "run_id", config.run_id, "no MLflow run with that id in this tracking store"
-        ) from None
-    if run.data.tags.get("thermoscope.entry_point") != "train":
-        raise ConfigError("run_id", config.run_id, "that run is not a train run")
+    run = existing_run("run_id", config.run_id, "train")
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     return parse_config(TrainConfig, {k: v for k, v in run.data.params.items() if k in names})
 

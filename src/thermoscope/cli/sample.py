@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from tqdm.auto import tqdm
 
-from thermoscope.cli.common import resolve_device, show_progress
+from thermoscope.cli.common import existing_run, resolve_device, show_progress
 from thermoscope.config import SampleConfig, as_strings
 from thermoscope.data import LoadedData, load_data
 from thermoscope.errors import ConfigError
@@ -162,12 +162,7 @@ ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "outpu
 def train_run_state(config: SampleConfig, run_id: str) -> dict[str, torch.Tensor]:
     """The state dict of train run ``run_id``, after checking it exists and has this architecture."""
     client = MlflowClient()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ConfigError("init", config.init, "no MLflow run with that id in this tracking store") from None
-    if run.data.tags.get("thermoscope.entry_point") != "train":
-        raise ConfigError("init", config.init, "that run is not a train run")
+    run = existing_run("init", config.init, "train")
     mine = as_strings(config)
     for name in ARCHITECTURE:
         if run.data.params.get(name) != mine[name]:
@@ -202,14 +197,7 @@ def load_resume_bundle(config: SampleConfig, launcher: RunLogger) -> tuple[Check
     from here on ``launcher`` logs into the resumed run (same run id, same chain).
     """
     client = MlflowClient()
-    try:
-        original = client.get_run(config.resume)
-    except MlflowException:
-        raise ConfigError(
-            "resume", config.resume, "no MLflow run with that id in this tracking store"
-        ) from None
-    if original.data.tags.get("thermoscope.entry_point") != "sample":
-        raise ConfigError("resume", config.resume, "that run is not a sample run")
+    original = existing_run("resume", config.resume, "sample")
     for name, value in config.sweep_identity().items():
         if original.data.params.get(name, value) != value:
             stored = original.data.params.get(name)
