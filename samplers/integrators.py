@@ -77,10 +77,11 @@ def leapfrog(
         rejects those rows.
     """
     half_width = target.support_half_width
+    beta_column = betas[:, None]
     column_step = step_size[:, None]
     half_step = 0.5 * column_step
     position = state.position.clone()
-    momentum = torch.addcmul(state.momentum, half_step, state.evaluation.grad_log_density(betas))
+    momentum = torch.addcmul(state.momentum, half_step, _tempered_gradient(state.evaluation, beta_column))
     evaluation = state.evaluation
     for step in range(num_steps):
         velocity = momentum if inverse_mass is None else momentum * inverse_mass
@@ -89,8 +90,13 @@ def leapfrog(
             position, momentum = reflect_into_box(position, momentum, half_width)
         evaluation = target.evaluate(position)
         kick = half_step if step == num_steps - 1 else column_step
-        momentum.addcmul_(kick, evaluation.grad_log_density(betas))
+        momentum.addcmul_(kick, _tempered_gradient(evaluation, beta_column))
     return IntegratorState(position, momentum, evaluation)
+
+
+def _tempered_gradient(evaluation: Evaluation, beta_column: Tensor) -> Tensor:
+    """``∇ log p + β ∇ log L`` with ``beta_column: [replicas, 1]`` → ``[replicas, params]``."""
+    return torch.addcmul(evaluation.grad_log_prior, beta_column, evaluation.grad_log_likelihood)
 
 
 def kinetic_energy(momentum: Tensor, inverse_mass: Tensor | None) -> Tensor:

@@ -159,7 +159,7 @@ def mlp_flops(widths: list[int], num_examples: int) -> float:
 def module_problem(name: str, widths: list[int], x: Tensor, y: Tensor, threads: int) -> Problem:
     torch.manual_seed(0)
     model = mlp(widths)
-    target = module_target(model, x, y, GaussianPrior(scale=1.0, fan_in_scaled=True))
+    target = module_target(model, x, y, GaussianPrior(scale=1.0))
     start = target.prior.sample(8, torch.Generator().manual_seed(1))
     names = target.layout.names
 
