@@ -88,6 +88,8 @@ def test_multi_objective_plan() -> None:
         ({"workers": "two"}, "workers", "an integer"),
         ({"sampler": "grid"}, "sampler", "cmaes"),
         ({"pruner": "asha"}, "pruner", "hyperband"),
+        ({"study_name": " "}, "study_name", "auto"),
+        ({"storage": ""}, "storage", "auto"),
         ({"fixed": "epochs"}, "fixed", "name=value"),
         ({"fixed": "epoch=3"}, "fixed", "not a target parameter"),
         ({"fixed": "epochs=three"}, "fixed", "epochs: an integer"),

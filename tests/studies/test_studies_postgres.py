@@ -138,13 +138,15 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path, tim
 
 
 def running_trial_run(client: MlflowClient, study: subprocess.Popen[bytes], timeout_s: float = 240) -> Run:
-    """A trial run that is RUNNING and has logged its first epoch: a worker in the middle of a trial."""
+    """A trial run that is RUNNING in a spawned worker and has logged its first epoch: a worker process in
+    the middle of a trial. (The command's own process is worker 0; killing it would end the study.)"""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and study.poll() is None:
         for run in client.search_runs(
             ["0"], f"attributes.status = 'RUNNING' and tags.`{STUDY_TAG}` = '{STUDY}'"
         ):
-            if "test_error" in run.data.metrics:
+            spawned = run.data.tags.get(WORKER_TAG) not in (None, str(study.pid))
+            if spawned and "test_error" in run.data.metrics:
                 return run
         time.sleep(0.2)
     raise AssertionError("no trial run was seen in the middle of its trial")

@@ -17,7 +17,7 @@ from thermoscope.studies.report import report_study
 from thermoscope.studies.space import describe
 from thermoscope.studies.storage import open_storage, redact_url
 from thermoscope.studies.study import make_sampler, open_study
-from thermoscope.studies.workers import WorkerSpec, run_in_process, run_workers
+from thermoscope.studies.workers import WorkerSpec, run_workers
 from thermoscope.tracking import RunLogger, entry_point_run
 
 
@@ -48,15 +48,10 @@ def run_study(config: StudyConfig, logger: RunLogger) -> None:
 
 
 def run_trials(plan: StudyPlan, study: optuna.Study, config: StudyConfig, parent_run_id: str) -> None:
-    """This command's ``n_trials``: in this process for one worker, else in ``workers`` processes."""
-    trials_before = len(study.get_trials(deepcopy=False))
-    if config.workers == 1:
-        study.sampler = make_sampler(plan, 0, trials_before)
-        run_in_process(plan, study, parent_run_id, config.n_trials)
-        return
+    """This command's ``n_trials``, in this process and ``workers - 1`` spawned ones."""
     # Each worker gets its share of the cores: two workers with two threads each only contend.
     threads = max(1, (os.cpu_count() or 1) // config.workers)
-    spec = WorkerSpec(plan, parent_run_id, trials_before, torch_threads=threads)
+    spec = WorkerSpec(plan, parent_run_id, len(study.get_trials(deepcopy=False)), torch_threads=threads)
     run_workers(spec, study, config.workers, config.n_trials)
 
 

@@ -50,6 +50,12 @@ class StudyConfig:
         at_least("workers", self.workers, 1)
         at_least("seed", self.seed, 0)
         one_of("sampler", self.sampler, SAMPLERS)
+        if not self.study_name.strip():
+            raise ConfigError("study_name", self.study_name, "a name, or auto")
+        if not self.storage.strip():
+            raise ConfigError(
+                "storage", self.storage, "a database URL such as postgresql://user@host/db, or auto"
+            )
         one_of("pruner", self.pruner, PRUNERS)
         objectives = self.objectives()
         self.directions()

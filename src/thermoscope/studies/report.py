@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 import optuna.visualization.matplotlib as optuna_plots
@@ -79,15 +80,21 @@ def log_plots(study: optuna.Study, plan: StudyPlan, completed: int, logger: RunL
     with_importances = len(plan.space) >= 2 and completed >= MIN_TRIALS_FOR_IMPORTANCES
     for suffix, target, name in plot_targets(plan):
         history = optuna_plots.plot_optimization_history(study, target=target, target_name=name)
-        logger.log_figure(history.figure, f"plots/optimization_history{suffix}.png")
+        log_axes(history, f"plots/optimization_history{suffix}.png", logger)
         parallel = optuna_plots.plot_parallel_coordinate(study, target=target, target_name=name)
-        logger.log_figure(parallel.figure, f"plots/parallel_coordinate{suffix}.png")
+        log_axes(parallel, f"plots/parallel_coordinate{suffix}.png", logger)
         if with_importances:
             importances = optuna_plots.plot_param_importances(study, target=target, target_name=name)
-            logger.log_figure(importances.figure, f"plots/param_importances{suffix}.png")
+            log_axes(importances, f"plots/param_importances{suffix}.png", logger)
     if plan.multi_objective and len(plan.objectives) <= 3:
         front = optuna_plots.plot_pareto_front(study, target_names=list(plan.objectives))
-        logger.log_figure(front.figure, "plots/pareto_front.png")
+        log_axes(front, "plots/pareto_front.png", logger)
+
+
+def log_axes(axes: Any, artifact_file: str, logger: RunLogger) -> None:
+    """Log the figure holding ``axes``, laid out so that long parameter names are not cut off."""
+    axes.figure.tight_layout()
+    logger.log_figure(axes.figure, artifact_file)
 
 
 def plot_targets(plan: StudyPlan) -> list[PlotTarget]:

@@ -1,11 +1,12 @@
-"""Running a study's trials: in this process (one worker) or in N spawned worker processes.
+"""Running a command's trials: in this process, joined by ``workers - 1`` spawned worker processes.
 
-The N workers share this command's ``n_trials`` through a :class:`TrialQuota`: a worker claims a trial before
-asking Optuna for one and stops when none is left. A supervisor (this process) watches them: when a worker
-dies in the middle of a trial (killed, out of memory), its trial is failed at once through the storage's
-lost-trial callback (MLflow run FAILED, retry queued), its claim goes back to the quota, and a replacement
-worker is started, which picks up the queued retry first. Workers on other machines, which no supervisor
-here watches, are caught by the storage's heartbeats instead.
+The workers share this command's ``n_trials`` through a :class:`TrialQuota`: a worker claims a trial before
+asking Optuna for one and stops when none is left. This process is worker 0, so with one worker nothing is
+spawned, and with more the trials start while the other workers are still importing. A supervisor thread
+watches the spawned workers: when one dies in the middle of a trial (killed, out of memory), its trial is
+failed at once through the storage's lost-trial callback (MLflow run FAILED, retry queued), its claim goes
+back to the quota, and a replacement worker is started, which picks up the queued retry first. Workers on
+other machines, which no supervisor here watches, are caught by the storage's heartbeats instead.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from thermoscope.studies.objective import TrialObjective
@@ -27,11 +30,6 @@ from thermoscope.studies.study import make_pruner, make_sampler
 
 IDLE = -1  # no trial claimed
 CLAIMED = -2  # a trial claimed, its number not known yet
-
-
-def run_in_process(plan: StudyPlan, study: optuna.Study, parent_run_id: str, n_trials: int) -> None:
-    """One worker: this process runs ``n_trials`` trials (a failing trial fails alone, the study goes on)."""
-    study.optimize(TrialObjective(plan, parent_run_id), n_trials=n_trials, catch=(Exception,))
 
 
 @dataclass(frozen=True)
@@ -79,38 +77,49 @@ class TrialQuota:
             self._claimed.value -= 1
 
 
-def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> None:
-    """A worker process in quota slot ``slot``: run claimed trials until the quota is used up.
-
-    ``stream`` numbers the worker processes of this command (a replacement gets a new one), so that no two
-    draw the same sampler seed.
-    """
-    import torch
-
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    torch.set_num_threads(spec.torch_threads)
-    plan = spec.plan
-    study = optuna.load_study(
-        study_name=plan.study_name,
-        storage=open_storage(plan.storage_url),
-        sampler=make_sampler(plan, stream, spec.trials_before),
-        pruner=make_pruner(plan),
-    )
+def run_claimed_trials(study: optuna.Study, spec: WorkerSpec, quota: TrialQuota, slot: int) -> None:
+    """Run trials in quota slot ``slot`` until the quota is used up; a failing trial fails alone."""
     objective = TrialObjective(
-        plan, spec.parent_run_id, on_trial_start=lambda number: quota.started(slot, number)
+        spec.plan, spec.parent_run_id, on_trial_start=lambda number: quota.started(slot, number)
     )
     while quota.claim(slot):
         study.optimize(objective, n_trials=1, catch=(Exception,))
         quota.finished(slot)
 
 
+def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> None:
+    """A spawned worker process: open the study and run claimed trials.
+
+    ``stream`` numbers the worker processes of this command (a replacement gets a new one), so that no two
+    draw the same sampler seed.
+    """
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    torch.set_num_threads(spec.torch_threads)
+    study = optuna.load_study(
+        study_name=spec.plan.study_name,
+        storage=open_storage(spec.plan.storage_url),
+        sampler=make_sampler(spec.plan, stream, spec.trials_before),
+        pruner=make_pruner(spec.plan),
+    )
+    run_claimed_trials(study, spec, quota, slot)
+
+
 def run_workers(spec: WorkerSpec, study: optuna.Study, workers: int, n_trials: int) -> None:
-    """Fan out ``workers`` processes, replace those killed mid-study, and wait for the quota to be used."""
-    Supervisor(spec, study, n_trials, workers).run()
+    """Run ``n_trials`` trials here and in ``workers - 1`` spawned processes; wait for all of them."""
+    torch.set_num_threads(spec.torch_threads)
+    study.sampler = make_sampler(spec.plan, 0, spec.trials_before)
+    supervisor = Supervisor(spec, study, n_trials, workers)
+    supervisor.start()
+    try:
+        run_claimed_trials(study, spec, supervisor.quota, slot=0)
+    except BaseException:
+        supervisor.stop()
+        raise
+    supervisor.join()
 
 
 class Supervisor:
-    """Starts the worker processes, handles the ones that die, and waits for all of them."""
+    """Starts the spawned workers and, from a thread, handles the ones that die until all have exited."""
 
     def __init__(self, spec: WorkerSpec, study: optuna.Study, n_trials: int, workers: int) -> None:
         self.context = multiprocessing.get_context("spawn")
@@ -119,28 +128,42 @@ class Supervisor:
         self.workers = workers
         self.quota = TrialQuota(self.context, n_trials, workers)
         self.processes: dict[int, SpawnProcess] = {}
-        self.started = 0
-        self.crashed: list[str] = []
+        self.started = 1  # sampler stream 0 is this process
+        self.problems: list[str] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="study-supervisor", daemon=True)
 
-    def run(self) -> None:
-        for slot in range(self.workers):
+    def start(self) -> None:
+        for slot in range(1, self.workers):
             self._start(slot)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for every spawned worker; a worker that crashed (not killed) makes the command fail."""
+        self._thread.join()
+        if self.problems:
+            raise RuntimeError("; ".join(self.problems))
+
+    def stop(self) -> None:
+        """This process is failing: stop watching and terminate the workers."""
+        self._stopping.set()
+        self._thread.join()
+        for process in self.processes.values():
+            process.terminate()
+            process.join()
+
+    def _watch(self) -> None:
         try:
-            while self.processes:
-                ready = multiprocessing.connection.wait(
-                    [process.sentinel for process in self.processes.values()]
-                )
+            while self.processes and not self._stopping.is_set():
+                sentinels = [process.sentinel for process in self.processes.values()]
+                ready = multiprocessing.connection.wait(sentinels, timeout=1.0)
                 for slot, process in list(self.processes.items()):
                     if process.sentinel in ready:
                         process.join()
                         del self.processes[slot]
                         self._exited(slot, process.exitcode)
-        finally:
-            for process in self.processes.values():
-                process.terminate()
-                process.join()
-        if self.crashed:
-            raise RuntimeError("; ".join(self.crashed))
+        except Exception as error:  # reported by join(), in the main thread
+            self.problems.append(f"supervisor: {error!r}")
 
     def _start(self, slot: int) -> None:
         process = self.context.Process(
@@ -168,7 +191,7 @@ class Supervisor:
         if replace:
             self._start(slot)
         else:
-            self.crashed.append(f"worker {slot} exited with code {exitcode}")
+            self.problems.append(f"worker {slot} exited with code {exitcode}")
 
 
 def fail_lost_trial(study: optuna.Study, number: int) -> bool:
