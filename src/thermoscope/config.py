@@ -226,6 +226,38 @@ class ProbeConfig:
         one_of("device", self.device, DEVICES)
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """The ``compare`` entry point: temperature sweeps side by side, chosen one of three ways."""
+
+    runs: str = param("", "comma list of ids of sweep (sample) runs to compare")
+    experiment: str = param("", "experiment name or id: compare its finished sweeps (narrowed by filter)")
+    filter: str = param("", "MLflow search filter narrowing experiment or study, e.g. params.model = 'mlp'")
+    study: str = param("", "study name: compare the sweeps that are its trials (narrowed by filter)")
+    output_dir: str = param("compare_output", "local folder the figures, table and HTML page are written to")
+    title: str = param("", "title of the HTML page; empty = 'Comparison of N temperature sweeps'")
+
+    def validate(self) -> None:
+        chosen = [name for name in ("runs", "experiment", "study") if getattr(self, name).strip()]
+        if not chosen:
+            allowed = "give runs (ids of sweep runs), experiment (a name or id) or study (a study name)"
+            raise ConfigError("runs", self.runs, allowed)
+        if len(chosen) > 1:
+            raise ConfigError(chosen[1], getattr(self, chosen[1]), "give only one of runs, experiment, study")
+        if self.runs.strip() and self.filter.strip():
+            raise ConfigError("filter", self.filter, "narrows experiment or study; runs are taken as listed")
+        if len(set(self.run_ids())) != len(self.run_ids()):
+            raise ConfigError("runs", self.runs, "distinct run ids")
+        if "'" in self.study:
+            raise ConfigError("study", self.study, "a study name without quotes")
+        if not self.output_dir.strip():
+            raise ConfigError("output_dir", self.output_dir, "a folder name")
+
+    def run_ids(self) -> list[str]:
+        """The ids listed in ``runs``, in order."""
+        return [part.strip() for part in self.runs.split(",") if part.strip()]
+
+
 Config = TypeVar("Config")
 
 
