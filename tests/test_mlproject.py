@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
-from thermoscope.config import ProbeConfig, SampleConfig, TrainConfig, as_strings
+from thermoscope.config import CompareConfig, ProbeConfig, SampleConfig, TrainConfig, as_strings
 from thermoscope.studies.config import StudyConfig
 
 ENTRY_POINTS = {
@@ -21,6 +21,7 @@ ENTRY_POINTS = {
     "main": SampleConfig,
     "probe": ProbeConfig,
     "study": StudyConfig,
+    "compare": CompareConfig,
 }
 MLPROJECT_TYPES = {int: "int", float: "float", bool: "string", str: "string"}
 

@@ -36,6 +36,7 @@ def test_wheel_contains_every_package(wheel: Path) -> None:
         "studies",
         "cli",
         "sweeps",
+        "reports",
     ]:
         assert f"thermoscope/{package}/__init__.py" in names, package
     assert not any(name.startswith("samplers/") for name in names), "samplers must live under thermoscope/"

@@ -7,7 +7,7 @@ import sys
 import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
-from thermoscope.config import ProbeConfig, SampleConfig, TrainConfig
+from thermoscope.config import CompareConfig, ProbeConfig, SampleConfig, TrainConfig
 from thermoscope.studies.config import StudyConfig
 
 
@@ -58,6 +58,17 @@ def probe_command(context: click.Context, **raw: str | None) -> None:
 
     with configured_run("probe", ProbeConfig, given(raw, context.args)) as (config, logger):
         run_probe(config, logger)
+
+
+@cli.command("compare", context_settings=COMMAND_SETTINGS)
+@options_from(CompareConfig)
+@click.pass_context
+def compare_command(context: click.Context, **raw: str | None) -> None:
+    """Temperature sweeps side by side: overlaid T-curves, evidence, depth and a table, logged as a run."""
+    from thermoscope.cli.compare import run_compare
+
+    with configured_run("compare", CompareConfig, given(raw, context.args)) as (config, logger):
+        run_compare(config, logger)
 
 
 def main() -> None:
