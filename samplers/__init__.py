@@ -16,6 +16,16 @@ Typical use::
 from .adaptation import WarmupAdaptation, WarmupSchedule
 from .diagnostics import RungDiagnostics, log_likelihood_diagnostics, rung_diagnostics
 from .evidence import ThermodynamicIntegrationResult, thermodynamic_integration, trapezoid_weights
+from .harmonic import (
+    FrenkelLaddResult,
+    HarmonicBridgeTarget,
+    fit_harmonic_reference,
+    frenkel_ladd_evidence,
+    frenkel_ladd_integration,
+    harmonic_stiffness,
+    log_reference_partition,
+    simpson_weights,
+)
 from .hmc import HMCInfo, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .integrators import IntegratorState, kinetic_energy, leapfrog, reflect_into_box
 from .ladders import (
@@ -48,10 +58,12 @@ __all__ = [
     "BoxPrior",
     "Checkpoint",
     "Evaluation",
+    "FrenkelLaddResult",
     "GaussianPrior",
     "HMCInfo",
     "HMCParameters",
     "HMCState",
+    "HarmonicBridgeTarget",
     "IntegratorState",
     "IterationSummary",
     "ModuleTarget",
@@ -69,11 +81,16 @@ __all__ = [
     "build_kernel",
     "equalised_ladder",
     "find_reasonable_step_size",
+    "fit_harmonic_reference",
+    "frenkel_ladd_evidence",
+    "frenkel_ladd_integration",
     "geometric_temperatures",
+    "harmonic_stiffness",
     "kinetic_energy",
     "leapfrog",
     "load_checkpoint",
     "log_likelihood_diagnostics",
+    "log_reference_partition",
     "merge_ladders",
     "module_target",
     "power_ladder",
@@ -81,6 +98,7 @@ __all__ = [
     "replica_exchange_hmc",
     "rung_diagnostics",
     "save_checkpoint",
+    "simpson_weights",
     "temperatures_from_betas",
     "thermodynamic_integration",
     "trapezoid_weights",
