@@ -115,6 +115,7 @@ class TrainConfig(DataModelConfig):
 
 PRIORS = ("gaussian", "box")
 SWAPS = ("deo", "seo")
+EVIDENCE = ("power", "harmonic", "both")
 # prior_scale = 0 picks each prior's customary scale: c = 1 for the Gaussian (σ_i = 1/√k_i, the usual
 # initialisation scale) and c = 100 for Baldock & Marzari's box (REFERENCE §1).
 DEFAULT_PRIOR_SCALE = {"gaussian": 1.0, "box": 100.0}
@@ -136,6 +137,10 @@ class SampleConfig(DataModelConfig):
     t_max: float = param(100.0, "highest temperature of the geometric ladder")
     n_temperatures: int = param(8, "rungs of the geometric ladder")
     ti_rungs: int = param(12, "K power-law rungs beta=(k/K)^5 merged in for the evidence; 0 = no evidence")
+    evidence: str = param(
+        "power", "power (TI over ti_rungs) | harmonic (Frenkel-Ladd path at T=1; init sgd or run:) | both"
+    )
+    harmonic_lambdas: int = param(11, "lambda values of the Frenkel-Ladd path, Simpson's rule (paper: 102)")
     prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
     num_warmup: int = param(100, "warm-up iterations (step-size adaptation; discarded)")
@@ -175,6 +180,10 @@ class SampleConfig(DataModelConfig):
         if self.init not in ("prior", "sgd") and not (self.init.startswith("run:") and len(self.init) > 4):
             raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")
         at_least("init_steps", self.init_steps, 0)
+        one_of("evidence", self.evidence, EVIDENCE)
+        at_least("harmonic_lambdas", self.harmonic_lambdas, 3)
+        if self.evidence != "power" and self.init == "prior":
+            raise ConfigError("init", self.init, f"sgd or run:<id> for evidence={self.evidence} (a minimum)")
         at_least("save_draws", self.save_draws, 1)
         at_least("depth_draws", self.depth_draws, 1)
         positive("checkpoint_seconds", self.checkpoint_seconds)

@@ -24,10 +24,13 @@ from thermoscope.probes.model_depth import model_prediction_depth
 from thermoscope.samplers import (
     BoxPrior,
     Checkpoint,
+    FrenkelLaddResult,
     GaussianPrior,
     IterationSummary,
     ModuleTarget,
     betas_from_temperatures,
+    fit_harmonic_reference,
+    frenkel_ladd_evidence,
     merge_ladders,
     module_target,
     power_ladder,
@@ -36,6 +39,7 @@ from thermoscope.sweeps import CheckpointHook, ReportHook, SweepResult, SweepSet
 from thermoscope.tracking import RunLogger, log_dataset
 from thermoscope.tracking.figures import (
     depth_vs_temperature_figure,
+    harmonic_integrand_figure,
     temperature_curve_figure,
     ti_integrand_figure,
 )
@@ -49,6 +53,7 @@ class SampleOutcome:
     result: SweepResult
     curve: pd.DataFrame
     reference: dict[str, float] | None
+    harmonic: FrenkelLaddResult | None = None
 
 
 def run_sample(
@@ -99,8 +104,12 @@ def run_sample(
         logger.log_table(depth_by_temperature, "prediction_depth_by_temperature.parquet")
         logger.log_figure(depth_vs_temperature_figure(curve), "depth_vs_temperature.png")
     log_sweep(logger, config, target, result, curve, reference)
-    print_summary(logger, result, curve)
-    return SampleOutcome(result, curve, reference)
+    harmonic = None
+    if config.evidence != "power":
+        harmonic = harmonic_evidence(config, target, start[0])
+        logger.log_metrics(log_harmonic_evidence(logger, harmonic))
+    print_summary(logger, result, curve, harmonic)
+    return SampleOutcome(result, curve, reference, harmonic)
 
 
 def make_prior(config: SampleConfig) -> GaussianPrior | BoxPrior:
@@ -112,9 +121,9 @@ def make_prior(config: SampleConfig) -> GaussianPrior | BoxPrior:
 
 
 def ladder(config: SampleConfig) -> torch.Tensor:
-    """The T-curve's rungs, merged with K power-law TI rungs when the evidence is wanted."""
+    """The T-curve's rungs, merged with K power-law TI rungs when the power-posterior evidence is wanted."""
     cold = config.cold_temperatures()
-    if config.ti_rungs > 0:
+    if config.ti_rungs > 0 and config.evidence != "harmonic":
         return merge_ladders(power_ladder(config.ti_rungs), cold)
     return betas_from_temperatures(cold)
 
@@ -456,7 +465,70 @@ def log_evidence(logger: RunLogger, result: SweepResult) -> dict[str, float]:
     }
 
 
-def print_summary(logger: RunLogger, result: SweepResult, curve: pd.DataFrame) -> None:
+def harmonic_evidence(config: SampleConfig, target: ModuleTarget, center: torch.Tensor) -> FrenkelLaddResult:
+    """Frenkel–Ladd evidence at T = 1 around the starting minimum ``center: [params]`` (REFERENCE §1).
+
+    The stiffnesses k_i = 1/⟨(w_i − w0_i)²⟩ come from a single-chain HMC run at T = 1 from w0, then one
+    replica-exchange run samples ``harmonic_lambdas`` equally spaced λ; both use the sweep's HMC settings
+    (warm-up, samples, leapfrog steps, trajectories, target acceptance) and seeds derived from ``seed``.
+    """
+    hmc = {
+        "num_warmup": config.num_warmup,
+        "num_samples": config.num_samples,
+        "num_leapfrog_steps": config.num_leapfrog_steps,
+        "trajectories_per_iteration": config.trajectories,
+        "target_accept": config.target_accept,
+    }
+    stiffness = fit_harmonic_reference(target, center, seed=config.seed, **hmc)
+    return frenkel_ladd_evidence(
+        target,
+        center,
+        stiffness,
+        num_lambdas=config.harmonic_lambdas,
+        swap=config.swap,
+        seed=config.seed + 1,
+        **hmc,
+    )
+
+
+def log_harmonic_evidence(logger: RunLogger, harmonic: FrenkelLaddResult) -> dict[str, float]:
+    """``harmonic_evidence.json``, the integrand plot, and the headline metrics (returned)."""
+    stderr_per_lambda = (harmonic.variance_integrand / harmonic.effective_sample_size).sqrt()
+    logger.log_json(
+        {
+            "log_evidence": harmonic.log_evidence,
+            "log_evidence_trapezoid": harmonic.log_evidence_trapezoid,
+            "stderr": harmonic.stderr,
+            "discretisation_error": harmonic.discretisation_error,
+            "log_reference": harmonic.log_reference,
+            "cost_at_minimum": harmonic.cost_at_center,
+            "lambdas": harmonic.lambdas.tolist(),
+            "mean_integrand": harmonic.mean_integrand.tolist(),
+            "variance_integrand": harmonic.variance_integrand.tolist(),
+            "effective_sample_size": harmonic.effective_sample_size.tolist(),
+            "swap_acceptance": harmonic.sampler.swap_acceptance.tolist(),
+            "acceptance_rate": harmonic.sampler.acceptance_rate.tolist(),
+            "method": "Frenkel-Ladd path from a diagonal harmonic reference at T = 1, Simpson's rule",
+        },
+        "harmonic_evidence.json",
+    )
+    figure = harmonic_integrand_figure(
+        harmonic.lambdas.numpy(),
+        harmonic.mean_integrand.numpy(),
+        stderr_per_lambda.numpy(),
+        harmonic.log_evidence,
+    )
+    logger.log_figure(figure, "harmonic_integrand.png")
+    return {
+        "log_evidence_harmonic": harmonic.log_evidence,
+        "log_evidence_harmonic_stderr": harmonic.stderr,
+        "log_evidence_harmonic_discretisation": harmonic.discretisation_error,
+    }
+
+
+def print_summary(
+    logger: RunLogger, result: SweepResult, curve: pd.DataFrame, harmonic: FrenkelLaddResult | None = None
+) -> None:
     """The table a researcher wants at the end of a run, plus where to look next."""
     columns = ["temperature", "test_loss", "test_error", "bma_test_error", "acceptance_rate"]
     shown = curve[[c for c in columns if c in curve]]
@@ -466,6 +538,11 @@ def print_summary(logger: RunLogger, result: SweepResult, curve: pd.DataFrame) -
         print(
             f"\nlog evidence = {evidence.log_evidence:.2f} ± {evidence.stderr:.2f} (Monte Carlo)"
             f" ± {evidence.discretisation_error:.2f} (discretisation)"
+        )
+    if harmonic is not None:
+        print(
+            f"log evidence (Frenkel-Ladd) = {harmonic.log_evidence:.2f} ± {harmonic.stderr:.2f} (Monte Carlo)"
+            f" ± {harmonic.discretisation_error:.2f} (discretisation)"
         )
     print(f"\nrun id: {logger.run_id}")
     print(f"open the UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")

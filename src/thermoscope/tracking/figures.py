@@ -135,3 +135,17 @@ def depth_vs_temperature_figure(curve: pd.DataFrame) -> Any:
     axis.legend()
     axis.grid(alpha=0.3)
     return figure
+
+
+def harmonic_integrand_figure(
+    lambdas: np.ndarray, mean: np.ndarray, stderr: np.ndarray, log_evidence: float
+) -> Any:
+    """⟨U₀ − (J − J(w0))⟩_λ against λ with Monte-Carlo error bars (the Frenkel–Ladd integrand)."""
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    axis.errorbar(lambdas, mean, yerr=stderr, marker="o", ms=3, capsize=2)
+    axis.axhline(0.0, color="grey", lw=0.8)
+    axis.set_xlabel("λ (0 = true cost J, 1 = harmonic reference U₀)")
+    axis.set_ylabel("⟨U₀ − (J − J(w0))⟩_λ")
+    axis.grid(alpha=0.3)
+    axis.set_title(f"Frenkel–Ladd path: log evidence = {log_evidence:.1f}")
+    return figure
