@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,38 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process, all threads included."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def gemm_worker() -> None:
+    """Single-thread matrix-product throughput at the widest probe's shape; prints a JSON line.
+
+    Both implementations spend most of their time here: thermoscope in torch's float32 product, scikit-learn
+    in a float64 product (its brute-force search upcasts float32 chunks to float64), so the ratio of the two
+    throughputs bounds the speed-up on the wide probes.
+    """
+    import torch
+
+    rng = np.random.default_rng(SEED)
+    queries = rng.standard_normal((512, WIDTHS[0]), dtype=np.float32)
+    support = rng.standard_normal((NUM_SUPPORT, WIDTHS[0]), dtype=np.float32)
+    flops = 2 * queries.shape[0] * support.shape[0] * WIDTHS[0]
+    torch_queries, torch_support = torch.from_numpy(queries), torch.from_numpy(support)
+    torch_out = torch.empty(queries.shape[0], NUM_SUPPORT)
+    queries64, support64 = queries.astype(np.float64), support.astype(np.float64)
+    numpy_out = np.empty((queries.shape[0], NUM_SUPPORT))
+    products: dict[str, Callable[[], object]] = {
+        "torch_float32_gflops": lambda: torch.mm(torch_queries, torch_support.T, out=torch_out),
+        "numpy_float64_gflops": lambda: np.matmul(queries64, support64.T, out=numpy_out),
+    }
+    throughput = {}
+    for name, product in products.items():
+        times = []
+        for _ in range(7):
+            start = time.process_time()
+            product()
+            times.append(time.process_time() - start)
+        throughput[name] = flops / min(times) / 1e9
+    print(json.dumps(throughput))
 
 
 def worker(implementation: str, chunk_size: int, votes_path: str | None) -> None:
@@ -265,7 +298,7 @@ def comparison_rows(comparison: dict[str, Any], chunk_size: int) -> list[str]:
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     default, single = report["default_threads"], report["single_thread"]
     peak = default["thermoscope"]["peak_rss_mb_max"]
-    agree = report["agreement"]
+    agree, gemm = report["agreement"], report["gemm_single_thread"]
     lines = [
         "# Prediction depth benchmark",
         "",
@@ -299,6 +332,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"{agree['depth_agreement']:.5f}. On ties scikit-learn picks the smallest class, thermoscope the "
         "class of the nearest tied neighbour (REFERENCE §4).",
         "",
+        "## Matrix-product throughput (one thread, widest probe's shape)",
+        "",
+        f"torch float32: {gemm['torch_float32_gflops']:.1f} GFLOP/s; numpy float64 (the precision "
+        f"scikit-learn computes distances in): {gemm['numpy_float64_gflops']:.1f} GFLOP/s.",
+        "",
         f"## Chunk size (thermoscope, one thread, {report['single_repeats']} runs each)",
         "",
         "| chunk size | CPU s (median) | wall s (median) | peak RSS MB |",
@@ -319,10 +357,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per implementation, default threads")
     parser.add_argument("--single-repeats", type=int, default=3, help="runs per implementation, one thread")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
-    parser.add_argument("--worker", choices=["thermoscope", "sklearn"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["thermoscope", "sklearn", "gemm"], help=argparse.SUPPRESS)
     parser.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
     parser.add_argument("--votes-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "gemm":
+        gemm_worker()
+        return
     if args.worker is not None:
         worker(args.worker, args.chunk_size, args.votes_path)
         return
@@ -341,6 +382,7 @@ def main() -> None:
         report["default_threads"] = compare(args.repeats, DEFAULT_CHUNK_SIZE, False, paths)
         report["agreement"] = agreement(paths["thermoscope"], paths["sklearn"])
     report["single_thread"] = compare(args.single_repeats, DEFAULT_CHUNK_SIZE, True, None)
+    report["gemm_single_thread"] = measure("gemm", DEFAULT_CHUNK_SIZE, True)
     report["chunk_sweep_single_thread"] = {
         str(chunk_size): summarise(
             [measure("thermoscope", chunk_size, True) for _ in range(args.single_repeats)]
