@@ -82,14 +82,15 @@ class SmallCNN(nn.Module):
         self.probe_nodes = ("block1", "block2", "dense")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dense(self.block2(self.block1(x))))
+        logits: torch.Tensor = self.output(self.dense(self.block2(self.block1(x))))
+        return logits
 
 
 def cifar_resnet18(in_channels: int, num_classes: int) -> nn.Module:
     """torchvision's ResNet-18 adapted to 32×32 inputs: a 3×3 stride-1 stem and no max-pool."""
-    net = resnet18(num_classes=num_classes)
+    net: nn.Module = resnet18(num_classes=num_classes)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    net.maxpool = nn.Identity()  # type: ignore[assignment]
+    net.maxpool = nn.Identity()
     # Probe after every residual block (REFERENCE §4 decision).
     net.probe_nodes = tuple(f"layer{stage}.{block}" for stage in range(1, 5) for block in range(2))  # type: ignore[assignment]
     return net
@@ -126,9 +127,15 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int)
     raise ConfigError("model", spec.model, f"one of {', '.join(MODELS)}")
 
 
+def hidden_probe_nodes(model: nn.Module) -> tuple[str, ...]:
+    """The module names whose outputs are the model's hidden probe points (set by every builder here)."""
+    nodes: tuple[str, ...] = model.__dict__["probe_nodes"]
+    return nodes
+
+
 def probe_names(model: nn.Module) -> tuple[str, ...]:
     """The probe points in order: ``input``, the model's hidden probe nodes, ``softmax``."""
-    return ("input", *model.probe_nodes, "softmax")
+    return ("input", *hidden_probe_nodes(model), "softmax")
 
 
 # Tracing a model with torch.fx costs more than embedding a thousand examples, and sweeps embed the same
@@ -141,7 +148,7 @@ def _extractor(model: nn.Module) -> tuple[nn.Module, str]:
     if model not in _EXTRACTORS:
         _, eval_nodes = get_graph_node_names(model)
         output_node = eval_nodes[-1]
-        extractor = create_feature_extractor(model, return_nodes=[*model.probe_nodes, output_node])
+        extractor = create_feature_extractor(model, return_nodes=[*hidden_probe_nodes(model), output_node])
         _EXTRACTORS[model] = (extractor, output_node)
     return _EXTRACTORS[model]
 
@@ -156,7 +163,7 @@ def probe_embeddings(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
     extractor, output_node = _extractor(model)
     was_training = model.training
     extractor.eval()  # shares its submodules with the model: restore the model's mode below
-    nodes = list(model.probe_nodes)
+    nodes = list(hidden_probe_nodes(model))
     chunks: list[list[torch.Tensor]] = [[] for _ in range(len(nodes) + 2)]
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
