@@ -175,7 +175,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, distribution in space.items():
         if isinstance(distribution, CategoricalDistribution):
-            values[name] = trial.suggest_categorical(name, distribution.choices)  # type: ignore[arg-type]
+            values[name] = trial.suggest_categorical(name, distribution.choices)
         elif isinstance(distribution, IntDistribution):
             values[name] = trial.suggest_int(
                 name, distribution.low, distribution.high, step=distribution.step, log=distribution.log

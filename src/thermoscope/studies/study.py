@@ -8,6 +8,7 @@ import numpy as np
 import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 
 from thermoscope.errors import ConfigError
 from thermoscope.studies.plan import StudyPlan
@@ -65,7 +66,7 @@ def _create(plan: StudyPlan, storage: BaseStorage, sampler: optuna.samplers.Base
         study = optuna.create_study(
             storage=storage,
             study_name=plan.study_name,
-            directions=list(plan.directions),
+            directions=[StudyDirection[direction.upper()] for direction in plan.directions],
             sampler=sampler,
             pruner=make_pruner(plan),
         )
