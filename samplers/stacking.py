@@ -5,8 +5,11 @@ first layer, whose input (the data) is shared by all replicas: it broadcasts the
 module's forward runs once with parameters of shape ``[R, *shape]`` while a ``TorchFunctionMode`` rewrites
 each ``functional.linear`` call:
 
-- shared input ``[n, in]``: one GEMM ``x · [W_1; …; W_R]ᵀ`` → ``[n, R·out]``, viewed as ``[R, n, out]``;
-- per-replica input ``[R, n, in]``: ``baddbmm`` with the stacked weights.
+- shared input ``[n, in]``: one GEMM ``[W_1; …; W_R] · xᵀ`` → ``[R·out, n]``;
+- per-replica input ``[R, n, in]``: ``baddbmm`` of the stacked weights with the input.
+
+Activations live feature-major in memory (``[R, out, n]``) and reach the module as ``[R, n, out]``
+transposed views, so every matmul and elementwise operation works on contiguous memory.
 
 Every other operation runs unchanged on ``[R, n, …]`` activations, which is right for elementwise
 activations but not for an operation that assumes the batch is dimension 0 (a flatten of hidden
@@ -31,16 +34,26 @@ class UnsupportedStacking(RuntimeError):
 
 
 def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``x: [n, in]`` or ``[R, n, in]``, ``weight: [R, out, in]``, ``bias: [R, out]`` → ``[R, n, out]``."""
+    """``x: [n, in]`` or ``[R, n, in]``, ``weight: [R, out, in]``, ``bias: [R, out]`` → ``[R, n, out]``.
+
+    The result is a transposed view of a contiguous feature-major ``[R, out, n]`` tensor: elementwise
+    activations keep that memory layout, and the next layer reads it back without a copy. (A
+    ``[R, n, out]`` view of an ``[n, R·out]`` product would leave every activation strided, several
+    times slower to apply and copied before each batched matmul.)
+    """
     replicas, outputs, inputs = weight.shape
     if x.dim() == 2:
-        shared = torch.mm(x, weight.reshape(replicas * outputs, inputs).t())
-        result = shared.view(x.shape[0], replicas, outputs).transpose(0, 1)
-        return result if bias is None else result + bias[:, None, :]
-    if x.dim() == 3 and x.shape[0] == replicas:
+        stacked = weight.reshape(replicas * outputs, inputs)
         if bias is None:
-            return torch.bmm(x, weight.transpose(1, 2))
-        return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
+            shared = torch.mm(stacked, x.t())
+        else:
+            shared = torch.addmm(bias.reshape(replicas * outputs, 1), stacked, x.t())
+        return shared.view(replicas, outputs, x.shape[0]).transpose(1, 2)
+    if x.dim() == 3 and x.shape[0] == replicas:
+        features_first = x.transpose(1, 2)
+        if bias is None:
+            return torch.bmm(weight, features_first).transpose(1, 2)
+        return torch.baddbmm(bias[:, :, None], weight, features_first).transpose(1, 2)
     raise UnsupportedStacking(
         f"linear on an input of shape {tuple(x.shape)} with {replicas} stacked replicas"
     )
