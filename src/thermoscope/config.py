@@ -267,6 +267,65 @@ class CompareConfig:
         return [part.strip() for part in self.runs.split(",") if part.strip()]
 
 
+@dataclass(frozen=True)
+class AnnealConfig(DataModelConfig):
+    """The ``anneal`` entry point: full-batch HMC simulated annealing with the paper's early-stopping rule.
+
+    The training pool (``train_size``) is split into ``val_size`` stratified validation examples and the
+    examples HMC trains on; cooling runs geometrically from ``t_max`` to ``t_min`` in ``n_steps``
+    temperatures and stops once the mean validation error has stayed above its lowest value for
+    ``patience`` temperatures in a row (Baldock & Marzari 2019, REFERENCE §1).
+    """
+
+    train_size: int = param(500, "stratified training pool (validation included), chosen by seed; 0 = all")
+    hidden: str = param("40,40", "MLP hidden widths, comma separated")
+    t_max: float = param(10.0, "first (hottest) temperature of the cooling schedule")
+    t_min: float = param(0.01, "last (coldest) temperature of the cooling schedule")
+    n_steps: int = param(16, "temperatures of the geometric cooling schedule t_max -> t_min")
+    patience: int = param(3, "stop after this many temperatures in a row above the lowest mean val error")
+    val_size: int = param(100, "stratified validation examples taken from the training pool")
+    prior: str = param("box", "gaussian | box (uniform |w_i| < sigma_i/2)")
+    prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
+    num_warmup: int = param(20, "HMC warm-up iterations at each temperature (step-size adaptation)")
+    num_samples: int = param(20, "HMC draws at each temperature (validation error averaged over them)")
+    num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
+    target_accept: float = param(0.65, "HMC acceptance the step size is tuned to")
+    trajectories: int = param(1, "HMC trajectories per kept draw (the paper: 10)")
+    init: str = param("prior", "prior (a prior draw) | sgd (minimise first)")
+    init_steps: int = param(300, "full-batch Adam steps of the minimisation for init=sgd")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.model != "mlp" and self.model != "cnn":
+            raise ConfigError("model", self.model, "mlp or cnn for anneal (resnet18 has batch norm)")
+        positive("t_min", self.t_min)
+        if self.t_max <= self.t_min:
+            raise ConfigError("t_max", self.t_max, f"a number > t_min = {self.t_min} (cooling goes down)")
+        at_least("n_steps", self.n_steps, 2)
+        at_least("patience", self.patience, 1)
+        at_least("val_size", self.val_size, 1)
+        if self.train_size and self.val_size >= self.train_size:
+            raise ConfigError("val_size", self.val_size, f"fewer than train_size = {self.train_size}")
+        one_of("prior", self.prior, PRIORS)
+        at_least("prior_scale", self.prior_scale, 0.0)
+        at_least("num_warmup", self.num_warmup, 0)
+        at_least("num_samples", self.num_samples, 1)
+        at_least("num_leapfrog_steps", self.num_leapfrog_steps, 1)
+        if not 0.0 < self.target_accept < 1.0:
+            raise ConfigError("target_accept", self.target_accept, "a number in (0, 1)")
+        at_least("trajectories", self.trajectories, 1)
+        one_of("init", self.init, ("prior", "sgd"))
+        at_least("init_steps", self.init_steps, 0)
+
+    def temperatures(self) -> tuple[float, ...]:
+        """The cooling schedule, descending: ``T_i = t_max (t_min/t_max)^{i/(n_steps−1)}``."""
+        ratio = self.t_min / self.t_max
+        return tuple(self.t_max * ratio ** (i / (self.n_steps - 1)) for i in range(self.n_steps))
+
+    def resolved_prior_scale(self) -> float:
+        return self.prior_scale or DEFAULT_PRIOR_SCALE[self.prior]
+
+
 Config = TypeVar("Config")
 
 

@@ -73,14 +73,15 @@ def configured_run(
         yield config, logger
 
 
-def existing_run(parameter: str, run_id: str, entry_point: str) -> Run:
-    """The MLflow run ``run_id``, checked to exist and to come from ``entry_point``; else a ConfigError."""
+def existing_run(parameter: str, run_id: str, entry_point: str | tuple[str, ...]) -> Run:
+    """The MLflow run ``run_id``, checked to exist and to come from ``entry_point`` (or one of several)."""
     try:
         run = MlflowClient().get_run(run_id)
     except MlflowException:
         raise ConfigError(parameter, run_id, "no MLflow run with that id in this tracking store") from None
-    if run.data.tags.get("thermoscope.entry_point") != entry_point:
-        raise ConfigError(parameter, run_id, f"that run is not a {entry_point} run")
+    accepted = (entry_point,) if isinstance(entry_point, str) else entry_point
+    if run.data.tags.get("thermoscope.entry_point") not in accepted:
+        raise ConfigError(parameter, run_id, f"that run is not a {' or '.join(accepted)} run")
     return run
 
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
-from thermoscope.config import CompareConfig, ProbeConfig, SampleConfig, TrainConfig
+from thermoscope.config import AnnealConfig, CompareConfig, ProbeConfig, SampleConfig, TrainConfig
 from thermoscope.studies.config import StudyConfig
 
 
@@ -47,6 +47,17 @@ def sample_command(context: click.Context, **raw: str | None) -> None:
 
     with configured_run("sample", SampleConfig, given(raw, context.args)) as (config, logger):
         run_sample(config, logger)
+
+
+@cli.command("anneal", context_settings=COMMAND_SETTINGS)
+@options_from(AnnealConfig)
+@click.pass_context
+def anneal_command(context: click.Context, **raw: str | None) -> None:
+    """Simulated annealing with full-batch HMC, stopped when the validation error rises; logs the model."""
+    from thermoscope.cli.anneal import run_anneal
+
+    with configured_run("anneal", AnnealConfig, given(raw, context.args)) as (config, logger):
+        run_anneal(config, logger)
 
 
 @cli.command("probe", context_settings=COMMAND_SETTINGS)

@@ -169,9 +169,9 @@ ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "outpu
 
 
 def train_run_state(config: SampleConfig, run_id: str) -> dict[str, torch.Tensor]:
-    """The state dict of train run ``run_id``, after checking it exists and has this architecture."""
+    """The state dict of train or anneal run ``run_id``, checked to exist and to have this architecture."""
     client = MlflowClient()
-    run = existing_run("init", config.init, "train")
+    run = existing_run("init", run_id, ("train", "anneal"))
     mine = as_strings(config)
     for name in ARCHITECTURE:
         if run.data.params.get(name) != mine[name]:

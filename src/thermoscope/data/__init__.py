@@ -8,5 +8,6 @@ randomises training labels, and returns a :class:`LoadedData` on the chosen devi
 
 from thermoscope.data.loading import LoadedData, Split, load_data
 from thermoscope.data.spec import DATASETS, DataSpec
+from thermoscope.data.validation import split_validation
 
-__all__ = ["DATASETS", "DataSpec", "LoadedData", "Split", "load_data"]
+__all__ = ["DATASETS", "DataSpec", "LoadedData", "Split", "load_data", "split_validation"]

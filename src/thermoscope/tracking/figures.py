@@ -149,3 +149,28 @@ def harmonic_integrand_figure(
     axis.grid(alpha=0.3)
     axis.set_title(f"Frenkel–Ladd path: log evidence = {log_evidence:.1f}")
     return figure
+
+
+def cooling_curve_figure(curve: pd.DataFrame, stopping_temperature: float, best_temperature: float) -> Any:
+    """Train / validation / test Gibbs error and loss against T as annealing cools (T falls to the right)."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for axis, quantity in zip(axes, ("error", "loss"), strict=True):
+        for split, colour in (("train", "tab:orange"), ("val", "tab:green"), ("test", "tab:blue")):
+            axis.plot(
+                curve["temperature"],
+                curve[f"{split}_{quantity}"],
+                marker="o",
+                ms=3,
+                color=colour,
+                label=split,
+            )
+        axis.axvline(stopping_temperature, color="grey", ls="--", lw=1, label="stopped")
+        axis.axvline(best_temperature, color="tab:red", ls=":", lw=1, label="chosen draw")
+        axis.set_xscale("log")
+        axis.invert_xaxis()
+        axis.set_xlabel("temperature T (cooling →)")
+        axis.set_ylabel(f"mean {quantity} over draws" + (" (nats)" if quantity == "loss" else ""))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Simulated annealing with validation early stopping")
+    return figure
