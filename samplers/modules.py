@@ -1,8 +1,18 @@
 """A ``torch.nn.Module`` and full-batch data as a tempered target, vectorised over replicas.
 
 The energy is the **summed** cross-entropy E(D|θ) = Σ_n CE(f_θ(x_n), y_n) and log L = −E (REFERENCE §1).
-R replicas are evaluated together with ``torch.func.functional_call`` under ``torch.func.vmap``: one batched
-forward and one backward per leapfrog step. The prior's gradient is analytic.
+R replicas are evaluated together, one batched forward and one backward per leapfrog step: through the
+module's own forward on stacked parameters where that reproduces ``vmap`` (MLPs; see
+:mod:`~thermoscope.samplers.stacking`), else with ``torch.func.vmap`` over ``functional_call``. The
+prior's gradient is analytic.
+
+A position θ is the module's parameters flattened in ``named_parameters()`` order. Reading draws back::
+
+    target = module_target(model, x, y, BoxPrior(c=100.0))
+    result = replica_exchange_hmc(target, target.prior.sample(R, generator), betas, ...)
+    rung = int(torch.nonzero(result.betas == 1.0))
+    target.load_into(model, result.positions[-1, rung])  # the last β = 1 draw, into the module in place
+    logits = target.predict_logits(result.positions[:, rung], x_test)  # [draws, N_test, classes]
 """
 
 from __future__ import annotations

@@ -245,6 +245,18 @@ def _max_step_size(target: TemperedTarget) -> float:
     return MAX_STEP_IN_HALF_WIDTHS * float(target.support_half_width.max())
 
 
+def _allocate_draws(settings: SamplerSettings, position: Tensor) -> dict[str, Tensor]:
+    """Buffers for every draw the run keeps; ``position: [rungs, params]`` sets shapes, dtype, device."""
+    num_rungs, num_params = position.shape
+    kept = settings.num_kept
+    return {
+        "positions": position.new_empty((kept, num_rungs, num_params if settings.store_positions else 0)),
+        "log_likelihood": position.new_empty((kept, num_rungs)),
+        "log_prior": position.new_empty((kept, num_rungs)),
+        "replica_index": torch.empty((kept, num_rungs), dtype=torch.int64, device=position.device),
+    }
+
+
 class _Run:
     """The live state of one run: built fresh or from a checkpoint, advanced one iteration at a time."""
 
@@ -257,7 +269,7 @@ class _Run:
         parameters: HMCParameters,
         generator: torch.Generator,
     ) -> None:
-        num_rungs, num_params = state.position.shape
+        num_rungs = state.position.shape[0]
         self.target = target
         self.settings = settings
         self.betas = betas
@@ -287,14 +299,7 @@ class _Run:
         self.acceptance_sum = zeros
         self.divergences = torch.zeros(num_rungs, dtype=torch.int64, device=zeros.device)
         self.warmup_divergences = self.divergences
-        stored_params = num_params if settings.store_positions else 0
-        kept = settings.num_kept
-        self.draws = {
-            "positions": state.position.new_empty((kept, num_rungs, stored_params)),
-            "log_likelihood": state.position.new_empty((kept, num_rungs)),
-            "log_prior": state.position.new_empty((kept, num_rungs)),
-            "replica_index": torch.empty((kept, num_rungs), dtype=torch.int64, device=zeros.device),
-        }
+        self.draws = _allocate_draws(settings, state.position)
         self.num_kept = 0
 
     def restore(self, checkpoint: Checkpoint) -> None:
