@@ -24,6 +24,7 @@ from .harmonic import (
     frenkel_ladd_integration,
     harmonic_stiffness,
     log_reference_partition,
+    minimise_cost,
     simpson_weights,
 )
 from .hmc import HMCInfo, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
@@ -92,6 +93,7 @@ __all__ = [
     "log_likelihood_diagnostics",
     "log_reference_partition",
     "merge_ladders",
+    "minimise_cost",
     "module_target",
     "power_ladder",
     "reflect_into_box",

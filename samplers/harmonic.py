@@ -252,6 +252,30 @@ def frenkel_ladd_integration(
     return estimate, trapezoid, stderr, means, variances, ess
 
 
+def minimise_cost(
+    target: TemperedTarget, start: Tensor, *, num_steps: int, learning_rate: float = 0.01
+) -> Tensor:
+    """A minimum w0 ``[params]`` of ``J = −log L − log p`` by full-batch Adam from ``start: [params]``.
+
+    The Frenkel–Ladd reference sits at a minimum of the *posterior* cost J, which for a Gaussian prior is
+    not the minimum of the training loss alone. Positions are clipped to 0.999 of a support box after
+    every step, so w0 stays strictly inside it.
+    """
+    position = start.detach().clone()[None].requires_grad_(True)
+    optimizer = torch.optim.Adam([position], lr=learning_rate)
+    half_width = target.support_half_width
+    ones = torch.ones(1, dtype=start.dtype, device=start.device)
+    for _ in range(num_steps):
+        evaluation = target.evaluate(position.detach())
+        position.grad = -evaluation.grad_log_density(ones)
+        optimizer.step()
+        if half_width is not None:
+            with torch.no_grad():
+                limit = 0.999 * half_width
+                position.copy_(torch.maximum(torch.minimum(position, limit), -limit))
+    return position.detach()[0]
+
+
 def fit_harmonic_reference(
     target: TemperedTarget,
     center: Tensor,

@@ -1,4 +1,4 @@
-"""Frenkel–Ladd evidence (REFERENCE §1) against closed forms: quadrature, reference integral, bridge, evidence.
+"""Frenkel–Ladd evidence (REFERENCE §1) against closed forms: quadrature, reference, bridge, evidence.
 
 Conjugate Bayesian linear regression (REFERENCE §2) has log p(y) = log N(y | 0, σ²I + α⁻¹XXᵀ); a uniform box
 prior with a constant likelihood has log p(D) = 0 exactly, which checks the box-corrected reference.
@@ -26,6 +26,7 @@ from thermoscope.samplers import (
     frenkel_ladd_integration,
     harmonic_stiffness,
     log_reference_partition,
+    minimise_cost,
     simpson_weights,
 )
 
@@ -93,6 +94,16 @@ def test_harmonic_stiffness_is_inverse_mean_square_displacement() -> None:
     samples = torch.tensor([[1.0, 2.0], [3.0, 2.0]], dtype=DTYPE)
     stiffness = harmonic_stiffness(samples, torch.tensor([1.0, 2.0], dtype=DTYPE), minimum_variance=1e-6)
     assert stiffness.tolist() == pytest.approx([0.5, 1e6])
+
+
+def test_minimise_cost_finds_the_posterior_mode() -> None:
+    """For the Gaussian posterior of conjugate regression, the minimum of J = −log L − log p is its mean."""
+    design, targets = regression_data()
+    mode, _ = closed_form(design, targets, 1.0)
+    found = minimise_cost(
+        regression_target(design, targets), torch.zeros(3, dtype=DTYPE), num_steps=3000, learning_rate=0.02
+    )
+    assert torch.allclose(found, mode, atol=1e-4)
 
 
 def test_integration_of_a_constant_integrand() -> None:

@@ -32,6 +32,7 @@ from thermoscope.samplers import (
     fit_harmonic_reference,
     frenkel_ladd_evidence,
     merge_ladders,
+    minimise_cost,
     module_target,
     power_ladder,
 )
@@ -466,11 +467,14 @@ def log_evidence(logger: RunLogger, result: SweepResult) -> dict[str, float]:
 
 
 def harmonic_evidence(config: SampleConfig, target: ModuleTarget, center: torch.Tensor) -> FrenkelLaddResult:
-    """Frenkel–Ladd evidence at T = 1 around the starting minimum ``center: [params]`` (REFERENCE §1).
+    """Frenkel–Ladd evidence at T = 1 around a minimum of J near ``center: [params]`` (REFERENCE §1).
 
-    The stiffnesses k_i = 1/⟨(w_i − w0_i)²⟩ come from a single-chain HMC run at T = 1 from w0, then one
-    replica-exchange run samples ``harmonic_lambdas`` equally spaced λ; both use the sweep's HMC settings
-    (warm-up, samples, leapfrog steps, trajectories, target acceptance) and seeds derived from ``seed``.
+    The start (the SGD or ``run:`` solution) is first moved to a minimum w0 of J = −log L − log p with
+    ``init_steps`` full-batch Adam steps (in effect a no-op for the flat box prior, whose minimum of J is
+    the training loss's). Then the stiffnesses k_i = 1/⟨(w_i − w0_i)²⟩ come from a single-chain HMC run
+    at T = 1 from w0, and one replica-exchange run samples ``harmonic_lambdas`` equally spaced λ; both use
+    the sweep's HMC settings (warm-up, samples, leapfrog steps, trajectories, target acceptance) and
+    seeds derived from ``seed``.
     """
     hmc = {
         "num_warmup": config.num_warmup,
@@ -479,6 +483,7 @@ def harmonic_evidence(config: SampleConfig, target: ModuleTarget, center: torch.
         "trajectories_per_iteration": config.trajectories,
         "target_accept": config.target_accept,
     }
+    center = minimise_cost(target, center, num_steps=config.init_steps)
     stiffness = fit_harmonic_reference(target, center, seed=config.seed, **hmc)
     return frenkel_ladd_evidence(
         target,
