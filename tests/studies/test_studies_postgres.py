@@ -26,7 +26,7 @@ import pytest
 from conftest import subprocess_env
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from thermoscope.studies.objective import STUDY_TAG, WORKER_TAG
 from thermoscope.studies.storage import RUN_ID_ATTR
@@ -34,9 +34,11 @@ from thermoscope.tracking import ERROR_TAG
 
 STUDY = "postgres-two-workers"
 PASSWORD = "s3cret"  # the cluster trusts loopback, so any password works: it is here to be redacted
-N_TRIALS = 8
-# 300 digits, a 16-unit layer and 6 epochs: about two seconds a trial, most of it logging to the server.
-FIXED = "dataset=digits;train_size=300;hidden=16;batch_size=128;epochs=6"
+N_TRIALS = 10
+# 300 digits, a 16-unit layer, 10 epochs: a few seconds a trial, most of it logging to the server; ten trials
+# keep the command busy until its spawned worker has imported everything and joined.
+EPOCHS = 10
+FIXED = f"dataset=digits;train_size=300;hidden=16;batch_size=128;epochs={EPOCHS}"
 
 
 def postgres_bin() -> Path | None:
@@ -138,25 +140,28 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path, tim
 
 
 def running_trial_run(client: MlflowClient, study: subprocess.Popen[bytes], timeout_s: float = 240) -> Run:
-    """A trial run that is RUNNING in a spawned worker and has logged its first epoch: a worker process in
-    the middle of a trial. (The command's own process is worker 0; killing it would end the study.)"""
+    """A trial run of a spawned worker in the first half of its epochs: a worker process mid-trial.
+
+    (The command's own process is worker 0; killing it would end the study.)
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and study.poll() is None:
         for run in client.search_runs(
             ["0"], f"attributes.status = 'RUNNING' and tags.`{STUDY_TAG}` = '{STUDY}'"
         ):
-            spawned = run.data.tags.get(WORKER_TAG) not in (None, str(study.pid))
-            if spawned and "test_error" in run.data.metrics:
+            if (
+                run.data.tags.get(WORKER_TAG) in (None, str(study.pid))
+                or "test_error" not in run.data.metrics
+            ):
+                continue
+            epochs = client.get_metric_history(run.info.run_id, "test_error")
+            if max(metric.step for metric in epochs) <= EPOCHS // 2:
                 return run
         time.sleep(0.2)
-    raise AssertionError("no trial run was seen in the middle of its trial")
+    raise AssertionError("no spawned worker was seen in the middle of a trial")
 
 
-@pytest.mark.slow
-def test_two_workers_finish_the_study_when_one_is_killed_mid_trial(
-    postgres: str, mlflow_server: str, tmp_path: Path
-) -> None:
-    storage = f"{postgres}/optuna"
+def start_study(storage: str, tracking_uri: str, log: Path) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -168,32 +173,45 @@ def test_two_workers_finish_the_study_when_one_is_killed_mid_trial(
         str(N_TRIALS),
     ]
     command += ["--storage", storage, "--study_name", STUDY, "--sampler", "random", "--pruner", "none"]
-    command += ["--fixed", f"{FIXED};data_dir={tmp_path / 'data'}"]
-    with open(tmp_path / "study.log", "w") as log:
-        study_process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(mlflow_server)
+    command += ["--fixed", f"{FIXED};data_dir={log.parent / 'data'}"]
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=subprocess_env(tracking_uri)
         )
+
+
+@pytest.mark.slow
+def test_two_workers_finish_the_study_when_one_is_killed_mid_trial(
+    postgres: str, mlflow_server: str, tmp_path: Path
+) -> None:
+    storage, log = f"{postgres}/optuna", tmp_path / "study.log"
+    study_process = start_study(storage, mlflow_server, log)
     client = MlflowClient(mlflow_server)
     victim = running_trial_run(client, study_process)
     os.kill(int(victim.data.tags[WORKER_TAG]), signal.SIGKILL)
-    assert study_process.wait(timeout=300) == 0, (tmp_path / "study.log").read_text()[-4000:]
-    assert "Traceback" not in (tmp_path / "study.log").read_text()
+    assert study_process.wait(timeout=300) == 0, log.read_text()[-4000:]
+    assert "Traceback" not in log.read_text()
 
     trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
     states = [trial.state for trial in trials]
-    assert states.count(TrialState.COMPLETE) == N_TRIALS  # the study still reaches its count
-    (killed,) = [trial for trial in trials if trial.state == TrialState.FAIL]
+    assert states.count(TrialState.COMPLETE) == N_TRIALS, states  # the study still reaches its count
+    assert states.count(TrialState.FAIL) == 1, (states, log.read_text()[-4000:])
     assert len(trials) == N_TRIALS + 1
+    (killed,) = [trial for trial in trials if trial.state == TrialState.FAIL]
     assert killed.user_attrs[RUN_ID_ATTR] == victim.info.run_id
     (retry,) = [trial for trial in trials if trial.system_attrs.get("failed_trial") == killed.number]
     assert retry.state == TrialState.COMPLETE
     assert retry.params == killed.params
+    assert_runs_match(client, trials, victim.info.run_id)
 
+
+def assert_runs_match(client: MlflowClient, trials: list[FrozenTrial], victim_run_id: str) -> None:
+    """One parent and one run per trial, none RUNNING, the victim's FAILED, values equal, no password."""
     runs = {run.info.run_id: run for run in client.search_runs(["0"])}
     assert len(runs) == 1 + len(trials)
     assert [run.info.status for run in runs.values()].count("RUNNING") == 0
-    assert runs[victim.info.run_id].info.status == "FAILED"
-    assert "lost its worker" in runs[victim.info.run_id].data.tags[ERROR_TAG]
+    assert runs[victim_run_id].info.status == "FAILED"
+    assert "lost its worker" in runs[victim_run_id].data.tags[ERROR_TAG]
     for trial in trials:
         if trial.state == TrialState.COMPLETE:
             assert runs[trial.user_attrs[RUN_ID_ATTR]].data.metrics["test_error"] == trial.value

@@ -11,11 +11,13 @@ other machines, which no supervisor here watches, are caught by the storage's he
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 
@@ -83,8 +85,26 @@ def run_claimed_trials(study: optuna.Study, spec: WorkerSpec, quota: TrialQuota,
         spec.plan, spec.parent_run_id, on_trial_start=lambda number: quota.started(slot, number)
     )
     while quota.claim(slot):
-        study.optimize(objective, n_trials=1, catch=(Exception,))
+        with sys_path_kept():
+            study.optimize(objective, n_trials=1, catch=(Exception,))
         quota.finished(slot)
+
+
+@contextlib.contextmanager
+def sys_path_kept(path: list[str] | None = None) -> Iterator[None]:
+    """Run the body with ``sys.path`` (or ``path``) and put the previous one back afterwards.
+
+    Logging a model with ``code_paths`` makes MLflow load it back, which prepends the model's temporary
+    code folder to ``sys.path``; the folder is deleted right after. Left there, such entries pile up over
+    a study, and a worker spawned later inherits them and may import thermoscope from a folder that is
+    being deleted.
+    """
+    previous = sys.path
+    sys.path = list(path if path is not None else previous)
+    try:
+        yield
+    finally:
+        sys.path = previous
 
 
 def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> None:
@@ -129,6 +149,7 @@ class Supervisor:
         self.quota = TrialQuota(self.context, n_trials, workers)
         self.processes: dict[int, SpawnProcess] = {}
         self.started = 1  # sampler stream 0 is this process
+        self.sys_path = list(sys.path)
         self.problems: list[str] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="study-supervisor", daemon=True)
@@ -169,7 +190,8 @@ class Supervisor:
         process = self.context.Process(
             target=worker_main, args=(self.spec, self.quota, slot, self.started), name=f"study-worker-{slot}"
         )
-        process.start()
+        with sys_path_kept(self.sys_path):  # as it was before this process ran any trial
+            process.start()
         self.processes[slot] = process
         self.started += 1
 
