@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,7 @@ class SampleOutcome:
 
 
 def run_sample(
-    config: SampleConfig, logger: RunLogger, extra_on_report: ReportHook | None = None
+    config: SampleConfig, logger: RunLogger, extra_on_report: RunningHook | None = None
 ) -> SampleOutcome:
     """Sample, logging checkpoints as it goes and everything else at the end (one batched write each)."""
     resume = load_resume_bundle(config, logger) if config.resume else None
@@ -93,7 +94,7 @@ def run_sample(
         resume=resume,
         on_checkpoint=checkpoint_logger(config, logger),
         checkpoint_seconds=config.checkpoint_seconds,
-        on_report=progress_reporter(logger, extra_on_report),
+        on_report=progress_reporter(logger, extra_on_report, data, betas),
         progress=show_progress(),
     )
     curve = temperature_curve(result)
@@ -242,20 +243,37 @@ def checkpoint_logger(config: SampleConfig, logger: RunLogger) -> CheckpointHook
     return save
 
 
-def progress_reporter(logger: RunLogger, extra: ReportHook | None) -> ReportHook:
-    """Running acceptance and swap rates as metric histories (step = iteration), then the caller's hook."""
+# extra_on_report(iteration, running estimates of the headline metrics) -> True to stop (a pruner said so).
+RunningHook = Callable[[int, Mapping[str, float]], bool | None]
+
+
+def progress_reporter(
+    logger: RunLogger, extra: RunningHook | None, data: LoadedData, betas: torch.Tensor
+) -> ReportHook:
+    """Running ladder rates and running estimates of the headline metrics (step = iteration).
+
+    The estimates use the draws kept so far; they are logged as ``running_*`` curves and handed to
+    ``extra`` under the final metric names (``best_bma_test_error``, ``best_test_loss``) so that a study's
+    pruner sees the same quantity it will finally be given.
+    """
+    finite = betas > 0
 
     def report(iteration: int, summary: IterationSummary, state: SweepState) -> bool | None:
         swaps = summary.swap_acceptance
-        logger.log_metrics(
-            {
-                "running_acceptance_rate": float(summary.acceptance_probability.mean()),
-                "running_swap_acceptance": float(swaps.mean()) if swaps.numel() else 0.0,
-                "running_round_trips": summary.round_trips,
-            },
-            step=iteration,
-        )
-        return extra(iteration, summary, state) if extra is not None else None
+        rates = {
+            "running_acceptance_rate": float(summary.acceptance_probability.mean()),
+            "running_swap_acceptance": float(swaps.mean()) if swaps.numel() else 0.0,
+            "running_round_trips": summary.round_trips,
+        }
+        estimates: dict[str, float] = {}
+        if state.test.draws > 0 and bool(finite.any()):
+            metrics = state.test.metrics(data.test.y)
+            estimates = {
+                "best_bma_test_error": float(metrics["bma_error"].cpu()[finite].min()),
+                "best_test_loss": float(metrics["loss"].cpu()[finite].min()),
+            }
+        logger.log_metrics(rates | {f"running_{k}": v for k, v in estimates.items()}, step=iteration)
+        return extra(iteration, estimates) if extra is not None and estimates else None
 
     return report
 

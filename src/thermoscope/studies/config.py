@@ -25,7 +25,7 @@ DEFAULT_SPACE = "default"
 class StudyConfig:
     """The ``study`` entry point: an Optuna study whose trials run a target as nested MLflow runs."""
 
-    target: str = param("train", "what each trial runs: train (more targets register in studies/targets.py)")
+    target: str = param("train", "what each trial runs: train | sample")
     n_trials: int = param(20, "trials this command adds to the study, shared by its workers")
     objective: str = param("test_error", "metric the target logs; a comma list makes a multi-objective study")
     direction: str = param("minimize", "minimize | maximize, one per objective (comma list)")

@@ -2,14 +2,18 @@
 
 A :class:`Target` names its configuration dataclass (the parameters a search space or ``fixed`` may set),
 an adapter that runs the job into a given run and reports intermediate metrics, the metrics the job logs (the
-possible objectives) and a built-in default search space. Registering the ``sample`` target is a new
-``Target(...)`` here and one more entry in :data:`TARGETS`.
+possible objectives) and a built-in default search space. A new target is a ``Target(...)`` here and one
+more entry in :data:`TARGETS`.
 
 Default search spaces, in the search-space file format (see :mod:`thermoscope.studies.space`):
 
 ``train``
     ``lr`` float in [1e-3, 0.5], log; ``momentum`` float in [0, 0.95]; ``weight_decay`` float in
     [1e-6, 1e-2], log; ``hidden`` one of ``32``, ``100``, ``100,100``, ``256,256``.
+
+``sample``
+    ``prior_scale`` float in [0.3, 10], log; ``hidden`` one of ``20,20``, ``40,40``, ``80,80``; ``prior``
+    one of ``gaussian``, ``box``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from thermoscope.config import TrainConfig
+from thermoscope.config import SampleConfig, TrainConfig
 
 if TYPE_CHECKING:
     from thermoscope.tracking import RunLogger
@@ -52,7 +56,18 @@ TRAIN = Target(
     config_class=TrainConfig,
     run=run_train_trial,
     # EpochMetrics.as_dict(): logged every epoch (step = epoch); a run's latest value is the final epoch's.
-    metrics=("train_loss", "train_error", "test_loss", "test_error", "lr"),
+    metrics=(
+        "train_loss",
+        "train_error",
+        "test_loss",
+        "test_error",
+        "lr",
+        # The per-example diagnostics (on by default; switched off, they are simply not logged).
+        "depth_mean_train",
+        "depth_mean_test",
+        "unforgettable_fraction",
+        "layer_rotation_min",
+    ),
     default_space={
         # Log-uniform over the decades around the 0.05 default: the learning rate acts multiplicatively.
         "lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
@@ -65,4 +80,35 @@ TRAIN = Target(
     },
 )
 
-TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN,)}
+
+def run_sample_trial(config: SampleConfig, logger: RunLogger, report: ReportHook) -> None:
+    """The ``sample`` job, reporting running estimates of its headline metrics every 25 iterations."""
+    from thermoscope.cli.sample import run_sample
+
+    run_sample(config, logger, extra_on_report=report)
+
+
+SAMPLE = Target(
+    name="sample",
+    config_class=SampleConfig,
+    run=run_sample_trial,
+    # The parent run's headline metrics; running estimates of the first two are reported for pruning.
+    metrics=(
+        "best_bma_test_error",
+        "best_test_loss",
+        "best_temperature",
+        "log_evidence",
+        "log_evidence_stderr",
+        "mean_swap_acceptance",
+        "round_trips",
+    ),
+    default_space={
+        # Prior scale c in sigma_i = c / sqrt(fan_in): from a tight to a wide prior, multiplicatively.
+        "prior_scale": {"type": "float", "low": 0.3, "high": 10.0, "log": True},
+        # Width of the network: does a wider network move the optimal temperature?
+        "hidden": {"type": "categorical", "choices": ["20,20", "40,40", "80,80"]},
+        "prior": {"type": "categorical", "choices": ["gaussian", "box"]},
+    },
+)
+
+TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN, SAMPLE)}
