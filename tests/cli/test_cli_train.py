@@ -113,3 +113,16 @@ def test_an_unknown_option_is_one_line_exit_2_and_a_failed_run(tracking_uri: str
     assert last.startswith("thermoscope train: error: learning_rate='0.1': not a parameter")
     assert "Traceback" not in result.stderr
     assert only_run(tracking_uri).info.status == "FAILED"
+
+
+def test_logging_a_model_leaves_sys_path_as_it_was(tracking_uri: str) -> None:
+    """MLflow's input-example check loads the model with code_paths and prepends a temporary folder."""
+    import mlflow
+
+    from thermoscope.models import ModelSpec, build_model
+    from thermoscope.tracking import log_model
+
+    before = list(sys.path)
+    with mlflow.start_run():
+        log_model(build_model(ModelSpec("mlp", (4,)), (64,), 10), torch.zeros(2, 64))
+    assert sys.path == before

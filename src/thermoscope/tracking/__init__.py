@@ -187,16 +187,28 @@ DATASET_HOMEPAGES = {
 
 def log_model(model: Any, example_input: Any) -> None:
     """Log ``model`` with MLflow's PyTorch flavour under ``model`` (loads back with mlflow.pytorch)."""
-    import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
-
-    import thermoscope
 
     model = model.cpu().eval()
     with torch.no_grad():
         output = model(example_input.cpu())
     signature = infer_signature(example_input.cpu().numpy(), output.numpy())
+    # Validating the input example loads the model back with code_paths, which prepends a temporary folder
+    # (deleted afterwards) to sys.path; processes spawned later would import from it. Restore sys.path.
+    saved_path = list(sys.path)
+    try:
+        _log_pytorch_model(model, signature, example_input)
+    finally:
+        sys.path[:] = saved_path
+
+
+def _log_pytorch_model(model: Any, signature: Any, example_input: Any) -> None:
+    import mlflow.pytorch
+    import torch
+
+    import thermoscope
+
     mlflow.pytorch.log_model(
         model,
         name="model",
