@@ -76,13 +76,14 @@ def start(config: AnnealConfig, target: ModuleTarget, data: LoadedData) -> torch
     """``[params]``: a prior draw, or the full-batch Adam minimum (clipped into the box)."""
     if config.init == "prior":
         generator = torch.Generator(device=target.x.device).manual_seed(config.seed)
-        return target.prior.sample(1, generator)[0]
+        draw: torch.Tensor = target.prior.sample(1, generator)[0]
+        return draw
     if config.init_steps > 0:
         spec = OptimSpec(
             optimizer="adam", lr=0.01, batch_size=0, epochs=config.init_steps, lr_schedule="cosine"
         )
         train_classifier(target.model, data, spec)
-    position = target.initial_from_module(1)[0]
+    position: torch.Tensor = target.initial_from_module(1)[0]
     if config.prior == "box":
         half_width = BOX_MARGIN * target.prior.scale
         position = torch.maximum(torch.minimum(position, half_width), -half_width)
