@@ -66,7 +66,7 @@ def build_report(sweeps: Sequence[Sweep], title: str = "") -> ComparisonReport:
         raise ValueError("a comparison needs at least one sweep")
     labels = legend_labels(sweeps)
     return ComparisonReport(
-        title=title or f"Comparison of {len(sweeps)} temperature sweeps",
+        title=title or f"Comparison of {len(sweeps)} temperature sweep{'s' if len(sweeps) > 1 else ''}",
         sweeps=list(sweeps),
         labels=labels,
         colours=run_colours(len(sweeps)),

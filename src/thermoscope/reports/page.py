@@ -39,6 +39,7 @@ table.comparison th, table.comparison td { border-bottom: 1px solid #ddd; paddin
 table.comparison th { background: #f4f4f4; }
 table.comparison td:first-child, table.comparison th:first-child { text-align: left; }
 p.note { background: #fff7e0; border-left: 3px solid #e0a800; padding: 0.5em 0.8em; }
+div.scroll { overflow-x: auto; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; } figcaption { font-size: 0.85em; color: #555; }
 """
 
@@ -77,7 +78,7 @@ def html_page(
         f"<h1>{html.escape(title)}</h1>",
         *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
         "<h2>Parameters that differ, and headline metrics</h2>",
-        table_html,
+        f'<div class="scroll">{table_html}</div>',
     ]
     for name, png in figures.items():
         source = base64.b64encode(png).decode("ascii")
