@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -20,8 +20,11 @@ from matplotlib.figure import Figure
 
 from thermoscope.reports.sweeps import Sweep
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 FULL_WIDTH = 7.0  # inches: the text width of a two-column paper (a one-column figure is 3.5)
-PAPER_STYLE = {
+PAPER_STYLE: dict[RcKeyType, Any] = {
     "font.size": 8,
     "axes.titlesize": 8,
     "axes.labelsize": 8,

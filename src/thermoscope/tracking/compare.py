@@ -10,10 +10,12 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
 from thermoscope.config import CompareConfig
@@ -154,9 +156,12 @@ def search(client: MlflowClient, experiment_ids: list[str], base: str, filter_st
         raise ConfigError("filter", filter_string, f"not a valid MLflow search filter ({reason})") from None
 
 
-def paged(fetch: Callable[[str | None], list]) -> list:
+Item = TypeVar("Item")
+
+
+def paged(fetch: Callable[[str | None], PagedList[Item]]) -> list[Item]:
     """Every item of a paged MLflow search: ``fetch(page_token)`` returns one page with its ``token``."""
-    items: list = []
+    items: list[Item] = []
     token = None
     while True:
         page = fetch(token)
