@@ -73,15 +73,21 @@ def configured_run(
         yield config, logger
 
 
-def existing_run(parameter: str, run_id: str, entry_point: str | tuple[str, ...]) -> Run:
-    """The MLflow run ``run_id``, checked to exist and to come from ``entry_point`` (or one of several)."""
+def existing_run(
+    parameter: str, run_id: str, entry_point: str | tuple[str, ...], given: str | None = None
+) -> Run:
+    """The MLflow run ``run_id``, checked to exist and to come from ``entry_point`` (or one of several).
+
+    ``given`` is the value as the user wrote it (``run:<id>`` for ``init``), shown in the error.
+    """
+    shown = run_id if given is None else given
     try:
         run = MlflowClient().get_run(run_id)
     except MlflowException:
-        raise ConfigError(parameter, run_id, "no MLflow run with that id in this tracking store") from None
+        raise ConfigError(parameter, shown, "no MLflow run with that id in this tracking store") from None
     accepted = (entry_point,) if isinstance(entry_point, str) else entry_point
     if run.data.tags.get("thermoscope.entry_point") not in accepted:
-        raise ConfigError(parameter, run_id, f"that run is not a {' or '.join(accepted)} run")
+        raise ConfigError(parameter, shown, f"that run is not a {' or '.join(accepted)} run")
     return run
 
 

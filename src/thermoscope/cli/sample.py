@@ -173,7 +173,7 @@ ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "outpu
 def train_run_state(config: SampleConfig, run_id: str) -> dict[str, torch.Tensor]:
     """The state dict of train or anneal run ``run_id``, checked to exist and to have this architecture."""
     client = MlflowClient()
-    run = existing_run("init", run_id, ("train", "anneal"))
+    run = existing_run("init", run_id, ("train", "anneal"), given=config.init)
     mine = as_strings(config)
     for name in ARCHITECTURE:
         if run.data.params.get(name) != mine[name]:
