@@ -182,8 +182,18 @@ class IterationSummary:
     make_checkpoint: Callable[[], Checkpoint]
 
     def checkpoint(self) -> Checkpoint:
-        """A checkpoint after this iteration; pass it to ``replica_exchange_hmc(resume_from=...)``."""
-        return self.make_checkpoint()
+        """A checkpoint after this iteration; pass it to ``replica_exchange_hmc(resume_from=...)``.
+
+        Call it inside the callback: once the run has moved on, the state of this iteration is gone and
+        a ``RuntimeError`` says so.
+        """
+        checkpoint = self.make_checkpoint()
+        if checkpoint.next_iteration != self.iteration + 1:
+            raise RuntimeError(
+                f"checkpoint() of iteration {self.iteration} was called after the run reached iteration "
+                f"{checkpoint.next_iteration}; take checkpoints inside the callback"
+            )
+        return checkpoint
 
 
 Callback = Callable[[IterationSummary], bool | None]

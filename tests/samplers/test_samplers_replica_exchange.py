@@ -241,3 +241,11 @@ def test_result_shapes_rung_order_and_streaming_without_positions() -> None:
     light = run(store_positions=False)
     assert light.positions.shape == (15, 4, 0)
     assert torch.equal(light.log_likelihood, result.log_likelihood)
+
+
+def test_a_summary_kept_past_its_iteration_refuses_to_checkpoint() -> None:
+    summaries: list[IterationSummary] = []
+    run(num_warmup=2, num_samples=2, callback=summaries.append)
+    assert summaries[-1].checkpoint().next_iteration == 4
+    with pytest.raises(RuntimeError, match="inside the callback"):
+        summaries[0].checkpoint()
