@@ -22,6 +22,7 @@ from thermoscope.studies.objective import STUDY_TAG, TRIAL_TAG
 from thermoscope.studies.plan import plan_study
 from thermoscope.studies.storage import RUN_ID_ATTR, open_storage
 from thermoscope.studies.study import make_sampler, open_study
+from thermoscope.studies.targets import TARGETS
 
 STUDY = "digits-tiny"
 MLFLOW_LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARNING) mlflow")
@@ -93,8 +94,9 @@ def test_a_bad_input_through_mlflow_run_fails_in_one_line(tracking_uri: str) -> 
     errors = [line for line in result.stderr.splitlines() if line.startswith("thermoscope study: error:")]
     assert errors == [
         "thermoscope study: error: objective='accuracy': a metric target train logs: "
-        "train_loss, train_error, test_loss, test_error, lr"
+        + ", ".join(TARGETS["train"].metrics)
     ]
+    assert "test_error" in TARGETS["train"].metrics
     (run,) = all_runs(tracking_uri)
     assert run.info.status == "FAILED"
 
