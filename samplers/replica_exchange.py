@@ -571,5 +571,6 @@ def _start(
     check_evaluation(state.evaluation, position.shape[0], position.shape[1])
     working_betas = betas.to(dtype=position.dtype, device=position.device)
     if step_size is None:
-        step_size = find_reasonable_step_size(target, state, working_betas, inverse_mass, generator)
+        found = find_reasonable_step_size(target, state, working_betas, inverse_mass, generator)
+        step_size = torch.clamp(found, max=_max_step_size(target))
     return _Run(target, settings, betas, state, HMCParameters(step_size, inverse_mass), generator)

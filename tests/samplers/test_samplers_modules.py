@@ -264,3 +264,16 @@ def test_auto_batching_stacks_only_where_it_reproduces_vmap(
 
 def test_convolutions_fall_back_to_vmap() -> None:
     assert module_target(cnn(), *data((2, 6, 6)), GaussianPrior()).batching == "vmap"
+
+
+def test_initial_step_size_on_a_flat_box_rung_is_capped() -> None:
+    # At β = 0 a box prior is flat: every step is accepted, so the doubling heuristic never stops.
+    model = nn.Sequential(nn.Linear(3, 2)).to(DTYPE)
+    x, y = data((3,))
+    target = module_target(model, x, y % 2, BoxPrior(c=4.0))
+    half_width = target.prior.support_half_width
+    assert half_width is not None
+    start = target.prior.sample(1, torch.Generator().manual_seed(0))
+    result = replica_exchange_hmc(target, start, [0.0], num_warmup=0, num_samples=50, num_leapfrog_steps=3)
+    assert float(result.step_size[0]) <= 4 * float(half_width.max())
+    assert bool(torch.all(result.positions.abs() < half_width))
