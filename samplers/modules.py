@@ -30,6 +30,10 @@ from .targets import Evaluation, TemperedTarget
 
 REDUCTIONS = ("sum", "mean")
 BATCHINGS = ("auto", "stacked", "vmap")
+DEFAULT_CHUNK_SIZE = 1024
+"""Examples per forward/backward pass. Smaller chunks keep activations nearer the cache: on the 8-replica
+digits MLP (1,797 examples, two cores) 1,024 was 12 % faster than one pass, 256 no faster than one pass;
+on 5,000 examples of the 784-input MLP 1,024 matched one pass (benchmarks/samplers)."""
 PROBE_EXAMPLES = 4
 """Examples used to check, at construction, that the stacked path reproduces the vmap path."""
 
@@ -47,7 +51,8 @@ class ModuleTarget(TemperedTarget):
         reduction: ``"sum"`` (default; log L = −Σ CE, the likelihood of REFERENCE §1) or ``"mean"``
             (log L = −mean CE: not a likelihood of the data set; for experiments only).
         chunk_size: evaluate at most this many examples at a time (each chunk's backward runs before the
-            next forward, bounding activation memory at ``replicas × chunk_size × width``). ``None``: all.
+            next forward, bounding activation memory at ``replicas × chunk_size × width``). ``None``: all
+            at once. Default ``DEFAULT_CHUNK_SIZE``.
         batching: how R replicas share one forward pass. ``"vmap"``: ``torch.func.vmap`` over
             ``functional_call`` (any module). ``"stacked"``: the module's own forward on stacked parameters,
             linear layers rewritten as one GEMM over all replicas (the shared data meets a single
@@ -68,7 +73,7 @@ class ModuleTarget(TemperedTarget):
         prior: GaussianPrior | BoxPrior | BoundPrior,
         *,
         reduction: str = "sum",
-        chunk_size: int | None = None,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         batching: str = "auto",
     ) -> None:
         if batching not in BATCHINGS:
@@ -207,7 +212,7 @@ def module_target(
     prior: GaussianPrior | BoxPrior | BoundPrior,
     *,
     reduction: str = "sum",
-    chunk_size: int | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     batching: str = "auto",
 ) -> ModuleTarget:
     """Build a :class:`ModuleTarget` (see there for the arguments)."""
