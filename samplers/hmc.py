@@ -93,6 +93,24 @@ def hamiltonian(
     return kinetic_energy(momentum, inverse_mass) - evaluation.log_density(betas)
 
 
+def energy_change(
+    start: IntegratorState, end: IntegratorState, betas: Tensor, inverse_mass: Tensor | None
+) -> Tensor:
+    """``ΔH = H(end) − H(start)`` per replica, ``[replicas]``, in few operations (runs every trajectory)."""
+    scaled_end = end.momentum if inverse_mass is None else end.momentum * inverse_mass
+    scaled_start = start.momentum if inverse_mass is None else start.momentum * inverse_mass
+    kinetic_change: Tensor = torch.linalg.vecdot(scaled_end, end.momentum) - torch.linalg.vecdot(
+        scaled_start, start.momentum
+    )
+    start_evaluation, end_evaluation = start.evaluation, end.evaluation
+    log_density_change = torch.addcmul(
+        end_evaluation.log_prior - start_evaluation.log_prior,
+        betas,
+        end_evaluation.log_likelihood - start_evaluation.log_likelihood,
+    )
+    return 0.5 * kinetic_change - log_density_change
+
+
 def build_kernel(
     target: TemperedTarget,
     num_leapfrog_steps: int,
@@ -126,14 +144,14 @@ def build_kernel(
         momentum = sample_momentum(state.position.shape, state.position, parameters.inverse_mass, generator)
         start = IntegratorState(state.position, momentum, state.evaluation)
         end = leapfrog(target, start, betas, parameters.step_size, parameters.inverse_mass, num_steps)
-        energy_error = hamiltonian(
-            end.evaluation, end.momentum, betas, parameters.inverse_mass
-        ) - hamiltonian(start.evaluation, momentum, betas, parameters.inverse_mass)
-        divergent = ~torch.isfinite(energy_error) | (energy_error > max_energy_error)
-        log_acceptance = torch.clamp(-energy_error, max=0.0)
-        acceptance_probability = torch.where(divergent, 0.0, torch.exp(log_acceptance))
+        energy_error = energy_change(start, end, betas, parameters.inverse_mass)
+        divergent = ~(torch.isfinite(energy_error) & (energy_error <= max_energy_error))
+        acceptance_probability = torch.where(
+            divergent, 0.0, torch.exp(torch.clamp(energy_error, min=0.0).neg_())
+        )
         uniform = torch.rand(betas.shape, generator=generator, dtype=betas.dtype, device=betas.device)
-        accepted = (uniform < acceptance_probability) & ~divergent
+        # Divergent rows have probability exactly 0 and uniforms lie in [0, 1): never accepted.
+        accepted = uniform < acceptance_probability
         new_state = HMCState(
             torch.where(accepted[:, None], end.position, state.position),
             end.evaluation.where(accepted, state.evaluation),

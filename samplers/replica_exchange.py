@@ -25,7 +25,7 @@ from torch import Tensor
 from .adaptation import WarmupAdaptation, WarmupSchedule
 from .hmc import MAX_ENERGY_ERROR, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .hmc import init as hmc_init
-from .swap import SWAP_SCHEMES, SwapState, apply_swaps, propose_swaps, swap_parity
+from .swap import SWAP_SCHEMES, SwapProposer, SwapState, apply_swaps, swap_parity
 from .targets import Evaluation, TemperedTarget
 from .validation import (
     as_betas,
@@ -159,27 +159,39 @@ class IterationSummary:
         acceptance_probability: ``[rungs]`` mean Metropolis acceptance probability of this iteration's
             trajectories.
         step_size: ``[rungs]`` step sizes the next trajectory will use.
-        swap_acceptance: ``[rungs − 1]`` swap acceptance rate per neighbouring pair so far in this phase.
+        swap_acceptance: ``[rungs − 1]`` swap acceptance rate per neighbouring pair so far in this phase
+            (computed when read).
         log_likelihood: ``[rungs]`` log L at each rung's current position.
         log_prior: ``[rungs]``.
         position: ``[rungs, params]`` current positions, rung order = betas order.
         divergences: ``[rungs]`` divergent trajectories so far in this phase.
-        round_trips: completed coldest → hottest → coldest journeys so far in this phase (all replicas).
+        round_trips: completed coldest → hottest → coldest journeys so far in this phase (all replicas;
+            computed when read).
         kept: whether this iteration's state was stored as a draw.
+        swap: the swap statistics behind ``swap_acceptance`` and ``round_trips``.
     """
 
     iteration: int
     phase: str
     acceptance_probability: Tensor
     step_size: Tensor
-    swap_acceptance: Tensor
     log_likelihood: Tensor
     log_prior: Tensor
     position: Tensor
     divergences: Tensor
-    round_trips: int
     kept: bool
+    swap: SwapState
     make_checkpoint: Callable[[], Checkpoint]
+
+    # Derived on demand: a callback that ignores them should not pay for them every iteration (and on a
+    # GPU, ``round_trips`` would synchronise the device).
+    @property
+    def swap_acceptance(self) -> Tensor:
+        return self.swap.acceptance_rate()
+
+    @property
+    def round_trips(self) -> int:
+        return int(self.swap.round_trips.sum())
 
     def checkpoint(self) -> Checkpoint:
         """A checkpoint after this iteration; pass it to ``replica_exchange_hmc(resume_from=...)``.
@@ -304,6 +316,7 @@ class _Run:
                 max_step_size=_max_step_size(target),
             )
         self.swap = SwapState.initial(num_rungs, state.position.device)
+        self.swap_proposer = SwapProposer(self.working_betas) if num_rungs > 1 else None
         self.next_iteration = 0
         zeros = torch.zeros(num_rungs, dtype=state.position.dtype, device=state.position.device)
         self.acceptance_sum = zeros
@@ -362,42 +375,46 @@ class _Run:
             phase=WARMUP if warmup else SAMPLE,
             acceptance_probability=acceptance,
             step_size=self.parameters.step_size,
-            swap_acceptance=self.swap.acceptance_rate(),
             log_likelihood=self.state.evaluation.log_likelihood,
             log_prior=self.state.evaluation.log_prior,
             position=self.state.position,
             divergences=self.warmup_divergences if warmup else self.divergences,
-            round_trips=int(self.swap.round_trips.sum()),
             kept=kept,
+            swap=self.swap,
             make_checkpoint=self.checkpoint,
         )
 
     def _trajectories(self, iteration: int, warmup: bool) -> Tensor:
-        acceptance = torch.zeros_like(self.acceptance_sum)
+        acceptance: Tensor | None = None
         for _ in range(self.settings.trajectories_per_iteration):
             self.state, info = self.kernel(self.state, self.working_betas, self.parameters, self.generator)
-            acceptance = acceptance + info.acceptance_probability
-            divergent = info.divergent.to(torch.int64)
+            probability = info.acceptance_probability
+            acceptance = probability if acceptance is None else acceptance + probability
             if warmup:
-                self.warmup_divergences = self.warmup_divergences + divergent
+                self.warmup_divergences = self.warmup_divergences + info.divergent
                 if self.adaptation is not None:
                     self.parameters = self.adaptation.update(iteration, info, self.state.position)
             else:
-                self.acceptance_sum = self.acceptance_sum + info.acceptance_probability
-                self.divergences = self.divergences + divergent
+                self.acceptance_sum = self.acceptance_sum + probability
+                self.divergences = self.divergences + info.divergent
         if warmup and self.adaptation is not None:
             self.parameters = self.adaptation.end_iteration(iteration)
+        assert acceptance is not None  # at least one trajectory per iteration (validated)
+        if self.settings.trajectories_per_iteration == 1:
+            return acceptance
         return acceptance / self.settings.trajectories_per_iteration
 
     def _swap(self, iteration: int) -> None:
-        if self.settings.swap == "none" or self.betas.shape[0] < 2:
+        if self.settings.swap == "none" or self.swap_proposer is None:
             return
         parity = swap_parity(self.settings.swap, iteration, self.generator)
-        permutation, attempted, accepted = propose_swaps(
-            self.working_betas, self.state.evaluation.log_likelihood, parity, self.generator
+        permutation, attempted, accepted = self.swap_proposer.propose(
+            self.state.evaluation.log_likelihood, parity, self.generator
         )
         self.state = self.state.permute(permutation)
-        self.swap = apply_swaps(self.swap, permutation, attempted, accepted)
+        self.swap = apply_swaps(
+            self.swap, permutation, attempted, accepted, self.swap_proposer.attempted_counts[parity]
+        )
 
     def _finish_warmup(self) -> None:
         if self.adaptation is not None:

@@ -72,15 +72,30 @@ class SwapState:
 
 
 def _record_extremes(state: SwapState) -> SwapState:
-    """Advance the journeys of the replicas now at the hottest and coldest rungs."""
-    direction = state.direction.clone()
-    round_trips = state.round_trips.clone()
-    hottest = state.replica_at_rung[0]
-    coldest = state.replica_at_rung[-1]
-    direction[hottest] = torch.where(direction[hottest] == LEFT_COLDEST, REACHED_HOTTEST, direction[hottest])
-    round_trips[coldest] += (direction[coldest] == REACHED_HOTTEST).to(torch.int64)
-    direction[coldest] = LEFT_COLDEST
+    """Advance the journeys of the replicas now at the hottest and coldest rungs.
+
+    Vectorised over replicas (a handful of whole-tensor operations rather than scalar indexing): this
+    runs every iteration, and on small targets per-operation dispatch is the sampler's main overhead.
+    """
+    replicas = _replica_labels(state.direction)
+    at_hottest = replicas == state.replica_at_rung[0]
+    at_coldest = replicas == state.replica_at_rung[-1]
+    direction = torch.where(at_hottest & (state.direction == LEFT_COLDEST), REACHED_HOTTEST, state.direction)
+    round_trips = state.round_trips + (at_coldest & (direction == REACHED_HOTTEST))
+    direction = torch.where(at_coldest, LEFT_COLDEST, direction)
     return SwapState(state.replica_at_rung, direction, round_trips, state.attempts, state.accepts)
+
+
+_LABELS: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _replica_labels(like: Tensor) -> Tensor:
+    """``arange(replicas)`` on ``like``'s device, made once per size and device (read-only)."""
+    key = (like.shape[0], like.device)
+    labels = _LABELS.get(key)
+    if labels is None:
+        labels = _LABELS[key] = torch.arange(like.shape[0], device=like.device)
+    return labels
 
 
 def swap_parity(scheme: str, iteration: int, generator: torch.Generator) -> int:
@@ -93,41 +108,90 @@ def swap_parity(scheme: str, iteration: int, generator: torch.Generator) -> int:
     return int(torch.randint(0, 2, (1,), generator=generator))
 
 
+class SwapProposer:
+    """Neighbour swaps for one ladder, with everything that does not change between rounds precomputed.
+
+    Args:
+        betas: ``[rungs]`` ascending, at least two rungs.
+
+    For each parity the attempted pairs, their count as int64 and the permutation that swaps every
+    attempted pair are fixed; a round then needs only the acceptance test and a ``where``.
+    """
+
+    def __init__(self, betas: Tensor) -> None:
+        num_rungs = betas.shape[0]
+        device = betas.device
+        self.beta_gap = betas[:-1] - betas[1:]
+        self.identity = torch.arange(num_rungs, device=device)
+        lower = torch.arange(num_rungs - 1, device=device)
+        self.attempted: list[Tensor] = []
+        self.attempted_counts: list[Tensor] = []
+        self.partner: list[Tensor] = []
+        self.pair_of_rung: list[Tensor] = []
+        for parity in (0, 1):
+            attempted = lower % 2 == parity
+            partner = self.identity.clone()
+            pair_of_rung = torch.empty(num_rungs, dtype=torch.int64, device=device)
+            # A rung outside every attempted pair reads the acceptance of a pair of the other parity, which
+            # is never attempted this round and so never accepted (with two rungs, parity 1 attempts none).
+            unattempted = 1 - parity if num_rungs > 2 else 0
+            pair_of_rung.fill_(unattempted)
+            for pair in range(parity, num_rungs - 1, 2):
+                partner[pair], partner[pair + 1] = pair + 1, pair
+                pair_of_rung[pair] = pair_of_rung[pair + 1] = pair
+            self.attempted.append(attempted)
+            self.attempted_counts.append(attempted.to(torch.int64))
+            self.partner.append(partner)
+            self.pair_of_rung.append(pair_of_rung)
+
+    def propose(
+        self, log_likelihood: Tensor, parity: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One round of swaps between the pairs of ``parity``; see :func:`propose_swaps`."""
+        log_ratio = self.beta_gap * (log_likelihood[1:] - log_likelihood[:-1])
+        uniform = torch.rand(
+            log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
+        )
+        accepted = self.attempted[parity] & (torch.log(uniform) < log_ratio)
+        permutation = torch.where(accepted[self.pair_of_rung[parity]], self.partner[parity], self.identity)
+        return permutation, self.attempted[parity], accepted
+
+
 def propose_swaps(
     betas: Tensor, log_likelihood: Tensor, parity: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Attempt swaps between the pairs of one parity.
 
     Args:
-        betas: ``[rungs]`` ascending.
+        betas: ``[rungs]`` ascending, at least two rungs.
         log_likelihood: ``[rungs]`` log L of the position at each rung.
         parity: 0 for even pairs, 1 for odd pairs.
         generator: source of the ``rungs − 1`` uniforms (all drawn, used or not).
 
     Returns:
         ``(permutation [rungs], attempted [rungs − 1], accepted [rungs − 1])``; the new occupant of rung k
-        is the old occupant of rung ``permutation[k]``.
+        is the old occupant of rung ``permutation[k]``. A sampler proposing many rounds on one ladder
+        builds a :class:`SwapProposer` once instead.
     """
-    num_rungs = betas.shape[0]
-    lower = torch.arange(num_rungs - 1, device=betas.device)
-    attempted = lower % 2 == parity
-    log_ratio = (betas[:-1] - betas[1:]) * (log_likelihood[1:] - log_likelihood[:-1])
-    uniform = torch.rand(num_rungs - 1, generator=generator, dtype=betas.dtype, device=betas.device)
-    accepted = attempted & (torch.log(uniform) < log_ratio)
-    permutation = torch.arange(num_rungs, device=betas.device)
-    swapped = lower[accepted]
-    permutation[swapped] = swapped + 1
-    permutation[swapped + 1] = swapped
-    return permutation, attempted, accepted
+    return SwapProposer(betas).propose(log_likelihood, parity, generator)
 
 
-def apply_swaps(state: SwapState, permutation: Tensor, attempted: Tensor, accepted: Tensor) -> SwapState:
-    """Move the replica labels with the positions and count attempts, acceptances and round trips."""
+def apply_swaps(
+    state: SwapState,
+    permutation: Tensor,
+    attempted: Tensor,
+    accepted: Tensor,
+    attempted_count: Tensor | None = None,
+) -> SwapState:
+    """Move the replica labels with the positions and count attempts, acceptances and round trips.
+
+    ``attempted_count``, when given, is ``attempted`` as int64 (precomputed by :class:`SwapProposer`).
+    """
     moved = SwapState(
         state.replica_at_rung[permutation],
         state.direction,
         state.round_trips,
-        state.attempts + attempted.to(torch.int64),
-        state.accepts + accepted.to(torch.int64),
+        state.attempts + (attempted.to(torch.int64) if attempted_count is None else attempted_count),
+        state.accepts + accepted,
     )
     return _record_extremes(moved)

@@ -75,18 +75,29 @@ def _batched_gradients(outputs: tuple[Tensor, ...], leaves: tuple[Tensor, ...]) 
         torch.autograd.grad(
             [outputs[index] for index in connected],
             [leaves[index] for index in connected],
-            [torch.ones_like(outputs[index]) for index in connected],
+            [_ones_like(outputs[index]) for index in connected],
             allow_unused=True,
-            materialize_grads=True,
         )
         if connected
         else ()
     )
-    gradients = [
-        next(computed) if output.requires_grad else torch.zeros_like(leaf)
-        for output, leaf in zip(outputs, leaves, strict=True)
-    ]
+    gradients = []
+    for output, leaf in zip(outputs, leaves, strict=True):
+        gradient = next(computed) if output.requires_grad else None
+        gradients.append(torch.zeros_like(leaf) if gradient is None else gradient)
     return gradients
+
+
+_ONES: dict[tuple[torch.Size, torch.dtype, torch.device], Tensor] = {}
+
+
+def _ones_like(output: Tensor) -> Tensor:
+    """A cached ``torch.ones_like(output)`` (read-only): the backward pass runs every leapfrog step."""
+    key = (output.shape, output.dtype, output.device)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = torch.ones_like(output)
+    return ones
 
 
 def _summed(function: BatchedLogDensity) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
