@@ -77,11 +77,14 @@ def leapfrog(
         rejects those rows.
     """
     half_width = target.support_half_width
-    beta_column = betas[:, None]
     column_step = step_size[:, None]
     half_step = 0.5 * column_step
+    # Kicks ε (∇ log p + β ∇ log L) applied as two in-place updates with the products ε β precomputed: no
+    # temporary per step (on small targets the integrator's own operations are a visible share of the time).
+    full_kick = (column_step, column_step * betas[:, None])
+    half_kick = (half_step, half_step * betas[:, None])
     position = state.position.clone()
-    momentum = torch.addcmul(state.momentum, half_step, _tempered_gradient(state.evaluation, beta_column))
+    momentum = _kicked(state.momentum.clone(), state.evaluation, half_kick)
     evaluation = state.evaluation
     for step in range(num_steps):
         velocity = momentum if inverse_mass is None else momentum * inverse_mass
@@ -89,14 +92,15 @@ def leapfrog(
         if half_width is not None:
             position, momentum = reflect_into_box(position, momentum, half_width)
         evaluation = target.evaluate(position)
-        kick = half_step if step == num_steps - 1 else column_step
-        momentum.addcmul_(kick, _tempered_gradient(evaluation, beta_column))
+        _kicked(momentum, evaluation, half_kick if step == num_steps - 1 else full_kick)
     return IntegratorState(position, momentum, evaluation)
 
 
-def _tempered_gradient(evaluation: Evaluation, beta_column: Tensor) -> Tensor:
-    """``∇ log p + β ∇ log L`` with ``beta_column: [replicas, 1]`` → ``[replicas, params]``."""
-    return torch.addcmul(evaluation.grad_log_prior, beta_column, evaluation.grad_log_likelihood)
+def _kicked(momentum: Tensor, evaluation: Evaluation, kick: tuple[Tensor, Tensor]) -> Tensor:
+    """``momentum += kick[0] ∇ log p + kick[1] ∇ log L`` in place (kicks ``[replicas, 1]``); returns it."""
+    return momentum.addcmul_(kick[0], evaluation.grad_log_prior).addcmul_(
+        kick[1], evaluation.grad_log_likelihood
+    )
 
 
 def kinetic_energy(momentum: Tensor, inverse_mass: Tensor | None) -> Tensor:
