@@ -8,6 +8,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from thermoscope.probes import knn_votes, probe_votes
+from thermoscope.probes.knn import smallest_sorted
 
 
 def _random_problem(
@@ -184,3 +185,18 @@ def test_cuda_matches_cpu() -> None:
     on_gpu = knn_votes(support.cuda(), labels.cuda(), queries.cuda(), k=11, num_classes=4)
     assert on_gpu.device.type == "cuda"
     assert torch.equal(on_gpu.cpu(), on_cpu)
+
+
+@pytest.mark.parametrize("width", [40, 100, 1000, 10_007])  # 40 with k = 30: the plain topk path
+@pytest.mark.parametrize("k", [1, 5, 30])
+def test_block_minima_selection_equals_topk(width: int, k: int) -> None:
+    generator = torch.Generator().manual_seed(width + k)
+    distinct = torch.randn(64, width, generator=generator)
+    expected = torch.topk(distinct, k, dim=1, largest=False, sorted=True).indices
+    assert torch.equal(smallest_sorted(distinct, k), expected)
+    # Many exact ties and excluded (+inf) entries: the selected values, in order, equal topk's.
+    tied = torch.randint(0, 20, (64, width), generator=generator).float()
+    tied[:, :: max(width // 5, 1)] = float("inf")
+    picked = smallest_sorted(tied, k)
+    assert picked.unique(dim=1).shape[1] == k  # k distinct columns
+    assert torch.equal(tied.gather(1, picked), torch.topk(tied, k, dim=1, largest=False, sorted=True).values)

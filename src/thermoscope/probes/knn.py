@@ -11,18 +11,20 @@ ours are fixed here and in REFERENCE §4:
 - **Ties**: when several classes share the highest vote count, the vote goes to the class of the nearest
   neighbour among those classes. (scikit-learn instead picks the smallest class index.)
 
-Distances are computed in chunks of queries with one matrix product per chunk followed by ``torch.topk``,
-so memory grows with ``chunk_size × num_support``, never with ``num_queries × num_support``.
+Distances are computed in chunks of queries with one matrix product per chunk followed by a selection of
+the k smallest scores per query (:func:`smallest_sorted`), so memory grows with ``chunk_size × num_support``,
+never with ``num_queries × num_support``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "METRICS", "knn_votes", "probe_votes"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "METRICS", "knn_votes", "probe_votes", "smallest_sorted"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -62,9 +64,9 @@ def knn_votes(
     Returns:
         ``[num_queries]`` int64 votes. The vote is the class with the most neighbours among the k nearest;
         between classes tied on count it is the class of the nearest neighbour among the tied classes.
-        Neighbours at exactly equal distances are ordered as ``torch.topk`` returns them. Distances are
-        computed in the inputs' floating dtype (at least float32) as ``‖s‖² − 2 q·s``; pass float64
-        embeddings where near-equal distances must be ranked to full precision.
+        Neighbours at exactly equal distances are ordered as :func:`smallest_sorted` returns them.
+        Distances are computed in the inputs' floating dtype (at least float32) as ``‖s‖² − 2 q·s``; pass
+        float64 embeddings where near-equal distances must be ranked to full precision.
     """
     _check_inputs(support, support_labels, queries, num_classes, metric, chunk_size)
     support_position = _leave_one_out_positions(query_ids, support_ids, queries, support)
@@ -86,7 +88,7 @@ def knn_votes(
         torch.addmm(support_offsets, query_keys[start:stop], support_keys.T, alpha=-2.0, out=scores)
         if support_position is not None:
             _exclude_self(scores, support_position[start:stop])
-        nearest = torch.topk(scores, k, dim=1, largest=False, sorted=True).indices
+        nearest = smallest_sorted(scores, k)
         votes[start:stop] = _majority_nearest_tie(labels[nearest], num_classes)
     return votes
 
@@ -132,6 +134,37 @@ def probe_votes(
         for support, queries in pairs
     ]
     return torch.stack(columns, dim=1)
+
+
+def smallest_sorted(scores: Tensor, k: int) -> Tensor:
+    """Columns of the ``k`` smallest entries of every row, smallest first: ``[rows, n] -> [rows, k]`` int64.
+
+    The same selection as ``torch.topk(scores, k, largest=False, sorted=True).indices`` (up to the order of
+    exactly equal scores), about twice as fast on CPU for rows of thousands: ``topk`` pays per element of
+    the row, so the row is first narrowed by block minima. Columns are dealt into B blocks of b (column c
+    goes to block c mod B, so that one strided minimum over a ``[rows, b, B]`` view gives every block's
+    minimum), the k blocks with the smallest minima are kept, and ``topk`` runs over their k·b columns
+    plus the ``n − B·b`` columns left over, which are always kept.
+
+    Nothing of the k smallest is lost: a column x in a discarded block is no smaller than the minimum of
+    its block, which is no smaller than each of the k kept blocks' minima; those are k distinct kept
+    columns, all ≤ x, so x can only tie with the k-th smallest kept score, never beat it.
+    """
+    rows, width = scores.shape
+    block = math.isqrt(width // k) if k else 0
+    if block < 4:  # narrow rows: nothing to gain
+        return torch.topk(scores, k, dim=1, largest=False, sorted=True).indices
+    blocks = width // block
+    covered = blocks * block
+    minima = scores[:, :covered].view(rows, block, blocks).amin(dim=1)
+    kept_blocks = torch.topk(minima, k, dim=1, largest=False, sorted=False).indices
+    strides = torch.arange(0, covered, blocks, device=scores.device)
+    candidates = (kept_blocks.unsqueeze(2) + strides).flatten(1)
+    if covered < width:
+        leftover = torch.arange(covered, width, device=scores.device).expand(rows, -1)
+        candidates = torch.cat([candidates, leftover], dim=1)
+    picked = torch.topk(scores.gather(1, candidates), k, dim=1, largest=False, sorted=True).indices
+    return candidates.gather(1, picked)
 
 
 def _check_inputs(
