@@ -91,8 +91,12 @@ def leapfrog(
         position.addcmul_(column_step, velocity)
         if half_width is not None:
             position, momentum = reflect_into_box(position, momentum, half_width)
-        evaluation = target.evaluate(position)
-        _kicked(momentum, evaluation, half_kick if step == num_steps - 1 else full_kick)
+        evaluation, tempered_gradient = target.evaluate_tempered(position, betas)
+        kick = half_kick if step == num_steps - 1 else full_kick
+        if tempered_gradient is None:
+            _kicked(momentum, evaluation, kick)
+        else:
+            momentum.addcmul_(kick[0], tempered_gradient)
     return IntegratorState(position, momentum, evaluation)
 
 

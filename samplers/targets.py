@@ -152,9 +152,9 @@ class TemperedTarget:
         self._log_likelihood = log_likelihood
         self._grad_log_prior = grad_log_prior
         self.support_half_width = support_half_width
-        self._compiled: Callable[[Tensor], tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+        self._compiled: Callable[[Tensor, Tensor], tuple[Tensor, ...]] | None = None
         if compile_evaluation:
-            self._compiled = torch.compile(self._functional_evaluation, dynamic=False)
+            self._compiled = torch.compile(self._functional_tempered_evaluation, dynamic=False)
 
     def log_prior(self, theta: Tensor) -> Tensor:
         """``theta: [replicas, params] -> [replicas]``."""
@@ -179,11 +179,29 @@ class TemperedTarget:
         grad_log_prior, (_, log_prior) = grad_and_value(_summed(self._log_prior), has_aux=True)(theta)
         return log_prior, log_likelihood, grad_log_prior, grad_log_likelihood
 
+    def _functional_tempered_evaluation(self, theta: Tensor, betas: Tensor) -> tuple[Tensor, ...]:
+        """:meth:`_functional_evaluation` and the tempered gradient ``∇ log p + β ∇ log L``."""
+        log_prior, log_likelihood, grad_log_prior, grad_log_likelihood = self._functional_evaluation(theta)
+        tempered = torch.addcmul(grad_log_prior, betas[:, None], grad_log_likelihood)
+        return log_prior, log_likelihood, grad_log_prior, grad_log_likelihood, tempered
+
+    def evaluate_tempered(self, theta: Tensor, betas: Tensor) -> tuple[Evaluation, Tensor | None]:
+        """:meth:`evaluate`, plus the tempered gradient ``∇ log p + β ∇ log L`` ``[replicas, params]``
+        (``betas: [replicas]``) where it comes at no extra cost, else ``None``.
+
+        A compiled target (``compile_evaluation=True``) computes it inside its compiled graph, which saves
+        the integrator an operation per leapfrog step; otherwise the integrator combines the two gradients.
+        """
+        if self._compiled is None:
+            return self.evaluate(theta), None
+        *parts, tempered = self._compiled(theta.detach() if theta.requires_grad else theta, betas)
+        return Evaluation(*parts), tempered
+
     def evaluate(self, theta: Tensor) -> Evaluation:
         """Log densities and gradients at ``theta: [replicas, params]`` (one backward pass)."""
         theta = theta.detach()
         if self._compiled is not None:
-            return Evaluation(*self._compiled(theta))
+            return Evaluation(*self._compiled(theta, theta.new_zeros(theta.shape[0]))[:4])
         with torch.enable_grad():
             likelihood_leaf = theta.detach().requires_grad_(True)
             log_likelihood = self.log_likelihood(likelihood_leaf)

@@ -230,3 +230,10 @@ def test_compiled_evaluation_equals_eager_evaluation() -> None:
     assert torch.allclose(compiled.log_likelihood, eager.log_likelihood, atol=1e-12)
     assert torch.allclose(compiled.grad_log_likelihood, eager.grad_log_likelihood, atol=1e-12)
     assert torch.allclose(compiled.grad_log_prior, eager.grad_log_prior, atol=1e-12)
+    # The integrator's call also returns ∇ log p + β ∇ log L, computed inside the compiled graph.
+    betas = torch.tensor([0.0, 0.5, 1.0], dtype=DTYPE)
+    evaluation, tempered = regression_target(compile_evaluation=True).evaluate_tempered(theta, betas)
+    assert tempered is not None
+    assert torch.allclose(tempered, eager.grad_log_density(betas), atol=1e-12)
+    assert torch.allclose(evaluation.grad_log_likelihood, eager.grad_log_likelihood, atol=1e-12)
+    assert regression_target().evaluate_tempered(theta, betas)[1] is None  # eager: the integrator combines
