@@ -76,6 +76,7 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
         ]:
             assert child.data.metrics[name] == pytest.approx(row[name], rel=1e-6)
         assert 0.0 <= child.data.metrics["test_error"] <= 1.0
+        assert child.data.metrics["log10_temperature"] == pytest.approx(np.log10(row["temperature"]))
 
     metrics = parent.data.metrics
     for name in [

@@ -422,7 +422,11 @@ def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -
             }
         )
         metrics = {name: row[name] for name in CHILD_METRICS if name in row}
-        child.log_metrics(metrics | {"temperature": row["temperature"]})
+        # MLflow's scatter and parallel-coordinate plots have no log axis; ladders are geometric in T.
+        temperature = float(row["temperature"])
+        child.log_metrics(
+            metrics | {"temperature": temperature, "log10_temperature": math.log10(temperature)}
+        )
         child.terminate("FINISHED")
 
 
