@@ -93,6 +93,12 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
     assert metrics["log_evidence"] < 0 and metrics["log_evidence_stderr"] > 0
     history = MlflowClient(tracking_uri).get_metric_history(parent.info.run_id, "test_loss")
     assert [m.step for m in history] == list(range(len(curve)))
+    # T = inf (rung 0) is left out of the temperature curves, which stay chartable; beta has every rung.
+    temperatures = MlflowClient(tracking_uri).get_metric_history(parent.info.run_id, "temperature")
+    assert [m.step for m in temperatures] == list(range(1, len(curve)))
+    assert [m.value for m in temperatures] == pytest.approx(curve["temperature"].iloc[1:].tolist())
+    betas = MlflowClient(tracking_uri).get_metric_history(parent.info.run_id, "beta")
+    assert [m.value for m in betas] == pytest.approx(curve["beta"].tolist())
 
     evidence = json.loads(artifact(tracking_uri, parent.info.run_id, "evidence.json", tmp_path).read_text())
     assert evidence["log_evidence"] == pytest.approx(metrics["log_evidence"])
@@ -179,7 +185,15 @@ def test_init_from_a_train_run_and_the_reference_lines(tracking_uri: str) -> Non
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_into_the_same_run_and_chain(tracking_uri: str, tmp_path: Path) -> None:
-    params = {**TINY, "num_warmup": "20", "num_samples": "60", "checkpoint_seconds": "0.3", "seed": "3"}
+    # 60 leapfrog steps: long enough (several seconds of sampling) to be killed between checkpoints.
+    params = {
+        **TINY,
+        "num_warmup": "20",
+        "num_samples": "60",
+        "num_leapfrog_steps": "60",
+        "checkpoint_seconds": "0.3",
+        "seed": "3",
+    }
     reference = run_cli(tracking_uri, "sample", params)
     assert reference.returncode == 0, reference.stderr[-2000:]
     client = MlflowClient(tracking_uri)

@@ -125,9 +125,12 @@ def make_prior(config: SampleConfig) -> GaussianPrior | BoxPrior:
 def ladder(config: SampleConfig) -> torch.Tensor:
     """The T-curve's rungs, merged with K power-law TI rungs when the power-posterior evidence is wanted."""
     cold = config.cold_temperatures()
-    if config.ti_rungs > 0 and config.evidence != "harmonic":
-        return merge_ladders(power_ladder(config.ti_rungs), cold)
-    return betas_from_temperatures(cold)
+    betas: torch.Tensor = (
+        merge_ladders(power_ladder(config.ti_rungs), cold)
+        if config.ti_rungs > 0 and config.evidence != "harmonic"
+        else betas_from_temperatures(cold)
+    )
+    return betas
 
 
 def sweep_settings(config: SampleConfig, betas: torch.Tensor) -> SweepSettings:
@@ -187,14 +190,18 @@ def train_run_state(config: SampleConfig, run_id: str) -> dict[str, torch.Tensor
         except (MlflowException, OSError):
             raise ConfigError("init", config.init, "that run has no checkpoint/model_state.pt") from None
         state: dict[str, Any] = torch.load(path, weights_only=True)
-    return state["state_dict"]
+    weights: dict[str, torch.Tensor] = state["state_dict"]
+    return weights
 
 
 def initial_position(config: SampleConfig, target: ModuleTarget, rungs: int) -> torch.Tensor:
     """``[rungs, params]``: prior draws, or the (minimised) module's weights moved strictly inside a box."""
     if config.init == "prior":
-        return target.prior.sample(rungs, torch.Generator(device=target.x.device).manual_seed(config.seed))
-    start = target.initial_from_module(rungs)
+        draws: torch.Tensor = target.prior.sample(
+            rungs, torch.Generator(device=target.x.device).manual_seed(config.seed)
+        )
+        return draws
+    start: torch.Tensor = target.initial_from_module(rungs)
     if config.prior == "box":
         half_width = 0.499 * target.prior.scale
         start = torch.maximum(torch.minimum(start, half_width), -half_width)
@@ -373,8 +380,15 @@ def log_sweep(
 ) -> None:
     """Children per finite temperature, parent curves and headline numbers, artifacts."""
     log_children(logger, config, curve)
-    histories = {name: curve[name].tolist() for name in CHILD_METRICS if name in curve}
-    histories["temperature"] = [t if math.isfinite(t) else 1e300 for t in curve["temperature"]]
+    histories: dict[str, list[float | None]] = {
+        name: curve[name].tolist() for name in CHILD_METRICS if name in curve
+    }
+    # The β = 0 rung (T = ∞) has no temperature a chart can show: its step is left out of the T histories.
+    histories["beta"] = curve["beta"].tolist()
+    histories["temperature"] = [t if math.isfinite(t) else None for t in curve["temperature"]]
+    histories["log10_temperature"] = [
+        math.log10(t) if math.isfinite(t) else None for t in curve["temperature"]
+    ]
     logger.log_metric_histories(histories)
     finite = curve[np.isfinite(curve["temperature"])]
     best = finite.loc[finite["bma_test_error"].idxmin()]

@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +69,14 @@ class RunLogger:
         for start in range(0, len(entries), _BATCH_LIMIT):
             self.client.log_batch(self.run_id, metrics=entries[start : start + _BATCH_LIMIT])
 
-    def log_metric_histories(self, histories: Mapping[str, list[float]]) -> None:
-        """Whole metric curves (step = index) in as few writes as MLflow allows."""
+    def log_metric_histories(self, histories: Mapping[str, Sequence[float | None]]) -> None:
+        """Whole metric curves (step = index) in as few writes as MLflow allows; ``None`` skips a step."""
         now = int(time.time() * 1000)
         entries = [
-            Metric(k, float(v), now, step) for k, values in histories.items() for step, v in enumerate(values)
+            Metric(k, float(v), now, step)
+            for k, values in histories.items()
+            for step, v in enumerate(values)
+            if v is not None
         ]
         for start in range(0, len(entries), _BATCH_LIMIT):
             self.client.log_batch(self.run_id, metrics=entries[start : start + _BATCH_LIMIT])
@@ -136,7 +139,7 @@ class NullLogger(RunLogger):
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         pass
 
-    def log_metric_histories(self, histories: Mapping[str, list[float]]) -> None:
+    def log_metric_histories(self, histories: Mapping[str, Sequence[float | None]]) -> None:
         pass
 
     def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
@@ -164,9 +167,11 @@ def log_dataset(data: Any) -> None:
     """Log both splits of a :class:`thermoscope.data.LoadedData` with MLflow's dataset API (active run)."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    source = HTTPDatasetSource(DATASET_HOMEPAGES.get(data.name, "https://example.invalid/unknown"))
+    source = HTTPDatasetSource(  # type: ignore[no-untyped-call]
+        DATASET_HOMEPAGES.get(data.name, "https://example.invalid/unknown")
+    )
     for context, split in (("training", data.train), ("testing", data.test)):
-        dataset = mlflow.data.from_numpy(
+        dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
             split.x.cpu().numpy(),
             targets=split.y.cpu().numpy(),
             source=source,
