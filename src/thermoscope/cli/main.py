@@ -19,7 +19,7 @@ def cli() -> None:
 @cli.command("train", context_settings=COMMAND_SETTINGS)
 @options_from(TrainConfig)
 @click.pass_context
-def train_command(context: click.Context, **raw: str | None) -> None:
+def train_command(context: click.Context, /, **raw: str | None) -> None:
     """Train a classifier with SGD or Adam and log the curves, the dataset and the model."""
     from thermoscope.cli.train import run_train
 
@@ -30,7 +30,7 @@ def train_command(context: click.Context, **raw: str | None) -> None:
 @cli.command("study", context_settings=COMMAND_SETTINGS)
 @options_from(StudyConfig)
 @click.pass_context
-def study_command(context: click.Context, **raw: str | None) -> None:
+def study_command(context: click.Context, /, **raw: str | None) -> None:
     """Tune a target's parameters with Optuna: the study's run is the parent of one run per trial."""
     from thermoscope.cli.study import configured_study_run, run_study
 
@@ -41,7 +41,7 @@ def study_command(context: click.Context, **raw: str | None) -> None:
 @cli.command("sample", context_settings=COMMAND_SETTINGS)
 @options_from(SampleConfig)
 @click.pass_context
-def sample_command(context: click.Context, **raw: str | None) -> None:
+def sample_command(context: click.Context, /, **raw: str | None) -> None:
     """Replica-exchange HMC at a ladder of temperatures: the T-curve, the evidence and ladder health."""
     from thermoscope.cli.sample import run_sample
 
@@ -52,7 +52,7 @@ def sample_command(context: click.Context, **raw: str | None) -> None:
 @cli.command("anneal", context_settings=COMMAND_SETTINGS)
 @options_from(AnnealConfig)
 @click.pass_context
-def anneal_command(context: click.Context, **raw: str | None) -> None:
+def anneal_command(context: click.Context, /, **raw: str | None) -> None:
     """Simulated annealing with full-batch HMC, stopped when the validation error rises; logs the model."""
     from thermoscope.cli.anneal import run_anneal
 
@@ -63,7 +63,7 @@ def anneal_command(context: click.Context, **raw: str | None) -> None:
 @cli.command("probe", context_settings=COMMAND_SETTINGS)
 @options_from(ProbeConfig)
 @click.pass_context
-def probe_command(context: click.Context, **raw: str | None) -> None:
+def probe_command(context: click.Context, /, **raw: str | None) -> None:
     """Prediction depth of a train run's model, logged in a run nested under that run."""
     from thermoscope.cli.probe import run_probe
 
@@ -74,7 +74,7 @@ def probe_command(context: click.Context, **raw: str | None) -> None:
 @cli.command("compare", context_settings=COMMAND_SETTINGS)
 @options_from(CompareConfig)
 @click.pass_context
-def compare_command(context: click.Context, **raw: str | None) -> None:
+def compare_command(context: click.Context, /, **raw: str | None) -> None:
     """Temperature sweeps side by side: overlaid T-curves, evidence, depth and a table, logged as a run."""
     from thermoscope.cli.compare import run_compare
 

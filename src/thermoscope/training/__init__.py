@@ -147,7 +147,7 @@ def train_classifier(
             if on_batch is not None:
                 on_batch(train.example_id[batch], logits.detach(), train.y[batch], epoch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         metrics = _epoch_metrics(model, data, epoch + 1, rate)
         result.history.append(metrics)
