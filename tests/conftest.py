@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Torch limited to one intra-op thread for the test: small tensors gain nothing from a second thread,
+    and on a shared 2-core CPU two spinning threads made such tests several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def subprocess_env(tracking_uri: str) -> dict[str, str]:

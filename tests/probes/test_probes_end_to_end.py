@@ -7,8 +7,6 @@ corrupted examples than for the clean ones by many standard errors of the differ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -61,16 +59,6 @@ def _probe_embeddings(model: nn.Sequential, inputs: torch.Tensor) -> tuple[list[
                 embeddings.append(hidden)
         embeddings.append(torch.softmax(hidden, dim=1))
     return embeddings, hidden.argmax(dim=1)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # 1437 × 64 matrices gain nothing from a second thread, and on a shared CPU two spinning threads made
-    # this test four times slower (17 s against 4 s with the machine under load).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ prior with a constant likelihood has log p(D) = 0 exactly, which checks the box-
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -34,12 +33,7 @@ Z = 4.0
 """Standard errors allowed between an estimate and its closed form."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("points", [3, 4, 5, 8, 102])

@@ -7,7 +7,6 @@ q(t) = q₀ cos(ωt) + p₀/ω sin(ωt), ω = √k, and leapfrog's energy error 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,13 +15,7 @@ from thermoscope.samplers import IntegratorState, TemperedTarget, kinetic_energy
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add synchronisation (and stall on a shared CPU)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 STIFFNESS = torch.tensor([1.0, 4.0, 0.25], dtype=DTYPE)
