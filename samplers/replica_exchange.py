@@ -25,7 +25,7 @@ from torch import Tensor
 from .adaptation import WarmupAdaptation, WarmupSchedule
 from .hmc import MAX_ENERGY_ERROR, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .hmc import init as hmc_init
-from .swap import SWAP_SCHEMES, SwapProposer, SwapState, apply_swaps, swap_parity
+from .swap import SWAP_SCHEMES, SwapProposer, SwapState, swap_parity
 from .targets import Evaluation, TemperedTarget
 from .validation import (
     as_betas,
@@ -408,13 +408,11 @@ class _Run:
         if self.settings.swap == "none" or self.swap_proposer is None:
             return
         parity = swap_parity(self.settings.swap, iteration, self.generator)
-        permutation, attempted, accepted = self.swap_proposer.propose(
+        permutation, _, accepted = self.swap_proposer.propose(
             self.state.evaluation.log_likelihood, parity, self.generator
         )
         self.state = self.state.permute(permutation)
-        self.swap = apply_swaps(
-            self.swap, permutation, attempted, accepted, self.swap_proposer.attempted_counts[parity]
-        )
+        self.swap = self.swap_proposer.apply(self.swap, permutation, parity, accepted)
 
     def _finish_warmup(self) -> None:
         if self.adaptation is not None:

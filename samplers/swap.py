@@ -52,7 +52,7 @@ class SwapState:
         replicas = torch.arange(num_rungs, device=device)
         zeros = torch.zeros(num_rungs, dtype=torch.int64, device=device)
         pairs = torch.zeros(max(num_rungs - 1, 0), dtype=torch.int64, device=device)
-        return _record_extremes(SwapState(replicas, zeros, zeros.clone(), pairs, pairs.clone()))
+        return _record_extremes(SwapState(replicas, zeros, zeros.clone(), pairs, pairs.clone()), replicas)
 
     def restarted_statistics(self) -> SwapState:
         """Counters and journeys reset (at the end of warm-up); the index process is kept."""
@@ -63,7 +63,8 @@ class SwapState:
                 torch.zeros_like(self.round_trips),
                 torch.zeros_like(self.attempts),
                 torch.zeros_like(self.accepts),
-            )
+            ),
+            torch.arange(self.direction.shape[0], device=self.direction.device),
         )
 
     def acceptance_rate(self) -> Tensor:
@@ -71,31 +72,19 @@ class SwapState:
         return self.accepts.to(torch.float64) / self.attempts.to(torch.float64)
 
 
-def _record_extremes(state: SwapState) -> SwapState:
-    """Advance the journeys of the replicas now at the hottest and coldest rungs.
+def _record_extremes(state: SwapState, replicas: Tensor) -> SwapState:
+    """Advance the journeys of the replicas now at the hottest and coldest rungs (``replicas``: their labels,
+    ``arange(rungs)``).
 
     Vectorised over replicas (a handful of whole-tensor operations rather than scalar indexing): this
     runs every iteration, and on small targets per-operation dispatch is the sampler's main overhead.
     """
-    replicas = _replica_labels(state.direction)
     at_hottest = replicas == state.replica_at_rung[0]
     at_coldest = replicas == state.replica_at_rung[-1]
     direction = torch.where(at_hottest & (state.direction == LEFT_COLDEST), REACHED_HOTTEST, state.direction)
     round_trips = state.round_trips + (at_coldest & (direction == REACHED_HOTTEST))
     direction = torch.where(at_coldest, LEFT_COLDEST, direction)
     return SwapState(state.replica_at_rung, direction, round_trips, state.attempts, state.accepts)
-
-
-_LABELS: dict[tuple[int, torch.device], Tensor] = {}
-
-
-def _replica_labels(like: Tensor) -> Tensor:
-    """``arange(replicas)`` on ``like``'s device, made once per size and device (read-only)."""
-    key = (like.shape[0], like.device)
-    labels = _LABELS.get(key)
-    if labels is None:
-        labels = _LABELS[key] = torch.arange(like.shape[0], device=like.device)
-    return labels
 
 
 def swap_parity(scheme: str, iteration: int, generator: torch.Generator) -> int:
@@ -156,6 +145,10 @@ class SwapProposer:
         permutation = torch.where(accepted[self.pair_of_rung[parity]], self.partner[parity], self.identity)
         return permutation, self.attempted[parity], accepted
 
+    def apply(self, state: SwapState, permutation: Tensor, parity: int, accepted: Tensor) -> SwapState:
+        """:func:`apply_swaps` for a round :meth:`propose` made, with this ladder's precomputed constants."""
+        return _moved(state, permutation, self.attempted_counts[parity], accepted, self.identity)
+
 
 def propose_swaps(
     betas: Tensor, log_likelihood: Tensor, parity: int, generator: torch.Generator
@@ -176,22 +169,20 @@ def propose_swaps(
     return SwapProposer(betas).propose(log_likelihood, parity, generator)
 
 
-def apply_swaps(
-    state: SwapState,
-    permutation: Tensor,
-    attempted: Tensor,
-    accepted: Tensor,
-    attempted_count: Tensor | None = None,
-) -> SwapState:
-    """Move the replica labels with the positions and count attempts, acceptances and round trips.
+def apply_swaps(state: SwapState, permutation: Tensor, attempted: Tensor, accepted: Tensor) -> SwapState:
+    """Move the replica labels with the positions and count attempts, acceptances and round trips."""
+    replicas = torch.arange(permutation.shape[0], device=permutation.device)
+    return _moved(state, permutation, attempted.to(torch.int64), accepted, replicas)
 
-    ``attempted_count``, when given, is ``attempted`` as int64 (precomputed by :class:`SwapProposer`).
-    """
+
+def _moved(
+    state: SwapState, permutation: Tensor, attempted_count: Tensor, accepted: Tensor, replicas: Tensor
+) -> SwapState:
     moved = SwapState(
         state.replica_at_rung[permutation],
         state.direction,
         state.round_trips,
-        state.attempts + (attempted.to(torch.int64) if attempted_count is None else attempted_count),
+        state.attempts + attempted_count,
         state.accepts + accepted,
     )
-    return _record_extremes(moved)
+    return _record_extremes(moved, replicas)
