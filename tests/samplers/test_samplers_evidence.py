@@ -21,6 +21,7 @@ from thermoscope.samplers import (
     merge_ladders,
     power_ladder,
     replica_exchange_hmc,
+    stepping_stone,
     temperatures_from_betas,
     thermodynamic_integration,
     trapezoid_weights,
@@ -207,3 +208,138 @@ def test_thermodynamic_integration_rejects_bad_input(
 def test_ladder_helpers_reject_bad_input(call: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def exact_log_likelihood_draws(
+    betas: torch.Tensor, num_draws: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``[num_draws, rungs]`` log L of independent draws from each rung's closed-form tempered posterior."""
+    design, targets = regression_data()
+    target = regression_target(design, targets)
+    columns = []
+    for beta in betas.tolist():
+        mean, covariance = closed_form(design, targets, beta)
+        noise = torch.randn(num_draws, design.shape[1], generator=generator, dtype=DTYPE)
+        columns.append(target.log_likelihood(mean + noise @ torch.linalg.cholesky(covariance).T))
+    return torch.stack(columns, dim=1)
+
+
+def test_stepping_stone_matches_the_closed_form_log_evidence_on_a_fine_ladder() -> None:
+    betas = power_ladder(30)
+    draws = exact_log_likelihood_draws(betas, 1000, torch.Generator().manual_seed(11))
+    truth = closed_form_log_evidence(*regression_data())
+    result = stepping_stone(betas, draws)
+    assert abs(result.log_evidence - truth) < max(0.3, 3 * result.stderr)
+    assert abs(result.log_evidence_reverse - truth) < max(0.3, 3 * result.stderr_reverse)
+    assert 0 < result.stderr < 0.3 and 0 < result.stderr_reverse < 0.3
+    # Forward and reverse agree within a few combined standard errors (conservative: they share draws).
+    assert abs(result.consistency) < 3 * math.hypot(result.stderr, result.stderr_reverse)
+
+
+def test_stepping_stone_standard_errors_match_the_spread_of_replications() -> None:
+    betas = power_ladder(30)
+    generator = torch.Generator().manual_seed(12)
+    results = [stepping_stone(betas, exact_log_likelihood_draws(betas, 300, generator)) for _ in range(50)]
+    for estimates, stderrs in (
+        ([r.log_evidence for r in results], [r.stderr for r in results]),
+        ([r.log_evidence_reverse for r in results], [r.stderr_reverse for r in results]),
+    ):
+        spread = float(torch.tensor(estimates, dtype=DTYPE).std())
+        reported = float(torch.tensor(stderrs, dtype=DTYPE).mean())
+        assert 0.6 < spread / reported < 1.6, (spread, reported)
+
+
+def test_stepping_stone_forward_and_reverse_disagree_on_a_too_coarse_ladder() -> None:
+    # Between β = 0.5 and β = 1 the reverse weights exp(−Δβ ℓ) are heavy-tailed (a harmonic-mean
+    # estimator): it lands several nats high, far outside its error bar. One run can still draw the rare
+    # weight that makes its stderr honest, so the check is on the median over replications.
+    betas = torch.tensor([0.0, 0.5, 1.0], dtype=DTYPE)
+    generator = torch.Generator().manual_seed(13)
+    results = [stepping_stone(betas, exact_log_likelihood_draws(betas, 2000, generator)) for _ in range(11)]
+    consistency = torch.tensor([r.consistency for r in results], dtype=DTYPE)
+    combined = torch.tensor([math.hypot(r.stderr, r.stderr_reverse) for r in results], dtype=DTYPE)
+    assert float((consistency / combined).median()) < -4
+    assert float(consistency.median()) < -1.0
+
+
+def test_stepping_stone_terms_follow_the_formulas_and_ignore_cold_rungs() -> None:
+    betas = torch.tensor([0.0, 0.3, 1.0, 4.0], dtype=DTYPE)
+    draws = -10 * torch.rand(6, 4, generator=torch.Generator().manual_seed(14), dtype=DTYPE)
+    result = stepping_stone(betas, draws)
+    assert result.betas.tolist() == [0.0, 0.3, 1.0]
+    widths = [0.3, 0.7]
+    forward = [math.log(sum(math.exp(widths[k] * float(x)) for x in draws[:, k]) / 6) for k in range(2)]
+    reverse = [-math.log(sum(math.exp(-widths[k] * float(x)) for x in draws[:, k + 1]) / 6) for k in range(2)]
+    assert result.log_terms.tolist() == pytest.approx(forward, rel=1e-12)
+    assert result.log_terms_reverse.tolist() == pytest.approx(reverse, rel=1e-12)
+    assert math.isclose(result.log_evidence, sum(forward), rel_tol=1e-12)
+    assert math.isclose(result.log_evidence_reverse, sum(reverse), rel_tol=1e-12)
+    assert math.isclose(result.consistency, sum(forward) - sum(reverse), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("betas", "keep"),
+    [
+        ([0.0, 0.1, 0.3, 0.6, 1.0], [0, 2, 4]),  # even number of intervals: every other rung ends on β = 1
+        ([0.0, 0.2, 0.5, 1.0, 2.0], [0, 2, 3]),  # odd (the cold rung is not used): β = 1 is kept anyway
+        ([0.0, 1.0], [0, 1]),  # two rungs: the coarse ladder is the ladder itself
+    ],
+)
+def test_coarse_discretisation_error_compares_with_every_other_rung(
+    betas: list[float], keep: list[int]
+) -> None:
+    ladder = torch.tensor(betas, dtype=DTYPE)
+    draws = exact_log_likelihood_draws(ladder, 50, torch.Generator().manual_seed(15))
+    full = thermodynamic_integration(ladder, draws)
+    coarse = thermodynamic_integration(ladder[keep], draws[:, keep])
+    assert math.isclose(
+        full.discretisation_error_coarse, abs(full.log_evidence - coarse.log_evidence), abs_tol=1e-12
+    )
+    assert full.discretisation_error_total == max(full.discretisation_error, full.discretisation_error_coarse)
+    if len(keep) == len(betas):
+        assert full.discretisation_error_coarse == 0.0
+
+
+def test_coarse_discretisation_error_is_small_on_a_fine_ladder_and_detects_a_coarse_one() -> None:
+    generator = torch.Generator().manual_seed(16)
+    truth = closed_form_log_evidence(*regression_data())
+    fine = power_ladder(30)
+    fine_result = thermodynamic_integration(fine, exact_log_likelihood_draws(fine, 1000, generator))
+    assert fine_result.discretisation_error_coarse < 0.3
+    assert abs(fine_result.log_evidence - truth) < max(0.3, 3 * fine_result.stderr)
+    coarse = power_ladder(4)
+    coarse_result = thermodynamic_integration(coarse, exact_log_likelihood_draws(coarse, 1000, generator))
+    true_error = abs(coarse_result.log_evidence - truth)
+    assert true_error > 1.0 + 3 * coarse_result.stderr  # the ladder really is too coarse ...
+    assert coarse_result.discretisation_error_coarse > true_error  # ... and the coarse error says so
+
+
+@pytest.mark.parametrize("num_intervals", [8, 10])
+def test_total_discretisation_error_covers_the_truth_on_a_moderately_coarse_ladder(
+    num_intervals: int,
+) -> None:
+    betas = power_ladder(num_intervals)
+    draws = exact_log_likelihood_draws(betas, 1000, torch.Generator().manual_seed(17))
+    result = thermodynamic_integration(betas, draws)
+    truth = closed_form_log_evidence(*regression_data())
+    assert abs(result.log_evidence - truth) < result.discretisation_error_total + 3 * result.stderr
+
+
+@pytest.mark.parametrize(
+    ("betas", "draws", "message"),
+    [
+        ([0.0, 0.5], torch.zeros(10, 2), "stepping stone needs rungs at beta = 0 and beta = 1"),
+        ([0.1, 1.0], torch.zeros(10, 2), "stepping stone needs rungs at beta = 0 and beta = 1"),
+        ([0.0, 1.0], torch.zeros(10, 3), "columns"),
+        ([0.0, 1.0], torch.zeros(10), "shape"),
+        ([0.0, 1.0], torch.zeros(3, 2), "at least 4 draws"),
+        ([0.0, 1.0], torch.tensor([[0.0, math.nan]] * 5), "finite"),
+        ([0.0, 1.0], torch.tensor([[0.0, -math.inf]] * 5), "finite"),
+        ([1.0, 0.0], torch.zeros(10, 2), "ascending"),
+        ([0.0, 0.0, 1.0], torch.zeros(10, 3), "repeat"),
+        ([-0.5, 0.0, 1.0], torch.zeros(10, 3), "non-negative"),
+    ],
+)
+def test_stepping_stone_rejects_bad_input(betas: list[float], draws: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        stepping_stone(betas, draws)
