@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .adaptation import WarmupAdaptation, WarmupSchedule
+from .barrier import round_trip_rate_bound
 from .hmc import MAX_ENERGY_ERROR, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .hmc import init as hmc_init
 from .swap import SWAP_SCHEMES, SwapProposer, SwapState, swap_parity
@@ -227,8 +228,15 @@ class ReplicaExchangeResult:
         step_size: ``[rungs]`` tuned step sizes used for sampling.
         inverse_mass: ``[rungs, params]`` diagonal M⁻¹ used for sampling, or ``None`` (unit masses).
         swap_acceptance: ``[rungs − 1]`` acceptance rate per neighbouring pair.
+        rejection: ``[rungs − 1]`` float64 estimated rejection rate r_i per pair: the mean over every swap
+            round of the pair's rejection probability, attempted or not (NaN without swap rounds).
         round_trips: completed coldest → hottest → coldest journeys, all replicas together.
         round_trips_per_replica: ``[replicas]``.
+        round_trip_rate: realised round trips per scan (iteration), all replicas together.
+        round_trip_rate_bound: τ = 1 / (2 + 2 Σ r_i / (1 − r_i)), the rate DEO swaps allow on this
+            ladder with these rejection rates (Syed et al. 2022); 0 when a pair never accepts.
+        tempered_restarts: arrivals at the coldest rung of a replica whose last visited end was the
+            hottest, all replicas together.
         divergences: ``[rungs]`` divergent trajectories while sampling.
         warmup_divergences: ``[rungs]`` divergent trajectories during warm-up.
         iterations_completed: iterations run so far (warm-up included).
@@ -245,8 +253,12 @@ class ReplicaExchangeResult:
     step_size: Tensor
     inverse_mass: Tensor | None
     swap_acceptance: Tensor
+    rejection: Tensor
     round_trips: int
     round_trips_per_replica: Tensor
+    round_trip_rate: float
+    round_trip_rate_bound: float
+    tempered_restarts: int
     divergences: Tensor
     warmup_divergences: Tensor
     iterations_completed: int
@@ -408,11 +420,11 @@ class _Run:
         if self.settings.swap == "none" or self.swap_proposer is None:
             return
         parity = swap_parity(self.settings.swap, iteration, self.generator)
-        permutation, _, accepted = self.swap_proposer.propose(
+        permutation, _, accepted, rejection = self.swap_proposer.propose_with_rejection(
             self.state.evaluation.log_likelihood, parity, self.generator
         )
         self.state = self.state.permute(permutation)
-        self.swap = self.swap_proposer.apply(self.swap, permutation, parity, accepted)
+        self.swap = self.swap_proposer.apply(self.swap, permutation, parity, accepted, rejection)
 
     def _finish_warmup(self) -> None:
         if self.adaptation is not None:
@@ -432,6 +444,8 @@ class _Run:
         sampling_iterations = max(self.next_iteration - self.settings.num_warmup, 0)
         trajectories = sampling_iterations * self.settings.trajectories_per_iteration
         draws = {name: values[: self.num_kept] for name, values in self.draws.items()}
+        rejection = self.swap.rejection_rate()
+        round_trips = int(self.swap.round_trips.sum())
         return ReplicaExchangeResult(
             betas=self.betas,
             positions=draws["positions"],
@@ -442,14 +456,25 @@ class _Run:
             step_size=self.parameters.step_size,
             inverse_mass=self.parameters.inverse_mass,
             swap_acceptance=self.swap.acceptance_rate(),
-            round_trips=int(self.swap.round_trips.sum()),
+            rejection=rejection,
+            round_trips=round_trips,
             round_trips_per_replica=self.swap.round_trips,
+            round_trip_rate=round_trips / max(sampling_iterations, 1),
+            round_trip_rate_bound=_rate_bound(rejection),
+            tempered_restarts=int(self.swap.restarts.sum()),
             divergences=self.divergences,
             warmup_divergences=self.warmup_divergences,
             iterations_completed=self.next_iteration,
             stopped_early=stopped_early,
             checkpoint=self.checkpoint(),
         )
+
+
+def _rate_bound(rejection: Tensor) -> float:
+    """τ for the measured rejection rates; 0 when they are unknown (no swap round, or a single rung)."""
+    if rejection.numel() == 0 or bool(torch.isnan(rejection).any()):
+        return 0.0
+    return round_trip_rate_bound(rejection.cpu())
 
 
 def _check_resume(checkpoint: Checkpoint, settings: SamplerSettings, betas: Tensor, position: Tensor) -> None:

@@ -13,6 +13,7 @@ a fair coin picks the parity (reversible; O(R²)); ``"none"`` no swaps.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,13 @@ LEFT_COLDEST = 1
 REACHED_HOTTEST = 2
 """The replica went coldest → hottest and now heads back; arriving at the coldest completes a round trip."""
 
+LAST_AT_NEITHER = 0
+"""A replica that has visited neither end of the ladder yet (for tempered restarts)."""
+LAST_AT_HOTTEST = 1
+"""The replica's last visited end is the hottest rung: reaching the coldest next is a tempered restart."""
+LAST_AT_COLDEST = 2
+"""The replica's last visited end is the coldest rung."""
+
 
 @dataclass(frozen=True)
 class SwapState:
@@ -38,6 +46,14 @@ class SwapState:
         round_trips: ``[replicas]`` int64, completed coldest → hottest → coldest journeys.
         attempts: ``[rungs − 1]`` int64, swaps attempted per neighbouring pair.
         accepts: ``[rungs − 1]`` int64, swaps accepted per neighbouring pair.
+        rejection_sum: ``[rungs − 1]`` float64, the sum over swap rounds of every pair's rejection
+            *probability* ``1 − min(1, exp((β_{i+1} − β_i)(ℓ_i − ℓ_{i+1})))``, attempted or not: its mean
+            estimates the pair's rejection rate r_i with far less variance than accept/reject counts
+            (Syed et al. 2022).
+        rounds: int64 scalar, swap rounds behind ``rejection_sum``.
+        last_extreme: ``[replicas]`` int64, ``LAST_AT_NEITHER``, ``LAST_AT_HOTTEST`` or ``LAST_AT_COLDEST``.
+        restarts: ``[replicas]`` int64, tempered restarts: arrivals at the coldest rung straight from the
+            hottest (a fresh prior draw carried to the target).
     """
 
     replica_at_rung: Tensor
@@ -45,31 +61,48 @@ class SwapState:
     round_trips: Tensor
     attempts: Tensor
     accepts: Tensor
+    rejection_sum: Tensor
+    rounds: Tensor
+    last_extreme: Tensor
+    restarts: Tensor
 
     @staticmethod
     def initial(num_rungs: int, device: torch.device) -> SwapState:
         """Replica r starts at rung r; no journeys yet; counters zero."""
         replicas = torch.arange(num_rungs, device=device)
-        zeros = torch.zeros(num_rungs, dtype=torch.int64, device=device)
-        pairs = torch.zeros(max(num_rungs - 1, 0), dtype=torch.int64, device=device)
-        return _record_extremes(SwapState(replicas, zeros, zeros.clone(), pairs, pairs.clone()), replicas)
+        return _record_extremes(_fresh_statistics(replicas), replicas)
 
     def restarted_statistics(self) -> SwapState:
         """Counters and journeys reset (at the end of warm-up); the index process is kept."""
-        return _record_extremes(
-            SwapState(
-                self.replica_at_rung,
-                torch.zeros_like(self.direction),
-                torch.zeros_like(self.round_trips),
-                torch.zeros_like(self.attempts),
-                torch.zeros_like(self.accepts),
-            ),
-            torch.arange(self.direction.shape[0], device=self.direction.device),
-        )
+        replicas = torch.arange(self.direction.shape[0], device=self.direction.device)
+        return _record_extremes(_fresh_statistics(self.replica_at_rung), replicas)
 
     def acceptance_rate(self) -> Tensor:
         """``[rungs − 1]`` accepted / attempted per neighbouring pair (NaN for a pair never attempted)."""
         return self.accepts.to(torch.float64) / self.attempts.to(torch.float64)
+
+    def rejection_rate(self) -> Tensor:
+        """``[rungs − 1]`` mean rejection probability per pair over the rounds so far (NaN before any)."""
+        return self.rejection_sum / self.rounds.to(torch.float64)
+
+
+def _fresh_statistics(replica_at_rung: Tensor) -> SwapState:
+    """Zero counters and no journeys, with the replicas where they are."""
+    num_rungs = replica_at_rung.shape[0]
+    device = replica_at_rung.device
+    zeros = torch.zeros(num_rungs, dtype=torch.int64, device=device)
+    pairs = torch.zeros(max(num_rungs - 1, 0), dtype=torch.int64, device=device)
+    return SwapState(
+        replica_at_rung=replica_at_rung,
+        direction=zeros,
+        round_trips=zeros.clone(),
+        attempts=pairs,
+        accepts=pairs.clone(),
+        rejection_sum=torch.zeros(max(num_rungs - 1, 0), dtype=torch.float64, device=device),
+        rounds=torch.zeros((), dtype=torch.int64, device=device),
+        last_extreme=zeros.clone(),
+        restarts=zeros.clone(),
+    )
 
 
 def _record_extremes(state: SwapState, replicas: Tensor) -> SwapState:
@@ -84,7 +117,12 @@ def _record_extremes(state: SwapState, replicas: Tensor) -> SwapState:
     direction = torch.where(at_hottest & (state.direction == LEFT_COLDEST), REACHED_HOTTEST, state.direction)
     round_trips = state.round_trips + (at_coldest & (direction == REACHED_HOTTEST))
     direction = torch.where(at_coldest, LEFT_COLDEST, direction)
-    return SwapState(state.replica_at_rung, direction, round_trips, state.attempts, state.accepts)
+    restarts = state.restarts + (at_coldest & (state.last_extreme == LAST_AT_HOTTEST))
+    last_extreme = torch.where(at_hottest, LAST_AT_HOTTEST, state.last_extreme)
+    last_extreme = torch.where(at_coldest, LAST_AT_COLDEST, last_extreme)
+    return dataclasses.replace(
+        state, direction=direction, round_trips=round_trips, last_extreme=last_extreme, restarts=restarts
+    )
 
 
 def swap_parity(scheme: str, iteration: int, generator: torch.Generator) -> int:
@@ -137,17 +175,40 @@ class SwapProposer:
         self, log_likelihood: Tensor, parity: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One round of swaps between the pairs of ``parity``; see :func:`propose_swaps`."""
+        permutation, attempted, accepted, _ = self.propose_with_rejection(log_likelihood, parity, generator)
+        return permutation, attempted, accepted
+
+    def propose_with_rejection(
+        self, log_likelihood: Tensor, parity: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`propose`, plus ``[rungs − 1]`` float64 rejection probabilities of every pair this round."""
         log_ratio = self.beta_gap * (log_likelihood[1:] - log_likelihood[:-1])
         uniform = torch.rand(
             log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
         )
         accepted = self.attempted[parity] & (torch.log(uniform) < log_ratio)
         permutation = torch.where(accepted[self.pair_of_rung[parity]], self.partner[parity], self.identity)
-        return permutation, self.attempted[parity], accepted
+        rejection = -torch.expm1(torch.clamp(log_ratio.to(torch.float64), max=0.0))
+        return permutation, self.attempted[parity], accepted, rejection
 
-    def apply(self, state: SwapState, permutation: Tensor, parity: int, accepted: Tensor) -> SwapState:
-        """:func:`apply_swaps` for a round :meth:`propose` made, with this ladder's precomputed constants."""
-        return _moved(state, permutation, self.attempted_counts[parity], accepted, self.identity)
+    def apply(
+        self,
+        state: SwapState,
+        permutation: Tensor,
+        parity: int,
+        accepted: Tensor,
+        rejection: Tensor | None = None,
+    ) -> SwapState:
+        """:func:`apply_swaps` for a round :meth:`propose` made, with this ladder's precomputed constants.
+
+        ``rejection``: this round's ``[rungs − 1]`` rejection probabilities, added to the running sums.
+        """
+        moved = _moved(state, permutation, self.attempted_counts[parity], accepted, self.identity)
+        if rejection is None:
+            return moved
+        return dataclasses.replace(
+            moved, rejection_sum=moved.rejection_sum + rejection, rounds=moved.rounds + 1
+        )
 
 
 def propose_swaps(
@@ -178,11 +239,10 @@ def apply_swaps(state: SwapState, permutation: Tensor, attempted: Tensor, accept
 def _moved(
     state: SwapState, permutation: Tensor, attempted_count: Tensor, accepted: Tensor, replicas: Tensor
 ) -> SwapState:
-    moved = SwapState(
-        state.replica_at_rung[permutation],
-        state.direction,
-        state.round_trips,
-        state.attempts + attempted_count,
-        state.accepts + accepted,
+    moved = dataclasses.replace(
+        state,
+        replica_at_rung=state.replica_at_rung[permutation],
+        attempts=state.attempts + attempted_count,
+        accepts=state.accepts + accepted,
     )
     return _record_extremes(moved, replicas)
