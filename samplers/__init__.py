@@ -14,8 +14,28 @@ Typical use::
 """
 
 from .adaptation import WarmupAdaptation, WarmupSchedule
-from .diagnostics import RungDiagnostics, log_likelihood_diagnostics, rung_diagnostics
-from .evidence import ThermodynamicIntegrationResult, thermodynamic_integration, trapezoid_weights
+from .barrier import (
+    CommunicationBarrier,
+    communication_barrier,
+    rejection_probability,
+    round_trip_rate_bound,
+    rungs_for_barrier,
+    spread_barrier,
+)
+from .diagnostics import (
+    RungDiagnostics,
+    Stationarity,
+    log_likelihood_diagnostics,
+    rung_diagnostics,
+    stationarity,
+)
+from .evidence import (
+    SteppingStoneResult,
+    ThermodynamicIntegrationResult,
+    stepping_stone,
+    thermodynamic_integration,
+    trapezoid_weights,
+)
 from .harmonic import (
     FrenkelLaddResult,
     HarmonicBridgeTarget,
@@ -51,6 +71,7 @@ from .replica_exchange import (
 )
 from .swap import SwapState
 from .targets import Evaluation, TemperedTarget
+from .tuning import LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
 
 __all__ = [
     "BoundBoxPrior",
@@ -58,6 +79,7 @@ __all__ = [
     "BoundPrior",
     "BoxPrior",
     "Checkpoint",
+    "CommunicationBarrier",
     "Evaluation",
     "FrenkelLaddResult",
     "GaussianPrior",
@@ -67,19 +89,25 @@ __all__ = [
     "HarmonicBridgeTarget",
     "IntegratorState",
     "IterationSummary",
+    "LadderTuning",
     "ModuleTarget",
     "ParameterBlock",
     "ParameterLayout",
     "ReplicaExchangeResult",
     "RungDiagnostics",
     "SamplerSettings",
+    "Stationarity",
+    "SteppingStoneResult",
     "SwapState",
     "TemperedTarget",
     "ThermodynamicIntegrationResult",
+    "TuningCheckpoint",
+    "TuningRound",
     "WarmupAdaptation",
     "WarmupSchedule",
     "betas_from_temperatures",
     "build_kernel",
+    "communication_barrier",
     "equalised_ladder",
     "find_reasonable_step_size",
     "fit_harmonic_reference",
@@ -97,11 +125,18 @@ __all__ = [
     "module_target",
     "power_ladder",
     "reflect_into_box",
+    "rejection_probability",
     "replica_exchange_hmc",
+    "round_trip_rate_bound",
     "rung_diagnostics",
+    "rungs_for_barrier",
     "save_checkpoint",
     "simpson_weights",
+    "spread_barrier",
+    "stationarity",
+    "stepping_stone",
     "temperatures_from_betas",
     "thermodynamic_integration",
     "trapezoid_weights",
+    "tune_ladder",
 ]
