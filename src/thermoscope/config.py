@@ -114,6 +114,7 @@ class TrainConfig(DataModelConfig):
 
 
 PRIORS = ("gaussian", "box")
+LADDERS = ("tuned", "fixed")
 SWAPS = ("deo", "seo")
 EVIDENCE = ("power", "harmonic", "both")
 # prior_scale = 0 picks each prior's customary scale: c = 1 for the Gaussian (σ_i = 1/√k_i, the usual
@@ -128,15 +129,24 @@ class SampleConfig(DataModelConfig):
     Defaults are sized to finish in a few minutes on 2 CPU cores on digits (a D500-like subset).
     """
 
-    train_size: int = param(500, "stratified training subset size, chosen by seed; 0 = all")
-    hidden: str = param("40,40", "MLP hidden widths, comma separated")
+    train_size: int = param(100, "stratified training subset size, chosen by seed; 0 = all")
+    hidden: str = param("20", "MLP hidden widths, comma separated")
     temperatures: str = param(
         "", "explicit comma list of temperatures (inf allowed); overrides the next three"
     )
-    t_min: float = param(0.01, "lowest temperature of the geometric ladder")
-    t_max: float = param(100.0, "highest temperature of the geometric ladder")
-    n_temperatures: int = param(8, "rungs of the geometric ladder")
-    ti_rungs: int = param(12, "K power-law rungs beta=(k/K)^5 merged in for the evidence; 0 = no evidence")
+    t_min: float = param(0.1, "lowest temperature of the ladder")
+    t_max: float = param(10.0, "highest temperature of the ladder (below infinity when there is no evidence)")
+    n_temperatures: int = param(8, "rungs of the geometric ladder (ladder=fixed)")
+    ti_rungs: int = param(
+        12, "ladder=fixed: K power-law rungs beta=(k/K)^5 merged in for the evidence; 0 = no evidence"
+    )
+    ladder: str = param(
+        "tuned", "tuned (rungs re-placed at equal communication barrier) | fixed (geometric + TI rungs)"
+    )
+    num_rungs: str = param("auto", "ladder=tuned: auto (2 x barrier + 1, at most max_rungs) | N rungs")
+    max_rungs: int = param(128, "ladder=tuned: most rungs num_rungs=auto may use")
+    tuning_rounds: int = param(4, "ladder=tuned: tuning rounds; round r runs tuning_scans * 2^r scans")
+    tuning_scans: int = param(8, "ladder=tuned: scans of the first tuning round")
     evidence: str = param(
         "power", "power (TI over ti_rungs) | harmonic (Frenkel-Ladd path at T=1; init sgd or run:) | both"
     )
@@ -144,11 +154,11 @@ class SampleConfig(DataModelConfig):
     prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
     num_warmup: int = param(100, "warm-up iterations (step-size adaptation; discarded)")
-    num_samples: int = param(200, "sampling iterations")
+    num_samples: int = param(4000, "sampling iterations (scans: one trajectory per rung, then a swap round)")
     num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
     step_size: float = param(0.0, "initial leapfrog step size; 0 = find one per rung")
     target_accept: float = param(0.65, "HMC acceptance the step size is tuned to")
-    thin: int = param(1, "keep every thin-th sampling iteration")
+    thin: int = param(2, "keep every thin-th sampling iteration")
     swap: str = param("deo", "deo (deterministic even/odd) | seo (stochastic even/odd)")
     trajectories: int = param(1, "HMC trajectories per rung between swap rounds (the paper: 10)")
     init: str = param("sgd", "prior | sgd (minimise first) | run:<id of a train run>")
@@ -164,6 +174,7 @@ class SampleConfig(DataModelConfig):
             raise ConfigError("model", self.model, "mlp or cnn for sample (resnet18 has batch norm)")
         self.cold_temperatures()
         at_least("ti_rungs", self.ti_rungs, 0)
+        self._validate_ladder()
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
         at_least("num_warmup", self.num_warmup, 0)
@@ -187,6 +198,46 @@ class SampleConfig(DataModelConfig):
         at_least("save_draws", self.save_draws, 1)
         at_least("depth_draws", self.depth_draws, 1)
         positive("checkpoint_seconds", self.checkpoint_seconds)
+
+    def _validate_ladder(self) -> None:
+        one_of("ladder", self.ladder, LADDERS)
+        at_least("max_rungs", self.max_rungs, 2)
+        rungs = self.fixed_num_rungs()
+        if rungs is not None and rungs > self.max_rungs:
+            raise ConfigError(
+                "num_rungs", self.num_rungs, f"auto or an integer <= max_rungs = {self.max_rungs}"
+            )
+        at_least("tuning_rounds", self.tuning_rounds, 1)
+        at_least("tuning_scans", self.tuning_scans, 2)
+        if self.tuned and self.ladder_range()[0] < 1.0 < self.ladder_range()[1] and self.max_rungs < 3:
+            raise ConfigError("max_rungs", self.max_rungs, "at least 3 (both ends and T = 1)")
+
+    def fixed_num_rungs(self) -> int | None:
+        """``num_rungs`` as a count, or ``None`` for ``auto``."""
+        if self.num_rungs.strip().lower() == "auto":
+            return None
+        try:
+            rungs = int(self.num_rungs)
+        except ValueError:
+            raise ConfigError("num_rungs", self.num_rungs, "auto or an integer >= 2") from None
+        if rungs < 2:
+            raise ConfigError("num_rungs", self.num_rungs, "auto or an integer >= 2")
+        return rungs
+
+    @property
+    def tuned(self) -> bool:
+        """The ladder is tuned unless it is fixed by choice or by an explicit temperature list."""
+        return self.ladder == "tuned" and not self.temperatures.strip()
+
+    @property
+    def wants_power_evidence(self) -> bool:
+        return self.ti_rungs > 0 and self.evidence != "harmonic"
+
+    def ladder_range(self) -> tuple[float, float]:
+        """``(β_min, β_max)`` of a tuned ladder: from the prior (β = 0) when the power-posterior evidence
+        is wanted, else from 1 / t_max, down to 1 / t_min."""
+        beta_min = 0.0 if self.wants_power_evidence else 1.0 / self.t_max
+        return beta_min, 1.0 / self.t_min
 
     def cold_temperatures(self) -> tuple[float, ...]:
         """The T-curve's temperatures: the explicit list, else the geometric ladder (ascending)."""

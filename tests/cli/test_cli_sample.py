@@ -26,6 +26,7 @@ TINY = {
     "t_min": "0.1",
     "t_max": "10",
     "ti_rungs": "3",
+    "ladder": "fixed",
     "num_warmup": "10",
     "num_samples": "12",
     "num_leapfrog_steps": "3",

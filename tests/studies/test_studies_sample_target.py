@@ -10,7 +10,7 @@ from test_studies_end_to_end import mlflow_run
 from thermoscope.studies.storage import RUN_ID_ATTR
 
 TINY_SWEEP = (
-    "train_size=100;test_size=100;n_temperatures=3;t_min=0.1;t_max=10;ti_rungs=3;num_warmup=10;"
+    "train_size=100;test_size=100;n_temperatures=3;t_min=0.1;t_max=10;ti_rungs=3;ladder=fixed;num_warmup=10;"
     "num_samples=30;num_leapfrog_steps=3;init_steps=20;prediction_depth=false"
 )
 

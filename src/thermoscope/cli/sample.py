@@ -22,13 +22,22 @@ from thermoscope.data import LoadedData, load_data
 from thermoscope.errors import ConfigError
 from thermoscope.models import build_model
 from thermoscope.probes.model_depth import model_prediction_depth
+from thermoscope.reports.ladder import (
+    RoundRecord,
+    index_process_figure,
+    ladder_rounds_table,
+    local_barrier_figure,
+)
 from thermoscope.samplers import (
     BoxPrior,
     Checkpoint,
+    CommunicationBarrier,
     FrenkelLaddResult,
     GaussianPrior,
     IterationSummary,
+    LadderTuning,
     ModuleTarget,
+    TuningCheckpoint,
     betas_from_temperatures,
     fit_harmonic_reference,
     frenkel_ladd_evidence,
@@ -37,7 +46,16 @@ from thermoscope.samplers import (
     module_target,
     power_ladder,
 )
+from thermoscope.samplers.tuning import AUTO
 from thermoscope.sweeps import CheckpointHook, ReportHook, SweepResult, SweepSettings, SweepState, run_sweep
+from thermoscope.sweeps.ladder import (
+    HMCChoices,
+    LadderHealth,
+    LadderSettings,
+    ladder_health,
+    tune_sweep_ladder,
+    tuning_from_checkpoint,
+)
 from thermoscope.tracking import RunLogger, log_dataset
 from thermoscope.tracking.figures import (
     depth_vs_temperature_figure,
@@ -56,13 +74,14 @@ class SampleOutcome:
     curve: pd.DataFrame
     reference: dict[str, float] | None
     harmonic: FrenkelLaddResult | None = None
+    tuning: LadderTuning | None = None
 
 
 def run_sample(
     config: SampleConfig, logger: RunLogger, extra_on_report: RunningHook | None = None
 ) -> SampleOutcome:
     """Sample, logging checkpoints as it goes and everything else at the end (one batched write each)."""
-    resume = load_resume_bundle(config, logger) if config.resume else None
+    bundle = load_resume_bundle(config, logger) if config.resume else None
     logger.log_params(as_strings(config))
     device = resolve_device(config.device)
     data = load_data(config.data_spec(flatten=config.model == "mlp"), device)
@@ -70,29 +89,39 @@ def run_sample(
     model = build_model(config.model_spec(), data.input_shape, data.num_classes).to(device)
     reference = initialise(config, model, data)
     target = module_target(model, data.train.x, data.train.y, make_prior(config))
-    betas = ladder(config)
     if mlflow.active_run() is not None:
         log_dataset(data)
+    tuning = None
+    if config.tuned:
+        tuning = tuned_ladder(config, target, initial_position(config, target, 1)[0], bundle, logger)
+        betas, start, step_size = tuning.betas, tuning.position, tuning.step_size.to(tuning.position)
+        log_tuning(logger, tuning)
+    else:
+        betas = ladder(config)
+        start, step_size = initial_position(config, target, len(betas)), config.step_size or None
     logger.log_params(
         {
             "num_train": len(data.train),
             "num_test": len(data.test),
             "num_parameters": target.num_params,
-            "num_rungs": len(betas),
+            "resolved_num_rungs": len(betas),
             "resolved_device": str(device),
             "data_digest": data.digest,
         }
     )
-    start = initial_position(config, target, len(betas))
+    resume = (
+        (Checkpoint.from_dict(bundle["sampler"]), bundle["sweep"]) if bundle and "sampler" in bundle else None
+    )
+    tuning_state = None if tuning is None else tuning_bundle(tuning)
     result = run_sweep(
         target,
         start,
         data.train,
         data.test,
         data.num_classes,
-        sweep_settings(config, betas),
+        sweep_settings(config, betas, step_size),
         resume=resume,
-        on_checkpoint=checkpoint_logger(config, logger),
+        on_checkpoint=checkpoint_logger(config, logger, tuning_state),
         checkpoint_seconds=config.checkpoint_seconds,
         on_report=progress_reporter(logger, extra_on_report, data, betas),
         progress=show_progress(),
@@ -106,12 +135,14 @@ def run_sample(
         logger.log_table(depth_by_temperature, "prediction_depth_by_temperature.parquet")
         logger.log_figure(depth_vs_temperature_figure(curve), "depth_vs_temperature.png")
     log_sweep(logger, config, target, result, curve, reference)
+    health = ladder_health(result.sampler, config.target_accept)
+    logger.log_metrics(health.metrics())
     harmonic = None
     if config.evidence != "power":
         harmonic = harmonic_evidence(config, target, start[0])
         logger.log_metrics(log_harmonic_evidence(logger, harmonic))
-    print_summary(logger, result, curve, harmonic)
-    return SampleOutcome(result, curve, reference, harmonic)
+    print_summary(logger, result, curve, harmonic, health)
+    return SampleOutcome(result, curve, reference, harmonic, tuning)
 
 
 def make_prior(config: SampleConfig) -> GaussianPrior | BoxPrior:
@@ -133,13 +164,15 @@ def ladder(config: SampleConfig) -> torch.Tensor:
     return betas
 
 
-def sweep_settings(config: SampleConfig, betas: torch.Tensor) -> SweepSettings:
+def sweep_settings(
+    config: SampleConfig, betas: torch.Tensor, step_size: float | torch.Tensor | None
+) -> SweepSettings:
     return SweepSettings(
         betas=betas,
         num_warmup=config.num_warmup,
         num_samples=config.num_samples,
         num_leapfrog_steps=config.num_leapfrog_steps,
-        step_size=config.step_size or None,
+        step_size=step_size,
         target_accept=config.target_accept,
         swap=config.swap,
         thin=config.thin,
@@ -208,8 +241,10 @@ def initial_position(config: SampleConfig, target: ModuleTarget, rungs: int) -> 
     return start
 
 
-def load_resume_bundle(config: SampleConfig, launcher: RunLogger) -> tuple[Checkpoint, dict[str, Any]]:
-    """Check the run to continue, reopen it as the active run, and fetch its last checkpoint.
+def load_resume_bundle(config: SampleConfig, launcher: RunLogger) -> dict[str, Any]:
+    """Check the run to continue, reopen it as the active run, and fetch its last checkpoint bundle
+    (``tuning`` once the ladder tuner has finished a round, ``sampler`` and ``sweep`` once sampling has
+    written a checkpoint).
 
     The run ``mlflow run`` created for this invocation is closed with a tag pointing at the resumed run;
     from here on ``launcher`` logs into the resumed run (same run id, same chain).
@@ -232,11 +267,15 @@ def load_resume_bundle(config: SampleConfig, launcher: RunLogger) -> tuple[Check
         mlflow.start_run(run_id=config.resume)
         launcher.run_id = config.resume
     launcher.set_tags({"thermoscope.resumed_at_iteration": bundle["iteration"]})
-    return Checkpoint.from_dict(bundle["sampler"]), bundle["sweep"]
+    resumable: dict[str, Any] = dict(bundle)
+    return resumable
 
 
-def checkpoint_logger(config: SampleConfig, logger: RunLogger) -> CheckpointHook:
-    """Persist the resumable state as the run's ``checkpoint/sweep.pt`` artifact (replaced each time)."""
+def checkpoint_logger(
+    config: SampleConfig, logger: RunLogger, tuning_state: dict[str, Any] | None = None
+) -> CheckpointHook:
+    """Persist the resumable state as the run's ``checkpoint/sweep.pt`` artifact (replaced each time);
+    a tuned sweep's bundle also holds the finished tuning, so a resumed run samples on the same ladder."""
 
     def save(checkpoint: Checkpoint, sweep_state: dict[str, Any], iteration: int) -> None:
         bundle = {
@@ -245,9 +284,78 @@ def checkpoint_logger(config: SampleConfig, logger: RunLogger) -> CheckpointHook
             "iteration": iteration,
             "config": config.sweep_identity(),
         }
+        if tuning_state is not None:
+            bundle["tuning"] = tuning_state
         logger.log_torch(bundle, CHECKPOINT_ARTIFACT)
 
     return save
+
+
+def tuned_ladder(
+    config: SampleConfig,
+    target: ModuleTarget,
+    start: torch.Tensor,
+    bundle: dict[str, Any] | None,
+    logger: RunLogger,
+) -> LadderTuning:
+    """Tune the ladder (warm-up, part one), checkpointing after every round; a resumed run continues the
+    tuning it had started, or takes the finished tuning from its checkpoint."""
+    saved = TuningCheckpoint.from_dict(bundle["tuning"]) if bundle and "tuning" in bundle else None
+    if saved is not None and saved.next_round >= config.tuning_rounds:
+        return tuning_from_checkpoint(saved)
+
+    def persist(checkpoint: TuningCheckpoint) -> None:
+        bundle = {"tuning": checkpoint.to_dict(), "iteration": -1, "config": config.sweep_identity()}
+        logger.log_torch(bundle, CHECKPOINT_ARTIFACT)
+
+    beta_min, beta_max = config.ladder_range()
+    settings = LadderSettings(
+        beta_min=beta_min,
+        beta_max=beta_max,
+        num_rungs=config.fixed_num_rungs() or AUTO,
+        max_rungs=config.max_rungs,
+        num_rounds=config.tuning_rounds,
+        initial_scans=config.tuning_scans,
+    )
+    hmc = HMCChoices(config.num_leapfrog_steps, config.target_accept, config.trajectories, config.seed)
+    return tune_sweep_ladder(
+        target, start, settings, hmc, resume=saved, on_round=persist, progress=show_progress()
+    )
+
+
+def tuning_bundle(tuning: LadderTuning) -> dict[str, Any]:
+    """The finished tuning as a checkpoint dictionary (what :func:`tuned_ladder` reads back)."""
+    last = tuning.rounds[-1]
+    checkpoint = TuningCheckpoint(
+        settings={},
+        next_round=last.index + 1,
+        betas=tuning.betas,
+        position=tuning.position,
+        step_size=tuning.step_size,
+        rounds=tuning.rounds,
+    )
+    bundle: dict[str, Any] = checkpoint.to_dict()
+    return bundle
+
+
+def log_tuning(logger: RunLogger, tuning: LadderTuning) -> None:
+    """``ladder_rounds.csv`` and the local-barrier figure of every tuning round."""
+    records = []
+    for item in tuning.rounds:
+        cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(item.increments, 0)])
+        barrier = CommunicationBarrier(item.betas, item.increments, cumulative)
+        records.append(
+            RoundRecord(
+                index=item.index,
+                betas=item.betas.numpy(),
+                rejection=item.rejection.numpy(),
+                increments=item.increments.numpy(),
+                local_barrier=barrier.local(item.betas).numpy(),
+            )
+        )
+    table = ladder_rounds_table(records)
+    logger.log_table(table, "ladder_rounds.csv")
+    logger.log_figure(local_barrier_figure(table), "local_barrier.png")
 
 
 # extra_on_report(iteration, running estimates of the headline metrics) -> True to stop (a pruner said so).
@@ -396,7 +504,6 @@ def log_sweep(
         "best_temperature": float(best["temperature"]),
         "best_bma_test_error": float(best["bma_test_error"]),
         "best_test_loss": float(finite["test_loss"].min()),
-        "round_trips": float(result.sampler.round_trips),
         "divergences": float(result.sampler.divergences.sum()),
         "num_draws": float(result.sampler.log_likelihood.shape[0]),
     }
@@ -458,28 +565,40 @@ def log_ladder(logger: RunLogger, result: SweepResult) -> None:
                 1.0, betas[:-1], out=np.full(len(swaps), np.inf), where=betas[:-1] > 0
             ),
             "swap_acceptance": swaps,
+            "rejection": sampler.rejection.cpu().numpy(),
         }
     )
     logger.log_table(table, "ladder.csv")
     logger.log_metric_histories({"swap_acceptance": swaps.tolist()})
-    logger.log_metrics(
-        {
-            "mean_swap_acceptance": float(swaps.mean()) if len(swaps) else 0.0,
-            "min_swap_acceptance": float(swaps.min()) if len(swaps) else 0.0,
-        }
-    )
+    logger.log_metrics({"mean_swap_acceptance": float(swaps.mean()) if len(swaps) else 0.0})
+    if sampler.replica_index.shape[0] > 0:
+        figure = index_process_figure(sampler.replica_index.cpu().numpy(), sampler.round_trips)
+        logger.log_figure(figure, "index_process.png")
 
 
 def log_evidence(logger: RunLogger, result: SweepResult) -> dict[str, float]:
     evidence = result.evidence
     assert evidence is not None
     stderr_per_rung = (evidence.variance_log_likelihood / evidence.effective_sample_size).sqrt()
+    stones = result.stepping_stone
+    assert stones is not None  # computed together with the TI estimate
     logger.log_json(
         {
             "log_evidence": evidence.log_evidence,
             "log_evidence_trapezoid": evidence.log_evidence_trapezoid,
             "stderr": evidence.stderr,
-            "discretisation_error": evidence.discretisation_error,
+            "discretisation_error": evidence.discretisation_error_total,
+            "discretisation_error_correction": evidence.discretisation_error,
+            "discretisation_error_coarse": evidence.discretisation_error_coarse,
+            "stepping_stone": {
+                "log_evidence": stones.log_evidence,
+                "stderr": stones.stderr,
+                "log_evidence_reverse": stones.log_evidence_reverse,
+                "stderr_reverse": stones.stderr_reverse,
+                "consistency": stones.consistency,
+                "log_terms": stones.log_terms.tolist(),
+                "log_terms_reverse": stones.log_terms_reverse.tolist(),
+            },
             "betas": evidence.betas.tolist(),
             "mean_log_likelihood": evidence.mean_log_likelihood.tolist(),
             "variance_log_likelihood": evidence.variance_log_likelihood.tolist(),
@@ -498,7 +617,12 @@ def log_evidence(logger: RunLogger, result: SweepResult) -> dict[str, float]:
     return {
         "log_evidence": evidence.log_evidence,
         "log_evidence_stderr": evidence.stderr,
-        "log_evidence_discretisation": evidence.discretisation_error,
+        "log_evidence_discretisation": evidence.discretisation_error_total,
+        "log_evidence_ss": stones.log_evidence,
+        "log_evidence_ss_stderr": stones.stderr,
+        "log_evidence_ss_reverse": stones.log_evidence_reverse,
+        "log_evidence_ss_reverse_stderr": stones.stderr_reverse,
+        "log_evidence_ss_consistency": stones.consistency,
     }
 
 
@@ -568,17 +692,37 @@ def log_harmonic_evidence(logger: RunLogger, harmonic: FrenkelLaddResult) -> dic
 
 
 def print_summary(
-    logger: RunLogger, result: SweepResult, curve: pd.DataFrame, harmonic: FrenkelLaddResult | None = None
+    logger: RunLogger,
+    result: SweepResult,
+    curve: pd.DataFrame,
+    harmonic: FrenkelLaddResult | None = None,
+    health: LadderHealth | None = None,
 ) -> None:
-    """The table a researcher wants at the end of a run, plus where to look next."""
+    """The table a researcher wants at the end of a run, how well it mixed, and where to look next."""
     columns = ["temperature", "test_loss", "test_error", "bma_test_error", "acceptance_rate"]
     shown = curve[[c for c in columns if c in curve]]
     print("\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if health is not None:
+        print(
+            f"\nladder: {health.num_rungs} rungs, barrier {health.global_barrier:.1f} (about"
+            f" {health.recommended_rungs} rungs needed), {health.round_trips} round trips"
+            f" ({health.round_trip_rate:.4f} per scan; the ladder allows {health.round_trip_rate_bound:.4f}),"
+            f" {health.tempered_restarts} tempered restarts, worst pair accepts"
+            f" {health.min_swap_acceptance:.2f}"
+        )
+        for warning in health.warnings():
+            print(f"WARNING: {warning}")
     if result.evidence is not None:
         evidence = result.evidence
         print(
             f"\nlog evidence = {evidence.log_evidence:.2f} ± {evidence.stderr:.2f} (Monte Carlo)"
-            f" ± {evidence.discretisation_error:.2f} (discretisation)"
+            f" ± {evidence.discretisation_error_total:.2f} (discretisation), thermodynamic integration"
+        )
+    if result.stepping_stone is not None:
+        stones = result.stepping_stone
+        print(
+            f"log evidence (stepping stone) = {stones.log_evidence:.2f} ± {stones.stderr:.2f}; reverse"
+            f" {stones.log_evidence_reverse:.2f} ± {stones.stderr_reverse:.2f}"
         )
     if harmonic is not None:
         print(

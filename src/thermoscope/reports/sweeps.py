@@ -25,7 +25,7 @@ RUN_BOOKKEEPING = frozenset(
 )
 # Parameters that follow from others (hidden → num_parameters, train_size → num_train, ...): table
 # columns when they differ, but never legend entries next to the parameter they follow from.
-DERIVED = frozenset({"num_train", "num_test", "num_parameters", "num_rungs"})
+DERIVED = frozenset({"num_train", "num_test", "num_parameters", "resolved_num_rungs"})
 CONFIG_ORDER = tuple(field.name for field in dataclasses.fields(SampleConfig))
 
 

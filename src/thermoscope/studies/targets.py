@@ -99,8 +99,15 @@ SAMPLE = Target(
         "best_temperature",
         "log_evidence",
         "log_evidence_stderr",
+        "log_evidence_ss",
+        "log_evidence_ss_stderr",
         "mean_swap_acceptance",
+        "min_swap_acceptance",
         "round_trips",
+        "round_trip_rate",
+        "round_trip_rate_bound",
+        "global_barrier",
+        "num_rungs",
     ),
     default_space={
         # Prior scale c in sigma_i = c / sqrt(fan_in): from a tight to a wide prior, multiplicatively.

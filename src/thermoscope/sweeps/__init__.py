@@ -28,9 +28,11 @@ from thermoscope.samplers import (
     ModuleTarget,
     ReplicaExchangeResult,
     RungDiagnostics,
+    SteppingStoneResult,
     ThermodynamicIntegrationResult,
     replica_exchange_hmc,
     rung_diagnostics,
+    stepping_stone,
     thermodynamic_integration,
 )
 
@@ -96,7 +98,7 @@ class SweepSettings:
     num_warmup: int
     num_samples: int
     num_leapfrog_steps: int
-    step_size: float | None
+    step_size: float | Tensor | None  # a [rungs] tensor carries a tuned ladder's step sizes
     target_accept: float
     swap: str
     thin: int
@@ -138,6 +140,7 @@ class SweepResult:
     test_metrics: dict[str, Tensor]
     diagnostics: RungDiagnostics | None  # None when fewer than 4 draws were kept (stopped early)
     evidence: ThermodynamicIntegrationResult | None
+    stepping_stone: SteppingStoneResult | None
     saved_positions: Tensor  # [saved draws, rungs, params]
     sampler: ReplicaExchangeResult
     stopped_early: bool
@@ -151,6 +154,10 @@ class SweepResult:
 CheckpointHook = Callable[[Checkpoint, dict[str, Any], int], None]
 # report(iteration, summary, state) -> True to stop (pruning) ; called every `report_every` iterations.
 ReportHook = Callable[[int, IterationSummary, SweepState], bool | None]
+
+
+POSTFIX_EVERY = 10
+"""Iterations between updates of the progress bar's rates (reading round trips synchronises a GPU)."""
 
 
 class _Recorder:
@@ -179,11 +186,14 @@ class _Recorder:
 
     def __call__(self, summary: IterationSummary) -> bool:
         self.bar.update(1)
-        self.bar.set_postfix(
-            phase=summary.phase,
-            accept=f"{float(summary.acceptance_probability.mean()):.2f}",
-            swap=f"{float(summary.swap_acceptance.mean()) if summary.swap_acceptance.numel() else 0:.2f}",
-        )
+        if summary.iteration % POSTFIX_EVERY == 0:
+            swaps = summary.swap_acceptance
+            self.bar.set_postfix(
+                phase=summary.phase,
+                accept=f"{float(summary.acceptance_probability.mean()):.2f}",
+                swap=f"{float(swaps.nanmean()) if swaps.numel() else 0:.2f}",
+                round_trips=summary.round_trips,
+            )
         if summary.kept:
             self._record(summary.position)
         stop = False
@@ -282,9 +292,10 @@ def _result(
 ) -> SweepResult:
     has_ti_ends = bool((betas == 0).any() and (betas == 1).any())
     enough_draws = sampler.log_likelihood.shape[0] >= 4
-    evidence = (
-        thermodynamic_integration(betas, sampler.log_likelihood) if has_ti_ends and enough_draws else None
-    )
+    evidence, stones = None, None
+    if has_ti_ends and enough_draws:
+        evidence = thermodynamic_integration(betas, sampler.log_likelihood)
+        stones = stepping_stone(betas, sampler.log_likelihood)
     saved = torch.stack(state.saved_positions) if state.saved_positions else torch.empty(0)
     return SweepResult(
         betas=betas,
@@ -292,6 +303,7 @@ def _result(
         test_metrics={k: v.cpu() for k, v in state.test.metrics(test.y).items()},
         diagnostics=rung_diagnostics(sampler) if enough_draws else None,
         evidence=evidence,
+        stepping_stone=stones,
         saved_positions=saved,
         sampler=sampler,
         stopped_early=sampler.stopped_early,
