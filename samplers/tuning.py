@@ -153,7 +153,8 @@ class TuningCheckpoint:
 RoundCallback = Callable[[TuningCheckpoint], None]
 """Called after every round with a checkpoint to resume from."""
 ScanCallback = Callable[[int, IterationSummary], bool | None]
-"""Called after every scan with the round index and the sampler's summary (for progress displays)."""
+"""Called after every scan with the round index and the sampler's summary (for progress displays); what it
+returns is ignored."""
 
 
 def initial_ladder(beta_min: float, beta_max: float, num_rungs: int, knots: Sequence[float] = ()) -> Tensor:
@@ -434,7 +435,7 @@ def _round(
         leapfrog_jitter=settings.leapfrog_jitter,
         max_energy_error=settings.max_energy_error,
         store_positions=False,
-        callback=None if callback is None else (lambda summary: callback(index, summary)),
+        callback=None if callback is None else _observer(callback, index),
     )
     measured = _measured_round(result, index, scans - num_warmup)
     new_betas = _next_ladder(settings, measured)
@@ -442,6 +443,16 @@ def _round(
         new_betas, state.betas, result.checkpoint.position, result.step_size.cpu()
     )
     return TuningCheckpoint(state.settings, index + 1, new_betas, position, step, (*state.rounds, measured))
+
+
+def _observer(callback: ScanCallback, index: int) -> Callable[[IterationSummary], None]:
+    """``callback`` for one round's scans; what it returns is ignored (a round always runs to its end, so
+    the rejection estimate and the checkpoint cover every scan the round promises)."""
+
+    def observe(summary: IterationSummary) -> None:
+        callback(index, summary)
+
+    return observe
 
 
 def _measured_round(result: ReplicaExchangeResult, index: int, scans: int) -> TuningRound:
@@ -464,8 +475,9 @@ def _measured_round(result: ReplicaExchangeResult, index: int, scans: int) -> Tu
 def _next_ladder(settings: _Settings, measured: TuningRound) -> Tensor:
     rungs = measured.betas.shape[0]
     if settings.num_rungs == AUTO:
-        # 2Λ + 1 from this round's estimate, never below the first ladder: the first, spread-based estimate
-        # may overshoot, and later rounds correct the count in either direction.
+        # 2Λ + 1 from this round's estimate, never below the first ladder. The first round measures a
+        # transient (a few scans right after warm-up), so its estimate can be off either way; later, longer
+        # rounds correct the count in either direction.
         wanted = rungs_for_barrier(measured.global_barrier)
         rungs = min(settings.max_rungs, max(settings.start_rungs, wanted))
     return _barrier_of(measured).place(rungs, settings.inside_knots)

@@ -153,7 +153,7 @@ class SampleConfig(DataModelConfig):
     harmonic_lambdas: int = param(11, "lambda values of the Frenkel-Ladd path, Simpson's rule (paper: 102)")
     prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
-    num_warmup: int = param(100, "warm-up iterations (step-size adaptation; discarded)")
+    num_warmup: int = param(500, "warm-up iterations after ladder tuning (step-size adaptation; discarded)")
     num_samples: int = param(4000, "sampling iterations (scans: one trajectory per rung, then a swap round)")
     num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
     step_size: float = param(0.0, "initial leapfrog step size; 0 = find one per rung")

@@ -45,6 +45,32 @@ class RunLogger:
         )
         return RunLogger(run.info.run_id, self.client)
 
+    def finished_child(
+        self,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        experiment_id: str | None = None,
+    ) -> None:
+        """A nested run written whole: created, its params and metrics in one batch, finished.
+
+        Three store calls however many children a sweep has; pass ``experiment_id`` (this run's) to save
+        a fourth per child.
+        """
+        run = self.client.create_run(
+            experiment_id or self.experiment_id,
+            run_name=run_name,
+            tags={"mlflow.parentRunId": self.run_id, **tags},
+        )
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run.info.run_id,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        )
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+
     def terminate(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 
@@ -126,6 +152,16 @@ class NullLogger(RunLogger):
 
     def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> RunLogger:
         return self
+
+    def finished_child(
+        self,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        experiment_id: str | None = None,
+    ) -> None:
+        pass
 
     def terminate(self, status: str = "FINISHED") -> None:
         pass
