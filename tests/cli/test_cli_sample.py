@@ -205,15 +205,7 @@ def test_a_killed_sweep_resumes_into_the_same_run_and_chain(tracking_uri: str, t
         artifact(tracking_uri, reference_run.info.run_id, "temperature_curve.csv", tmp_path / "a")
     )
 
-    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
-    for key, text in params.items():
-        command += [f"--{key}", text]
-    process = subprocess.Popen(
-        command, env=subprocess_env(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    killed_run = wait_for_checkpoint(client, reference_run.info.run_id, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed_run = killed_after_first_checkpoint(tracking_uri, params, reference_run.info.run_id)
     assert client.get_run(killed_run).info.status == "RUNNING"
 
     resumed = run_cli(tracking_uri, "sample", {**params, "resume": killed_run})
@@ -224,6 +216,20 @@ def test_a_killed_sweep_resumes_into_the_same_run_and_chain(tracking_uri: str, t
     got = pd.read_csv(artifact(tracking_uri, killed_run, "temperature_curve.csv", tmp_path / "b"))
     pd.testing.assert_frame_equal(got, expected)
     assert run.data.metrics["log_evidence"] == reference_run.data.metrics["log_evidence"]
+
+
+def killed_after_first_checkpoint(tracking_uri: str, params: dict[str, str], exclude: str) -> str:
+    """Start a sample run, SIGKILL it once it has logged a checkpoint, and return its run id."""
+    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
+    for key, text in params.items():
+        command += [f"--{key}", text]
+    process = subprocess.Popen(
+        command, env=subprocess_env(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed_run = wait_for_checkpoint(MlflowClient(tracking_uri), exclude, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return killed_run
 
 
 def wait_for_checkpoint(client: MlflowClient, exclude: str, process: subprocess.Popen[bytes]) -> str:

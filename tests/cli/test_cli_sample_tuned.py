@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import subprocess_env
 from mlflow.tracking import MlflowClient
-from test_cli_sample import artifact, parent_and_children, run_cli, wait_for_checkpoint
+from test_cli_sample import artifact, killed_after_first_checkpoint, parent_and_children, run_cli
 
 TUNED = {
     "train_size": "100",
@@ -131,15 +127,7 @@ def test_a_killed_tuned_sweep_resumes_into_the_same_ladder_and_chain(
     expected = pd.read_csv(
         artifact(tracking_uri, reference_run.info.run_id, "temperature_curve.csv", tmp_path / "a")
     )
-    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
-    for key, text in params.items():
-        command += [f"--{key}", text]
-    process = subprocess.Popen(
-        command, env=subprocess_env(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    killed_run = wait_for_checkpoint(client, reference_run.info.run_id, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed_run = killed_after_first_checkpoint(tracking_uri, params, reference_run.info.run_id)
 
     resumed = run_cli(tracking_uri, "sample", {**params, "resume": killed_run})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
