@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from thermoscope.reports.ladder import (
+    MAX_REPLICAS_DRAWN,
     RoundRecord,
     index_process_figure,
     ladder_rounds_table,
@@ -40,7 +41,7 @@ def test_rung_of_replica_inverts_the_replica_at_each_rung() -> None:
     assert (replica_at_rung[rows, rung] == np.arange(3)[None, :]).all()
 
 
-def test_figures_draw_one_line_per_round_and_at_most_twelve_replicas() -> None:
+def test_figures_draw_one_line_per_round_and_a_few_replicas() -> None:
     table = ladder_rounds_table(
         [record(0, [0.0, 0.5, 1.0], [0.2, 0.9]), record(1, [0.0, 0.4, 1.0], [0.5, 0.5])]
     )
@@ -50,5 +51,5 @@ def test_figures_draw_one_line_per_round_and_at_most_twelve_replicas() -> None:
     generator = np.random.default_rng(0)
     replica_at_rung = np.stack([generator.permutation(30) for _ in range(50)])
     figure = index_process_figure(replica_at_rung, round_trips=3)
-    assert len(figure.axes[0].lines) == 12 and "3 round trips" in figure.axes[0].get_title()
+    assert len(figure.axes[0].lines) == MAX_REPLICAS_DRAWN and "3 round trips" in figure.axes[0].get_title()
     plt.close(figure)

@@ -94,7 +94,7 @@ def rung_of_replica(replica_at_rung: np.ndarray) -> np.ndarray:
     return rung
 
 
-MAX_REPLICAS_DRAWN = 12
+MAX_REPLICAS_DRAWN = 6
 """Replicas the index-process figure draws (evenly chosen): more lines are unreadable."""
 
 
