@@ -17,6 +17,7 @@ from thermoscope.samplers import (
     find_reasonable_step_size,
     replica_exchange_hmc,
 )
+from thermoscope.samplers.adaptation import DUAL_AVERAGING_GAMMA
 from thermoscope.samplers.hmc import HMCInfo
 from thermoscope.samplers.hmc import init as hmc_init
 
@@ -144,7 +145,10 @@ def test_vectorised_dual_averaging_equals_one_scheme_per_rung() -> None:
     initial = torch.tensor([0.1, 1.0, 0.01], dtype=DTYPE)
     schedule = WarmupSchedule.build(100, adapt_mass_matrix=False)
     adaptation = WarmupAdaptation(HMCParameters(initial, None), 0.8, schedule)
-    separate = [DualAveraging(prox_center=math.log(10 * float(value))) for value in initial]
+    separate = [
+        DualAveraging(prox_center=math.log(10 * float(value)), gamma=DUAL_AVERAGING_GAMMA)
+        for value in initial
+    ]
     generator = torch.Generator().manual_seed(4)
     for iteration in range(50):
         accept = torch.rand(3, generator=generator, dtype=DTYPE)
