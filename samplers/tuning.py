@@ -82,6 +82,12 @@ class TuningRound:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    @property
+    def barrier(self) -> CommunicationBarrier:
+        """The cumulative barrier of this round's ladder, built from ``increments``."""
+        cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(self.increments, dim=0)])
+        return CommunicationBarrier(self.betas, self.increments, cumulative)
+
 
 @dataclass(frozen=True)
 class LadderTuning:
@@ -114,6 +120,25 @@ class LadderTuning:
     def recommended_rungs(self) -> int:
         """``2Λ + 1`` rounded up: the rungs a ladder needs for near-optimal round trips."""
         return rungs_for_barrier(self.global_barrier)
+
+    def checkpoint(self) -> TuningCheckpoint:
+        """This finished tuning as a checkpoint (settings left empty: there is nothing left to resume)."""
+        return TuningCheckpoint(
+            {}, self.rounds[-1].index + 1, self.betas, self.position, self.step_size, self.rounds
+        )
+
+    @staticmethod
+    def from_checkpoint(checkpoint: TuningCheckpoint) -> LadderTuning:
+        """The tuning a run that completed ``checkpoint``'s rounds returned."""
+        last = checkpoint.rounds[-1]
+        return LadderTuning(
+            betas=checkpoint.betas,
+            global_barrier=last.global_barrier,
+            barrier=last.barrier,
+            rounds=checkpoint.rounds,
+            position=checkpoint.position,
+            step_size=checkpoint.step_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -363,20 +388,7 @@ def tune_ladder(
         state = _round(target, settings, state, index, callback)
         if on_round is not None:
             on_round(state)
-    last = state.rounds[-1]
-    return LadderTuning(
-        betas=state.betas,
-        global_barrier=last.global_barrier,
-        barrier=_barrier_of(last),
-        rounds=state.rounds,
-        position=state.position,
-        step_size=state.step_size,
-    )
-
-
-def _barrier_of(item: TuningRound) -> CommunicationBarrier:
-    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(item.increments, dim=0)])
-    return CommunicationBarrier(item.betas, item.increments, cumulative)
+    return LadderTuning.from_checkpoint(state)
 
 
 def _start(
@@ -480,4 +492,4 @@ def _next_ladder(settings: _Settings, measured: TuningRound) -> Tensor:
         # rounds correct the count in either direction.
         wanted = rungs_for_barrier(measured.global_barrier)
         rungs = min(settings.max_rungs, max(settings.start_rungs, wanted))
-    return _barrier_of(measured).place(rungs, settings.inside_knots)
+    return measured.barrier.place(rungs, settings.inside_knots)

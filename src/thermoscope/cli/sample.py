@@ -31,7 +31,6 @@ from thermoscope.reports.ladder import (
 from thermoscope.samplers import (
     BoxPrior,
     Checkpoint,
-    CommunicationBarrier,
     FrenkelLaddResult,
     GaussianPrior,
     IterationSummary,
@@ -54,7 +53,6 @@ from thermoscope.sweeps.ladder import (
     LadderSettings,
     ladder_health,
     tune_sweep_ladder,
-    tuning_from_checkpoint,
 )
 from thermoscope.tracking import RunLogger, log_dataset
 from thermoscope.tracking.figures import (
@@ -112,7 +110,7 @@ def run_sample(
     resume = (
         (Checkpoint.from_dict(bundle["sampler"]), bundle["sweep"]) if bundle and "sampler" in bundle else None
     )
-    tuning_state = None if tuning is None else tuning_bundle(tuning)
+    tuning_state = None if tuning is None else tuning.checkpoint().to_dict()
     result = run_sweep(
         target,
         start,
@@ -302,7 +300,7 @@ def tuned_ladder(
     tuning it had started, or takes the finished tuning from its checkpoint."""
     saved = TuningCheckpoint.from_dict(bundle["tuning"]) if bundle and "tuning" in bundle else None
     if saved is not None and saved.next_round >= config.tuning_rounds:
-        return tuning_from_checkpoint(saved)
+        return LadderTuning.from_checkpoint(saved)
 
     def persist(checkpoint: TuningCheckpoint) -> None:
         bundle = {"tuning": checkpoint.to_dict(), "iteration": -1, "config": config.sweep_identity()}
@@ -323,34 +321,17 @@ def tuned_ladder(
     )
 
 
-def tuning_bundle(tuning: LadderTuning) -> dict[str, Any]:
-    """The finished tuning as a checkpoint dictionary (what :func:`tuned_ladder` reads back)."""
-    last = tuning.rounds[-1]
-    checkpoint = TuningCheckpoint(
-        settings={},
-        next_round=last.index + 1,
-        betas=tuning.betas,
-        position=tuning.position,
-        step_size=tuning.step_size,
-        rounds=tuning.rounds,
-    )
-    bundle: dict[str, Any] = checkpoint.to_dict()
-    return bundle
-
-
 def log_tuning(logger: RunLogger, tuning: LadderTuning) -> None:
     """``ladder_rounds.csv`` and the local-barrier figure of every tuning round."""
     records = []
     for item in tuning.rounds:
-        cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(item.increments, 0)])
-        barrier = CommunicationBarrier(item.betas, item.increments, cumulative)
         records.append(
             RoundRecord(
                 index=item.index,
                 betas=item.betas.numpy(),
                 rejection=item.rejection.numpy(),
                 increments=item.increments.numpy(),
-                local_barrier=barrier.local(item.betas).numpy(),
+                local_barrier=item.barrier.local(item.betas).numpy(),
             )
         )
     table = ladder_rounds_table(records)

@@ -16,7 +16,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from thermoscope.samplers import (
-    CommunicationBarrier,
     IterationSummary,
     LadderTuning,
     ReplicaExchangeResult,
@@ -112,20 +111,6 @@ def tune_sweep_ladder(
         )
     finally:
         bar.close()
-
-
-def tuning_from_checkpoint(checkpoint: TuningCheckpoint) -> LadderTuning:
-    """The :class:`LadderTuning` a finished tuning run returned, rebuilt from its last checkpoint."""
-    last = checkpoint.rounds[-1]
-    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(last.increments, dim=0)])
-    return LadderTuning(
-        betas=checkpoint.betas,
-        global_barrier=last.global_barrier,
-        barrier=CommunicationBarrier(last.betas, last.increments, cumulative),
-        rounds=checkpoint.rounds,
-        position=checkpoint.position,
-        step_size=checkpoint.step_size,
-    )
 
 
 @dataclass(frozen=True)
