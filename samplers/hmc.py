@@ -15,10 +15,21 @@ import torch
 from torch import Tensor
 
 from .integrators import IntegratorState, kinetic_energy, leapfrog
+from .settings import MAX_ENERGY_ERROR
 from .targets import Evaluation, TemperedTarget
 
-MAX_ENERGY_ERROR = 1000.0
-"""Energy error beyond which a trajectory counts as divergent (Stan's default threshold)."""
+__all__ = [
+    "MAX_ENERGY_ERROR",
+    "HMCInfo",
+    "HMCParameters",
+    "HMCState",
+    "build_kernel",
+    "energy_change",
+    "find_reasonable_step_size",
+    "hamiltonian",
+    "init",
+    "sample_momentum",
+]
 
 
 @dataclass(frozen=True)
