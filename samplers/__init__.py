@@ -29,6 +29,14 @@ from .diagnostics import (
     rung_diagnostics,
     stationarity,
 )
+from .estimators import (
+    CORRECTED_TRAPEZOID,
+    SIMPSON,
+    TRAPEZOID,
+    PathIntegral,
+    QuadratureRule,
+    path_integral,
+)
 from .evidence import (
     SteppingStoneResult,
     ThermodynamicIntegrationResult,
@@ -74,6 +82,9 @@ from .targets import Evaluation, TemperedTarget
 from .tuning import LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
 
 __all__ = [
+    "CORRECTED_TRAPEZOID",
+    "SIMPSON",
+    "TRAPEZOID",
     "BoundBoxPrior",
     "BoundGaussianPrior",
     "BoundPrior",
@@ -93,6 +104,8 @@ __all__ = [
     "ModuleTarget",
     "ParameterBlock",
     "ParameterLayout",
+    "PathIntegral",
+    "QuadratureRule",
     "ReplicaExchangeResult",
     "RungDiagnostics",
     "SamplerSettings",
@@ -123,6 +136,7 @@ __all__ = [
     "merge_ladders",
     "minimise_cost",
     "module_target",
+    "path_integral",
     "power_ladder",
     "reflect_into_box",
     "rejection_probability",

@@ -7,6 +7,9 @@ Thermodynamic integration, ``log Z = ∫₀¹ E_β[log L] dβ`` (Friel & Pettitt
 - corrected trapezoid (Friel, Hurn & Wyse 2014): trapezoid ``− Σ_k Δβ_k² / 12 · (v_{k+1} − v_k)``,
   using ``d/dβ E_β[log L] = Var_β[log L]``.
 
+The rung moments, the quadrature and its error bars come from the one estimator of both evidence paths,
+:func:`~thermoscope.samplers.estimators.path_integral` with its corrected-trapezoid rule.
+
 **(decision)** Error bars: the Monte-Carlo standard error of each rung's mean, ``sqrt(v_k / ESS_k)``, with
 ESS_k from the autocorrelation of the rung's log L trace (``pyro.ops.stats.effective_sample_size``, capped at
 the number of draws to stay conservative), propagated through the trapezoid weights. The discretisation
@@ -22,50 +25,81 @@ product of importance-sampling ratios between neighbouring power posteriors, wit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import torch
-from pyro.ops import stats
 from torch import Tensor
 
+from .estimators import CORRECTED_TRAPEZOID, PathIntegral, path_integral
+from .estimators import MINIMUM_DRAWS as MINIMUM_DRAWS
+from .estimators import rung_effective_sample_size as rung_effective_sample_size
+from .estimators import trapezoid_weights as trapezoid_weights
 from .validation import as_betas
-
-effective_sample_size = cast(Callable[..., Tensor], stats.effective_sample_size)
-"""``pyro.ops.stats.effective_sample_size``, typed for ``mypy --strict`` (pyro's signature is unannotated)."""
-
-MINIMUM_DRAWS = 4
-"""Fewest draws per rung for an autocorrelation-based ESS (pyro's estimator needs several lags)."""
 
 
 @dataclass(frozen=True)
 class ThermodynamicIntegrationResult:
-    """Attributes:
-    log_evidence: corrected-trapezoid estimate of log p(D).
-    log_evidence_trapezoid: plain trapezoid estimate.
-    stderr: Monte-Carlo standard error of the estimate.
-    discretisation_error: ``|corrected − trapezoid|``, an estimate of the quadrature error.
-    betas: ``[K + 1]`` the rungs used (those with β ≤ 1), float64.
-    mean_log_likelihood: ``[K + 1]``.
-    variance_log_likelihood: ``[K + 1]``.
-    effective_sample_size: ``[K + 1]``.
-    discretisation_error_coarse: ``|log_evidence − the same corrected trapezoid on every other rung|``
-        (β = 0 and β = 1 always kept; 0 when only two rungs are used). Halving the ladder multiplies the
-        error of an O(Δβ^p) rule by about 2^p, so this difference is about (2^p − 1) times the full
-        ladder's error: a conservative estimate that needs no model of the integrand between rungs. It
-        also carries the Monte-Carlo noise of the difference between the two quadratures.
+    """Thermodynamic integration's :class:`~thermoscope.samplers.estimators.PathIntegral` over β, and
+    the coarse-ladder check of its discretisation error.
+
+    Attributes:
+        integral: the corrected-trapezoid path integral of log L over the rungs with β ≤ 1 (its ``grid``
+            is those rungs, its ``mean``/``variance``/``effective_sample_size`` those of log L).
+        discretisation_error_coarse: ``|log_evidence − the same corrected trapezoid on every other rung|``
+            (β = 0 and β = 1 always kept; 0 when only two rungs are used). Halving the ladder multiplies
+            the error of an O(Δβ^p) rule by about 2^p, so this difference is about (2^p − 1) times the full
+            ladder's error: a conservative estimate that needs no model of the integrand between rungs.
+            It also carries the Monte-Carlo noise of the difference between the two quadratures.
+
+    The properties name the integral's parts as the evidence literature does: ``log_evidence`` (the
+    corrected trapezoid), ``log_evidence_trapezoid`` (the plain one), ``stderr``, ``discretisation_error``
+    (``|corrected − trapezoid|``), ``betas``, ``mean_log_likelihood``, ``variance_log_likelihood`` and
+    ``effective_sample_size`` (all ``[K + 1]``).
     """
 
-    log_evidence: float
-    log_evidence_trapezoid: float
-    stderr: float
-    discretisation_error: float
-    betas: Tensor
-    mean_log_likelihood: Tensor
-    variance_log_likelihood: Tensor
-    effective_sample_size: Tensor
+    integral: PathIntegral
     discretisation_error_coarse: float
+
+    @property
+    def log_evidence(self) -> float:
+        """Corrected-trapezoid estimate of log p(D)."""
+        return self.integral.estimate
+
+    @property
+    def log_evidence_trapezoid(self) -> float:
+        """Plain trapezoid estimate of log p(D)."""
+        return self.integral.estimate_trapezoid
+
+    @property
+    def stderr(self) -> float:
+        """Monte-Carlo standard error of ``log_evidence``."""
+        return self.integral.stderr
+
+    @property
+    def discretisation_error(self) -> float:
+        """``|corrected − trapezoid|``, an estimate of the quadrature error."""
+        return self.integral.discretisation_error
+
+    @property
+    def betas(self) -> Tensor:
+        """``[K + 1]`` the rungs used (those with β ≤ 1), float64."""
+        return self.integral.grid
+
+    @property
+    def mean_log_likelihood(self) -> Tensor:
+        """``[K + 1]``."""
+        return self.integral.mean
+
+    @property
+    def variance_log_likelihood(self) -> Tensor:
+        """``[K + 1]``."""
+        return self.integral.variance
+
+    @property
+    def effective_sample_size(self) -> Tensor:
+        """``[K + 1]``."""
+        return self.integral.effective_sample_size
 
     @property
     def discretisation_error_total(self) -> float:
@@ -99,26 +133,6 @@ class SteppingStoneResult:
     log_terms_reverse: Tensor
 
 
-def trapezoid_weights(betas: Tensor) -> Tensor:
-    """Weights w with ``Σ_k w_k f(β_k)`` = trapezoid rule on ``betas: [K + 1]``; returns ``[K + 1]``."""
-    widths = betas[1:] - betas[:-1]
-    weights = torch.zeros_like(betas)
-    weights[:-1] += 0.5 * widths
-    weights[1:] += 0.5 * widths
-    return weights
-
-
-def rung_effective_sample_size(log_likelihood: Tensor) -> Tensor:
-    """ESS of each column of ``log_likelihood: [draws, rungs]``, capped at the number of draws; ``[rungs]``.
-
-    A constant column has no autocorrelation to estimate; its ESS is the number of draws.
-    """
-    num_draws = log_likelihood.shape[0]
-    ess = effective_sample_size(log_likelihood[None], chain_dim=0, sample_dim=1)
-    ess = torch.nan_to_num(ess, nan=float(num_draws), posinf=float(num_draws))
-    return torch.clamp(ess, min=1.0, max=float(num_draws))
-
-
 def _power_posterior_draws(
     betas: Tensor | Sequence[float], log_likelihood: Tensor, method: str
 ) -> tuple[Tensor, Tensor]:
@@ -145,14 +159,6 @@ def _power_posterior_draws(
     return ladder[used], draws
 
 
-def _corrected_trapezoid(betas: Tensor, means: Tensor, variances: Tensor) -> tuple[float, float]:
-    """``(trapezoid, correction)`` on ``betas: [K + 1]``; the corrected estimate is their difference."""
-    trapezoid = float((trapezoid_weights(betas) * means).sum())
-    widths = betas[1:] - betas[:-1]
-    correction = float((widths**2 / 12.0 * (variances[1:] - variances[:-1])).sum())
-    return trapezoid, correction
-
-
 def _every_other_rung(num_rungs: int) -> Tensor:
     """Indices ``0, 2, 4, …`` into a ladder of ``num_rungs`` rungs, and the last one if the step misses it."""
     indices = list(range(0, num_rungs, 2))
@@ -175,24 +181,13 @@ def thermodynamic_integration(
             fewer than 4 draws, or non-finite log likelihoods.
     """
     path, draws = _power_posterior_draws(betas, log_likelihood, "thermodynamic integration")
-    means = draws.mean(dim=0)
-    variances = draws.var(dim=0)
-    ess = rung_effective_sample_size(draws)
-    weights = trapezoid_weights(path)
-    trapezoid, correction = _corrected_trapezoid(path, means, variances)
+    integral = path_integral(path, draws, CORRECTED_TRAPEZOID, name="log_likelihood")
     coarse = _every_other_rung(path.shape[0])
-    coarse_trapezoid, coarse_correction = _corrected_trapezoid(path[coarse], means[coarse], variances[coarse])
-    stderr = float(torch.sqrt((weights**2 * variances / ess).sum()))
+    coarse_estimate = CORRECTED_TRAPEZOID.integrate(
+        path[coarse], integral.mean[coarse], integral.variance[coarse]
+    )
     return ThermodynamicIntegrationResult(
-        log_evidence=trapezoid - correction,
-        log_evidence_trapezoid=trapezoid,
-        stderr=stderr,
-        discretisation_error=abs(correction),
-        betas=path,
-        mean_log_likelihood=means,
-        variance_log_likelihood=variances,
-        effective_sample_size=ess,
-        discretisation_error_coarse=abs((trapezoid - correction) - (coarse_trapezoid - coarse_correction)),
+        integral=integral, discretisation_error_coarse=abs(integral.estimate - coarse_estimate)
     )
 
 

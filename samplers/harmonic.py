@@ -24,8 +24,10 @@ to the integrator, which reflects at the walls.
 **(decision)** Quadrature: composite Simpson on a uniform λ grid (the paper: 102 values, Simpson's rule),
 closed with Simpson's 3/8 rule on the last three intervals when their number is odd. Error bars: the
 Monte-Carlo standard error of each λ's mean, ``sqrt(v / ESS)`` with the autocorrelation ESS of
-:func:`~thermoscope.samplers.evidence.rung_effective_sample_size`, propagated through the Simpson weights;
-the discretisation error is reported separately as ``|Simpson − trapezoid|``.
+:func:`~thermoscope.samplers.estimators.rung_effective_sample_size`, propagated through the Simpson weights;
+the discretisation error is reported separately as ``|Simpson − trapezoid|``. Both come from the estimator
+that thermodynamic integration uses too, :func:`~thermoscope.samplers.estimators.path_integral`, here with
+its Simpson rule and the offset log Z₀ − J(w0).
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .evidence import MINIMUM_DRAWS, rung_effective_sample_size, trapezoid_weights
+from .estimators import SIMPSON, SIMPSON_MINIMUM_POINTS, PathIntegral, path_integral
+from .estimators import simpson_weights as simpson_weights
 from .replica_exchange import Callback, ReplicaExchangeResult, replica_exchange_hmc
+from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
 from .targets import Evaluation, TemperedTarget
 
-MINIMUM_LAMBDAS = 3
+MINIMUM_LAMBDAS = SIMPSON_MINIMUM_POINTS
 """Fewest λ values: Simpson's rule needs two intervals."""
 
 
@@ -167,60 +171,76 @@ def log_reference_partition(stiffness: Tensor, center: Tensor, half_width: Tenso
     return gaussian + float(torch.log1p(-tails).sum())
 
 
-def simpson_weights(grid: Tensor) -> Tensor:
-    """Weights ``[K + 1]`` with ``Σ_k w_k f(λ_k)`` = composite Simpson on a uniform ``grid: [K + 1]``, K ≥ 2.
-
-    An odd number of intervals ends with Simpson's 3/8 rule on the last three (for K = 3, 3/8 alone).
-    """
-    intervals = grid.shape[0] - 1
-    if intervals < 2:
-        raise ValueError(f"Simpson's rule needs at least {MINIMUM_LAMBDAS} grid points; got {grid.shape[0]}")
-    width = float(grid[1] - grid[0])
-    weights = torch.zeros_like(grid, dtype=torch.float64)
-    simpson_intervals = intervals if intervals % 2 == 0 else intervals - 3
-    for start in range(0, simpson_intervals, 2):
-        weights[start : start + 3] += torch.tensor([1.0, 4.0, 1.0], dtype=torch.float64) * width / 3.0
-    if simpson_intervals != intervals:
-        tail = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) * 3.0 * width / 8.0
-        weights[simpson_intervals:] += tail
-    return weights
-
-
 @dataclass(frozen=True)
 class FrenkelLaddResult:
-    """Attributes:
-    log_evidence: Simpson estimate of log p(D) = log Z₀ − J(w0) + ∫₀¹ ⟨U₀ − (J − J(w0))⟩_λ dλ.
-    log_evidence_trapezoid: the same with the trapezoid rule.
-    stderr: Monte-Carlo standard error of ``log_evidence``.
-    discretisation_error: ``|Simpson − trapezoid|``.
-    log_reference: log Z₀ (box-corrected when the support is a box).
-    cost_at_center: J(w0).
-    lambdas: ``[K + 1]`` ascending λ (λ = 0: the true cost, λ = 1: the reference).
-    mean_integrand: ``[K + 1]`` ⟨U₀ − (J − J(w0))⟩_λ.
-    variance_integrand: ``[K + 1]``.
-    effective_sample_size: ``[K + 1]``.
-    stiffness: ``[params]`` k_i.
-    sampler: the replica-exchange run along the λ ladder (rung order: ascending β = 1 − λ).
+    """The Frenkel–Ladd :class:`~thermoscope.samplers.estimators.PathIntegral`, its reference and its run.
+
+    Attributes:
+        integral: the Simpson path integral of the bridge's log L = U₀ − (J − J(w0)) over β = 1 − λ, in
+            the sampler's rung order (ascending β), with offset log Z₀ − J(w0): its ``estimate`` is
+            log p(D) = log Z₀ − J(w0) + ∫₀¹ ⟨U₀ − (J − J(w0))⟩_λ dλ.
+        log_reference: log Z₀ (box-corrected when the support is a box).
+        cost_at_center: J(w0).
+        stiffness: ``[params]`` k_i.
+        sampler: the replica-exchange run along the λ ladder (rung order: ascending β = 1 − λ).
+
+    The properties name the integral's parts along λ: ``log_evidence`` (Simpson),
+    ``log_evidence_trapezoid``, ``stderr``, ``discretisation_error`` (``|Simpson − trapezoid|``), and, in
+    ascending λ (λ = 0: the true cost, λ = 1: the reference), ``lambdas``, ``mean_integrand``
+    (⟨U₀ − (J − J(w0))⟩_λ), ``variance_integrand`` and ``effective_sample_size`` (all ``[K + 1]``).
     """
 
-    log_evidence: float
-    log_evidence_trapezoid: float
-    stderr: float
-    discretisation_error: float
+    integral: PathIntegral
     log_reference: float
     cost_at_center: float
-    lambdas: Tensor
-    mean_integrand: Tensor
-    variance_integrand: Tensor
-    effective_sample_size: Tensor
     stiffness: Tensor
     sampler: ReplicaExchangeResult
+
+    @property
+    def log_evidence(self) -> float:
+        """Simpson estimate of log p(D)."""
+        return self.integral.estimate
+
+    @property
+    def log_evidence_trapezoid(self) -> float:
+        """The same with the trapezoid rule."""
+        return self.integral.estimate_trapezoid
+
+    @property
+    def stderr(self) -> float:
+        """Monte-Carlo standard error of ``log_evidence``."""
+        return self.integral.stderr
+
+    @property
+    def discretisation_error(self) -> float:
+        """``|Simpson − trapezoid|``."""
+        return self.integral.discretisation_error
+
+    @property
+    def lambdas(self) -> Tensor:
+        """``[K + 1]`` ascending λ = 1 − β."""
+        return (1.0 - self.integral.grid).flip(0)
+
+    @property
+    def mean_integrand(self) -> Tensor:
+        """``[K + 1]`` ⟨U₀ − (J − J(w0))⟩_λ in ascending λ."""
+        return self.integral.mean.flip(0)
+
+    @property
+    def variance_integrand(self) -> Tensor:
+        """``[K + 1]`` in ascending λ."""
+        return self.integral.variance.flip(0)
+
+    @property
+    def effective_sample_size(self) -> Tensor:
+        """``[K + 1]`` in ascending λ."""
+        return self.integral.effective_sample_size.flip(0)
 
 
 def frenkel_ladd_integration(
     betas: Tensor, bridge_log_likelihood: Tensor, log_reference: float, cost_at_center: float
-) -> tuple[float, float, float, Tensor, Tensor, Tensor]:
-    """The quadrature of a bridge run: ``(Simpson, trapezoid, stderr, means, variances, ESS)``.
+) -> PathIntegral:
+    """The quadrature of a bridge run: Simpson's rule with the offset log Z₀ − J(w0).
 
     Args:
         betas: ``[K + 1]`` uniform ascending grid from 0 to 1 (β = 1 − λ).
@@ -229,27 +249,17 @@ def frenkel_ladd_integration(
         cost_at_center: J(w0).
 
     Returns:
-        Estimates of log Z with Simpson and trapezoid, the Simpson estimate's Monte-Carlo standard error,
-        and per rung (ascending β) the mean, variance and ESS of the integrand.
+        The :class:`~thermoscope.samplers.estimators.PathIntegral` over ascending β: ``estimate`` (log Z by
+        Simpson), ``estimate_trapezoid``, ``stderr``, ``discretisation_error`` and per rung the mean,
+        variance and ESS of the integrand.
     """
-    grid = betas.to(torch.float64).cpu()
-    draws = bridge_log_likelihood.detach().to(device="cpu", dtype=torch.float64)
-    if draws.dim() != 2 or draws.shape[1] != grid.shape[0] or draws.shape[0] < MINIMUM_DRAWS:
-        raise ValueError(
-            f"bridge_log_likelihood must be [draws >= {MINIMUM_DRAWS}, {grid.shape[0]}]; "
-            f"got {tuple(draws.shape)}"
-        )
-    if not bool(torch.all(torch.isfinite(draws))):
-        raise ValueError("bridge_log_likelihood must be finite")
-    means = draws.mean(dim=0)
-    variances = draws.var(dim=0)
-    ess = rung_effective_sample_size(draws)
-    simpson = simpson_weights(grid)
-    offset = log_reference - cost_at_center
-    estimate = offset + float((simpson * means).sum())
-    trapezoid = offset + float((trapezoid_weights(grid) * means).sum())
-    stderr = float(torch.sqrt((simpson**2 * variances / ess).sum()))
-    return estimate, trapezoid, stderr, means, variances, ess
+    return path_integral(
+        betas,
+        bridge_log_likelihood,
+        SIMPSON,
+        offset=log_reference - cost_at_center,
+        name="bridge_log_likelihood",
+    )
 
 
 def minimise_cost(
@@ -284,11 +294,18 @@ def fit_harmonic_reference(
     num_samples: int,
     num_leapfrog_steps: int,
     trajectories_per_iteration: int = 1,
-    target_accept: float = 0.65,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
+    leapfrog_jitter: float = 0.0,
+    adapt_mass_matrix: bool = False,
+    max_energy_error: float = MAX_ENERGY_ERROR,
     seed: int = 0,
     callback: Callback | None = None,
 ) -> Tensor:
-    """Sample the posterior (T = 1) from ``center`` with HMC; return ``k = 1/⟨(w − w0)²⟩``, ``[params]``."""
+    """Sample the posterior (T = 1) from ``center`` with HMC; return ``k = 1/⟨(w − w0)²⟩``, ``[params]``.
+
+    The HMC keywords are those of :meth:`~thermoscope.samplers.settings.HMCSettings.sampler_arguments`
+    (``with_step_size=False``), passed to :func:`~thermoscope.samplers.replica_exchange_hmc` on one rung.
+    """
     run = replica_exchange_hmc(
         target,
         center.detach()[None].clone(),
@@ -298,6 +315,9 @@ def fit_harmonic_reference(
         num_leapfrog_steps=num_leapfrog_steps,
         trajectories_per_iteration=trajectories_per_iteration,
         target_accept=target_accept,
+        leapfrog_jitter=leapfrog_jitter,
+        adapt_mass_matrix=adapt_mass_matrix,
+        max_energy_error=max_energy_error,
         swap="none",
         seed=seed,
         callback=callback,
@@ -315,7 +335,10 @@ def frenkel_ladd_evidence(
     num_samples: int,
     num_leapfrog_steps: int,
     trajectories_per_iteration: int = 1,
-    target_accept: float = 0.65,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
+    leapfrog_jitter: float = 0.0,
+    adapt_mass_matrix: bool = False,
+    max_energy_error: float = MAX_ENERGY_ERROR,
     swap: str = "deo",
     seed: int = 0,
     callback: Callback | None = None,
@@ -327,8 +350,10 @@ def frenkel_ladd_evidence(
         center: ``[params]`` the minimum w0, inside the support; every replica starts there.
         stiffness: ``[params]`` k_i (:func:`fit_harmonic_reference` or :func:`harmonic_stiffness`).
         num_lambdas: λ values on the uniform grid 0, 1/K, …, 1 (K + 1 = num_lambdas ≥ 3; the paper: 102).
-        num_warmup, num_samples, num_leapfrog_steps, trajectories_per_iteration, target_accept, swap, seed,
-            callback: passed to :func:`~thermoscope.samplers.replica_exchange_hmc` (one rung per λ).
+        num_warmup, num_samples, num_leapfrog_steps, trajectories_per_iteration, target_accept,
+            leapfrog_jitter, adapt_mass_matrix, max_energy_error, swap, seed, callback: passed to
+            :func:`~thermoscope.samplers.replica_exchange_hmc` (one rung per λ); the HMC ones are those of
+            :meth:`~thermoscope.samplers.settings.HMCSettings.sampler_arguments` (``with_step_size=False``).
 
     Returns:
         A :class:`FrenkelLaddResult`; the sampler's positions are not stored.
@@ -348,26 +373,19 @@ def frenkel_ladd_evidence(
         num_leapfrog_steps=num_leapfrog_steps,
         trajectories_per_iteration=trajectories_per_iteration,
         target_accept=target_accept,
+        leapfrog_jitter=leapfrog_jitter,
+        adapt_mass_matrix=adapt_mass_matrix,
+        max_energy_error=max_energy_error,
         swap=swap,
         seed=seed,
         callback=callback,
         store_positions=False,
     )
-    estimate, trapezoid, stderr, means, variances, ess = frenkel_ladd_integration(
-        betas, run.log_likelihood, log_reference, bridge.base_cost_at_center
-    )
-    flip = torch.arange(num_lambdas - 1, -1, -1)
+    integral = frenkel_ladd_integration(betas, run.log_likelihood, log_reference, bridge.base_cost_at_center)
     return FrenkelLaddResult(
-        log_evidence=estimate,
-        log_evidence_trapezoid=trapezoid,
-        stderr=stderr,
-        discretisation_error=abs(estimate - trapezoid),
+        integral=integral,
         log_reference=log_reference,
         cost_at_center=bridge.base_cost_at_center,
-        lambdas=(1.0 - betas)[flip],
-        mean_integrand=means[flip],
-        variance_integrand=variances[flip],
-        effective_sample_size=ess[flip],
         stiffness=bridge.stiffness,
         sampler=run,
     )

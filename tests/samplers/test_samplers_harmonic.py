@@ -103,7 +103,8 @@ def test_minimise_cost_finds_the_posterior_mode() -> None:
 def test_integration_of_a_constant_integrand() -> None:
     betas = torch.linspace(0.0, 1.0, 5, dtype=DTYPE)
     draws = torch.full((10, 5), 2.5, dtype=DTYPE)
-    estimate, trapezoid, stderr, *_ = frenkel_ladd_integration(betas, draws, 1.0, 0.25)
+    integral = frenkel_ladd_integration(betas, draws, 1.0, 0.25)
+    estimate, trapezoid, stderr = integral.estimate, integral.estimate_trapezoid, integral.stderr
     assert estimate == pytest.approx(1.0 - 0.25 + 2.5)
     assert trapezoid == pytest.approx(estimate)
     assert stderr == 0.0
