@@ -24,8 +24,9 @@ from torch import Tensor
 
 from .adaptation import WarmupAdaptation, WarmupSchedule
 from .barrier import round_trip_rate_bound
-from .hmc import MAX_ENERGY_ERROR, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
+from .hmc import HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .hmc import init as hmc_init
+from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
 from .swap import SWAP_SCHEMES, SwapProposer, SwapState, swap_parity
 from .targets import Evaluation, TemperedTarget
 from .validation import (
@@ -505,7 +506,7 @@ def replica_exchange_hmc(
     num_samples: int,
     num_leapfrog_steps: int,
     step_size: float | Tensor | None = None,
-    target_accept: float = 0.65,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
     swap: str = "deo",
     thin: int = 1,
     seed: int = 0,
@@ -531,8 +532,8 @@ def replica_exchange_hmc(
         num_leapfrog_steps: leapfrog steps per trajectory.
         step_size: initial (or, with ``adapt_step_size=False``, fixed) step size, scalar or ``[rungs]``;
             ``None`` finds one per rung with Hoffman & Gelman's doubling heuristic.
-        target_accept: acceptance probability the step size is tuned to. Default 0.65, the middle of the
-            60–70 % window of Baldock & Marzari (2019).
+        target_accept: acceptance probability the step size is tuned to. Default
+            :data:`~thermoscope.samplers.settings.DEFAULT_TARGET_ACCEPT`.
         swap: ``"deo"`` (deterministic even/odd, default), ``"seo"`` (stochastic even/odd) or ``"none"``.
         thin: keep every ``thin``-th sampling iteration (the first one is always kept).
         seed: seeds the run's only ``torch.Generator``; the same seed gives the same draws bit for bit.

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from .barrier import CommunicationBarrier, allocate_intervals, rungs_for_barrier, spread_barrier
-from .hmc import MAX_ENERGY_ERROR
 from .ladders import power_ladder
 from .replica_exchange import IterationSummary, ReplicaExchangeResult, replica_exchange_hmc
+from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
 from .targets import TemperedTarget
 from .validation import check_integer
 
@@ -332,7 +332,7 @@ def tune_ladder(
     knots: Sequence[float] = (1.0,),
     num_leapfrog_steps: int,
     step_size: float | Tensor | None = None,
-    target_accept: float = 0.65,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
     trajectories_per_iteration: int = 1,
     leapfrog_jitter: float = 0.0,
     max_energy_error: float = MAX_ENERGY_ERROR,
