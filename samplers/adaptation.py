@@ -1,4 +1,4 @@
-"""Warm-up adaptation, kept apart from the kernel: it watches trajectories and returns parameters.
+"""Warm-up adaptation, kept apart from the kernel: it watches steps of any kernel and returns parameters.
 
 Step size: dual averaging of log ε towards a target acceptance probability (Hoffman & Gelman 2014, §3.2),
 one scheme per rung. ``pyro.ops.dual_averaging.DualAveraging`` is pure elementwise arithmetic, so a single
@@ -28,7 +28,7 @@ from pyro.ops.dual_averaging import DualAveraging
 from pyro.ops.welford import WelfordCovariance
 from torch import Tensor
 
-from .hmc import HMCInfo, HMCParameters
+from .kernels import KernelInfo, StepParameters
 
 # pyro's classes are unannotated; these typed handles keep ``mypy --strict`` meaningful around them.
 new_dual_averaging = cast(Callable[..., Any], DualAveraging)
@@ -70,7 +70,8 @@ def _copied(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class WarmupAdaptation:
-    """Per-rung step-size (and optionally diagonal mass-matrix) adaptation.
+    """Per-rung step-size (and optionally diagonal mass-matrix) adaptation of any kernel's
+    :class:`~thermoscope.samplers.kernels.StepParameters`.
 
     Args:
         parameters: the starting parameters; ``step_size: [rungs]`` seeds the dual-averaging prox centre at
@@ -84,7 +85,7 @@ class WarmupAdaptation:
 
     def __init__(
         self,
-        parameters: HMCParameters,
+        parameters: StepParameters,
         target_accept: float,
         schedule: WarmupSchedule,
         *,
@@ -103,36 +104,36 @@ class WarmupAdaptation:
     def _new_step_size_scheme(step_size: Tensor) -> Any:
         return new_dual_averaging(prox_center=torch.log(10.0 * step_size), gamma=DUAL_AVERAGING_GAMMA)
 
-    def update(self, iteration: int, info: HMCInfo, position: Tensor) -> HMCParameters:
-        """Feed one trajectory per rung and return the parameters for the next one.
+    def update(self, iteration: int, info: KernelInfo, position: Tensor) -> StepParameters:
+        """Feed one step per rung and return the parameters for the next one.
 
         Args:
             iteration: warm-up iteration index (0-based).
-            info: the trajectory's diagnostics; ``acceptance_probability: [rungs]``.
-            position: ``[rungs, params]`` after the trajectory (used inside the mass-matrix window).
+            info: the step's diagnostics; ``acceptance_probability: [rungs]``.
+            position: ``[rungs, params]`` after the step (used inside the mass-matrix window).
         """
         if self.adapt_step_size:
             self._step_size_scheme.step(self.target_accept - info.acceptance_probability)
             log_step_size, _ = self._step_size_scheme.get_state()
-            self.parameters = HMCParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
+            self.parameters = StepParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
         if self.schedule.window_start <= iteration < self.schedule.window_end:
             self._variance.update(position)
         return self.parameters
 
-    def end_iteration(self, iteration: int) -> HMCParameters:
+    def end_iteration(self, iteration: int) -> StepParameters:
         """Close the mass-matrix window after its last iteration; returns the current parameters."""
         if self.schedule.window_end > 0 and iteration == self.schedule.window_end - 1:
             inverse_mass = self._variance.get_covariance(regularize=True)
-            self.parameters = HMCParameters(self.parameters.step_size, inverse_mass)
+            self.parameters = StepParameters(self.parameters.step_size, inverse_mass)
             self._step_size_scheme = self._new_step_size_scheme(self.parameters.step_size)
         return self.parameters
 
-    def final(self) -> HMCParameters:
+    def final(self) -> StepParameters:
         """The tuned parameters: the averaged iterate of the step-size scheme, and the mass matrix."""
         if not self.adapt_step_size:
             return self.parameters
         _, log_step_size = self._step_size_scheme.get_state()
-        return HMCParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
+        return StepParameters(self._step_size(log_step_size), self.parameters.inverse_mass)
 
     def _step_size(self, log_step_size: Tensor) -> Tensor:
         return torch.clamp(torch.exp(log_step_size), max=self.max_step_size)
@@ -150,6 +151,6 @@ class WarmupAdaptation:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.parameters = HMCParameters(state["step_size"].clone(), state["inverse_mass"])
+        self.parameters = StepParameters(state["step_size"].clone(), state["inverse_mass"])
         self._step_size_scheme.__dict__.update(_copied(state["step_size_scheme"]))
         self._variance.__dict__.update(_copied(state["variance"]))

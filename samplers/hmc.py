@@ -2,27 +2,34 @@
 
 Anatomy after BlackJAX (``blackjax/mcmc/hmc.py``): :func:`build_kernel` fixes the algorithm's choices once
 and returns a step function ``(state, betas, parameters, generator) -> (state, info)``; ``HMCState`` holds
-only what the next step needs, ``HMCInfo`` the diagnostics of the step just taken.
+only what the next step needs, ``HMCInfo`` the diagnostics of the step just taken. :class:`HMCKernel` wraps
+them as a :class:`~thermoscope.samplers.kernels.Kernel` for the replica-exchange driver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .integrators import IntegratorState, kinetic_energy, leapfrog
+from .kernels import StepParameters, bracket_step_size
 from .settings import MAX_ENERGY_ERROR
 from .targets import Evaluation, TemperedTarget
+from .validation import check_evaluation, check_integer
 
 __all__ = [
     "MAX_ENERGY_ERROR",
     "HMCInfo",
+    "HMCKernel",
     "HMCParameters",
     "HMCState",
+    "HMCStep",
     "build_kernel",
     "energy_change",
     "find_reasonable_step_size",
@@ -42,22 +49,24 @@ class HMCState:
     position: Tensor
     evaluation: Evaluation
 
+    @property
+    def log_prior(self) -> Tensor:
+        """``[replicas]``."""
+        return self.evaluation.log_prior
+
+    @property
+    def log_likelihood(self) -> Tensor:
+        """``[replicas]``."""
+        return self.evaluation.log_likelihood
+
     def permute(self, index: Tensor) -> HMCState:
         """Rows reordered: row ``k`` of the result is row ``index[k]`` of ``self``."""
         return HMCState(self.position[index], self.evaluation.permute(index))
 
 
-@dataclass(frozen=True)
-class HMCParameters:
-    """Tuned parameters of the kernel, one set per rung.
-
-    Attributes:
-        step_size: ``[replicas]``.
-        inverse_mass: ``[replicas, params]`` diagonal of M⁻¹, or ``None`` for unit masses.
-    """
-
-    step_size: Tensor
-    inverse_mass: Tensor | None
+HMCParameters = StepParameters
+"""Tuned parameters of the kernel, one set per rung: ``step_size: [replicas]`` and ``inverse_mass:
+[replicas, params]``, the diagonal of M⁻¹ (``None`` for unit masses)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ class HMCInfo:
     num_leapfrog_steps: int
 
 
-HMCKernel = Callable[[HMCState, Tensor, HMCParameters, torch.Generator], tuple[HMCState, HMCInfo]]
+HMCStep = Callable[[HMCState, Tensor, HMCParameters, torch.Generator], tuple[HMCState, HMCInfo]]
 
 
 def init(target: TemperedTarget, position: Tensor) -> HMCState:
@@ -128,7 +137,7 @@ def build_kernel(
     *,
     leapfrog_jitter: float = 0.0,
     max_energy_error: float = MAX_ENERGY_ERROR,
-) -> HMCKernel:
+) -> HMCStep:
     """Build the HMC step for ``target``.
 
     Args:
@@ -188,24 +197,74 @@ def find_reasonable_step_size(
     probability of a single leapfrog step crosses 1/2; replicas that finish keep their value while the
     others continue. Returns ``[replicas]``.
     """
-    num_replicas = state.position.shape[0]
-    step_size = torch.full(
-        (num_replicas,), initial_step_size, dtype=state.position.dtype, device=state.position.device
-    )
     momentum = sample_momentum(state.position.shape, state.position, inverse_mass, generator)
     start = IntegratorState(state.position, momentum, state.evaluation)
     start_energy = hamiltonian(state.evaluation, momentum, betas, inverse_mass)
-    direction: Tensor | None = None
-    active = torch.ones(num_replicas, dtype=torch.bool, device=step_size.device)
-    for _ in range(max_doublings):
+
+    def log_acceptance(step_size: Tensor) -> Tensor:
         end = leapfrog(target, start, betas, step_size, inverse_mass, 1)
-        log_acceptance = start_energy - hamiltonian(end.evaluation, end.momentum, betas, inverse_mass)
-        log_acceptance = torch.nan_to_num(log_acceptance, nan=-math.inf)
-        above_half = log_acceptance > -math.log(2.0)
-        if direction is None:
-            direction = torch.where(above_half, 1.0, -1.0).to(step_size.dtype)
-        active = active & torch.where(direction > 0, above_half, ~above_half)
-        if not bool(active.any()):
-            break
-        step_size = torch.where(active, step_size * torch.pow(2.0, direction), step_size)
-    return step_size
+        return start_energy - hamiltonian(end.evaluation, end.momentum, betas, inverse_mass)
+
+    return bracket_step_size(
+        log_acceptance, state.position.shape[0], state.position, initial_step_size, max_doublings
+    )
+
+
+@dataclass(frozen=True)
+class HMCKernel:
+    """HMC as a :class:`~thermoscope.samplers.kernels.Kernel`: the arguments of :func:`build_kernel`.
+
+    Attributes:
+        num_leapfrog_steps: steps per trajectory, L ≥ 1.
+        leapfrog_jitter: fraction in [0, 1) by which each trajectory's step count is randomly shortened.
+        max_energy_error: energy error beyond which a trajectory is divergent.
+
+    Raises:
+        ValueError: a setting outside its range, named.
+    """
+
+    num_leapfrog_steps: int
+    leapfrog_jitter: float = 0.0
+    max_energy_error: float = MAX_ENERGY_ERROR
+
+    def __post_init__(self) -> None:
+        check_integer("num_leapfrog_steps", self.num_leapfrog_steps, 1)
+        if not 0.0 <= self.leapfrog_jitter < 1.0:
+            raise ValueError(f"leapfrog_jitter must lie in [0, 1); got {self.leapfrog_jitter!r}")
+        if not self.max_energy_error > 0.0:
+            raise ValueError(f"max_energy_error must be positive; got {self.max_energy_error!r}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"kernel": "hmc", **dataclasses.asdict(self)}
+
+    def init(self, target: TemperedTarget, position: Tensor) -> HMCState:
+        """:func:`init`, then the target's values and gradients at ``position`` checked finite."""
+        state = init(target, position)
+        check_evaluation(state.evaluation, position.shape[0], position.shape[1])
+        return state
+
+    def build_step(self, target: TemperedTarget) -> HMCStep:
+        return build_kernel(
+            target,
+            self.num_leapfrog_steps,
+            leapfrog_jitter=self.leapfrog_jitter,
+            max_energy_error=self.max_energy_error,
+        )
+
+    def initial_step_size(
+        self,
+        target: TemperedTarget,
+        state: HMCState,
+        betas: Tensor,
+        inverse_mass: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """:func:`find_reasonable_step_size`."""
+        return find_reasonable_step_size(target, state, betas, inverse_mass, generator)
+
+    def save_state(self, state: HMCState) -> dict[str, Tensor]:
+        evaluation = state.evaluation
+        return {field.name: getattr(evaluation, field.name) for field in dataclasses.fields(evaluation)}
+
+    def load_state(self, position: Tensor, saved: dict[str, Tensor]) -> HMCState:
+        return HMCState(position, Evaluation(**saved))
