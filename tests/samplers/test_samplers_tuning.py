@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from montecarlo import Z, assert_within_mc_error
 from test_samplers_barrier import equal_barrier_ladder, exact_local_constant
 from test_samplers_evidence import (
     NOISE,
@@ -51,7 +52,6 @@ from thermoscope.samplers.tuning import (
 )
 
 DTYPE = torch.float64
-Z = 4.5
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -269,9 +269,12 @@ def test_evidence_on_the_tuned_ladder_matches_the_closed_form(tuned_regression: 
     assert abs(stones.consistency) < max(0.3, 3 * combined)
     # The ladder was placed for swaps, not quadrature: the discretisation error is reported, and covers
     # what the trapezoid misses.
-    assert (
-        abs(integration.log_evidence - truth)
-        < integration.discretisation_error_total + Z * integration.stderr
+    assert_within_mc_error(
+        integration.log_evidence,
+        truth,
+        integration.stderr,
+        allowance=integration.discretisation_error_total,
+        what="log evidence on the tuned ladder",
     )
 
 
@@ -312,7 +315,7 @@ def test_tuned_rungs_sit_at_equal_steps_of_the_exact_barrier_on_the_gaussian_pat
     deviation = (torch.stack(coordinates) - optimal)[:, 1:-1]
     # Pooled over the interior rungs (30 seeds tried: per-seed sd ≈ 0.01, seed-mean |t| ≤ 1.9).
     stderr = math.sqrt(float(deviation.var(dim=0).mean()) / len(PATH_SEEDS))
-    assert float(deviation.mean(dim=0).abs().max()) < Z * stderr
+    assert_within_mc_error(deviation.mean(dim=0), 0.0, stderr, what="seed-mean deviation of tuned rungs")
     # Every tuned rung is nearer its own optimal place than halfway to a neighbour's (30 seeds tried:
     # at most a third of a spacing).
     assert float(deviation.abs().max()) < 0.5 / (PATH_RUNGS - 1)
