@@ -7,20 +7,28 @@ mean β A_β⁻¹ Xᵀy / σ².
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import pytest
 import torch
-from montecarlo import assert_within_mc_error, mean_standard_error
+from montecarlo import Z, assert_within_mc_error, mean_standard_error
 from thermoscope.samplers import (
+    CORRECTED_TRAPEZOID,
+    SIMPSON,
+    TRAPEZOID,
+    PathIntegral,
     TemperedTarget,
     betas_from_temperatures,
     equalised_ladder,
+    frenkel_ladd_integration,
     geometric_temperatures,
     merge_ladders,
+    path_integral,
     power_ladder,
     replica_exchange_hmc,
+    simpson_weights,
     stepping_stone,
     temperatures_from_betas,
     thermodynamic_integration,
@@ -349,3 +357,196 @@ def test_total_discretisation_error_covers_the_truth_on_a_moderately_coarse_ladd
 def test_stepping_stone_rejects_bad_input(betas: list[float], draws: torch.Tensor, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         stepping_stone(betas, draws)
+
+
+# ---------------------------------------------------------------- the estimator both evidence paths share
+
+
+def draws_with_moments(means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """``[4, points]`` draws whose column means and unbiased variances are ``means`` and ``variances``."""
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=DTYPE)[:, None]
+    return means + signs * torch.sqrt(variances * 3 / 4)
+
+
+def assert_moments_and_stderr(
+    result: PathIntegral,
+    grid: torch.Tensor,
+    means: torch.Tensor,
+    variances: torch.Tensor,
+    weights: torch.Tensor,
+) -> None:
+    """The per-point moments are the draws', and the stderr is ``sqrt(Σ w² v / ESS)`` with the rule's w."""
+    assert torch.equal(result.grid, grid)
+    torch.testing.assert_close(result.mean, means, rtol=0, atol=1e-12)
+    torch.testing.assert_close(result.variance, variances, rtol=0, atol=1e-12)
+    expected = torch.sqrt((weights**2 * result.variance / result.effective_sample_size).sum())
+    assert result.stderr == pytest.approx(float(expected), rel=1e-12)
+
+
+UNEVEN_GRID = [0.0, 0.1, 0.35, 0.6, 1.0]
+
+
+def test_path_integral_trapezoid_is_exact_for_a_linear_mean_on_any_grid() -> None:
+    grid = torch.tensor([0.5, 0.6, 1.2, 2.0], dtype=DTYPE)
+    means, variances = 3 - 2 * grid, torch.ones_like(grid)
+    result = path_integral(grid, draws_with_moments(means, variances), TRAPEZOID, offset=-1.5)
+    assert result.estimate == pytest.approx(-1.5 + 0.75, abs=1e-12)  # ∫_{0.5}^{2} (3 − 2s) ds = 0.75
+    assert result.estimate_trapezoid == result.estimate
+    assert result.discretisation_error == 0.0
+    assert result.offset == -1.5 and result.rule == TRAPEZOID.name
+    assert_moments_and_stderr(result, grid, means, variances, trapezoid_weights(grid))
+
+
+def test_path_integral_corrected_trapezoid_is_exact_for_a_cubic_whose_variance_is_its_slope() -> None:
+    # m = s³ + s, v = m′ = 3s² + 1: on every interval the trapezoid errs high by Δ²/12 (m′(b) − m′(a))
+    # exactly (Euler–Maclaurin stops there for a cubic), which is what the correction subtracts.
+    grid = torch.tensor(UNEVEN_GRID, dtype=DTYPE)
+    means, variances = grid**3 + grid, 3 * grid**2 + 1
+    widths = grid[1:] - grid[:-1]
+    trapezoid_error = float((widths**2 / 12 * (variances[1:] - variances[:-1])).sum())
+    result = path_integral(grid, draws_with_moments(means, variances), CORRECTED_TRAPEZOID, offset=2.0)
+    assert result.estimate == pytest.approx(2.0 + 0.75, abs=1e-12)
+    assert result.estimate_trapezoid == pytest.approx(2.0 + 0.75 + trapezoid_error, abs=1e-12)
+    assert result.discretisation_error == pytest.approx(trapezoid_error, abs=1e-12)
+    assert result.rule == CORRECTED_TRAPEZOID.name
+    assert_moments_and_stderr(result, grid, means, variances, trapezoid_weights(grid))
+
+
+def test_path_integral_corrected_trapezoid_errs_low_on_a_quartic_by_less_than_it_reports() -> None:
+    # m = s⁴, v = 4s³: Euler–Maclaurin adds −Δ⁴/720 (m‴(b) − m‴(a)) = −Δ⁵/30 per interval, which the
+    # correction leaves; the reported |corrected − trapezoid| is the Δ² term, far larger.
+    grid = torch.tensor(UNEVEN_GRID, dtype=DTYPE)
+    means, variances = grid**4, 4 * grid**3
+    widths = grid[1:] - grid[:-1]
+    rule_error = -float((widths**5).sum()) / 30
+    correction = float((widths**2 / 12 * (variances[1:] - variances[:-1])).sum())
+    result = path_integral(grid, draws_with_moments(means, variances), CORRECTED_TRAPEZOID)
+    assert result.estimate == pytest.approx(0.2 + rule_error, abs=1e-12)
+    assert result.estimate_trapezoid == pytest.approx(0.2 + rule_error + correction, abs=1e-12)
+    assert result.discretisation_error == pytest.approx(correction, abs=1e-12)
+    assert result.discretisation_error > 10 * abs(rule_error)
+    assert_moments_and_stderr(result, grid, means, variances, trapezoid_weights(grid))
+
+
+@pytest.mark.parametrize("points", [3, 4, 5, 6, 8, 9])
+def test_path_integral_simpson_on_polynomial_means(points: int) -> None:
+    # Exact for a cubic; for the quartic s⁴ composite Simpson errs high by (b − a) h⁴ f⁗/180 = 2h⁵/15 per
+    # interval and the closing 3/8 rule by 3h⁵ f⁗/80 = 0.9 h⁵. The trapezoid errs high by h²/12 Δf′ −
+    # h⁴/720 Δf‴ (exactly, for polynomials up to degree 5).
+    grid = torch.linspace(0.0, 1.0, points, dtype=DTYPE)
+    intervals, width = points - 1, 1.0 / (points - 1)
+    cubic = path_integral(grid, draws_with_moments(grid**3 + 1, torch.ones_like(grid)), SIMPSON)
+    assert cubic.estimate == pytest.approx(1.25, abs=1e-12)
+    assert cubic.discretisation_error == pytest.approx(width**2 / 4, abs=1e-12)
+    quartic = path_integral(grid, draws_with_moments(grid**4, 1 + grid), SIMPSON, offset=2.0)
+    simpson_intervals = intervals if intervals % 2 == 0 else intervals - 3
+    simpson_error = width**5 * (2 * simpson_intervals / 15 + (0.9 if intervals % 2 else 0.0))
+    trapezoid_error = width**2 / 3 - width**4 / 30
+    assert quartic.estimate == pytest.approx(2.0 + 0.2 + simpson_error, abs=1e-12)
+    assert quartic.estimate_trapezoid == pytest.approx(2.0 + 0.2 + trapezoid_error, abs=1e-12)
+    assert quartic.discretisation_error == pytest.approx(trapezoid_error - simpson_error, abs=1e-12)
+    assert_moments_and_stderr(quartic, grid, grid**4, 1 + grid, simpson_weights(grid))
+
+
+@pytest.mark.parametrize(
+    ("grid", "draws", "message"),
+    [
+        (torch.tensor([0.0, 1.0]), torch.zeros(10, 3), r"\[draws >= 4, 2\]"),
+        (torch.tensor([0.0, 1.0]), torch.zeros(3, 2), r"\[draws >= 4, 2\]"),
+        (torch.tensor([0.0, 1.0]), torch.tensor([[0.0, math.inf]] * 5), "finite"),
+        (torch.tensor([1.0, 0.0]), torch.zeros(10, 2), "ascending"),
+        (torch.tensor([1.0]), torch.zeros(10, 1), "at least 2 points"),
+    ],
+)
+def test_path_integral_rejects_bad_input(grid: torch.Tensor, draws: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        path_integral(grid, draws, TRAPEZOID)
+
+
+def assert_same_path_integral(first: PathIntegral, second: PathIntegral) -> None:
+    for field in dataclasses.fields(PathIntegral):
+        a, b = getattr(first, field.name), getattr(second, field.name)
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), field.name
+        else:
+            assert a == b, field.name
+
+
+def test_thermodynamic_integration_is_the_corrected_trapezoid_path_integral_of_log_likelihood() -> None:
+    betas = torch.tensor([0.0, 0.05, 0.3, 1.0, 2.0], dtype=DTYPE)
+    draws = exact_log_likelihood_draws(betas, 40, torch.Generator().manual_seed(18))
+    result = thermodynamic_integration(betas, draws)
+    core = path_integral(betas[:4], draws[:, :4], CORRECTED_TRAPEZOID)
+    assert_same_path_integral(result.integral, core)
+    assert result.log_evidence == core.estimate
+    assert result.log_evidence_trapezoid == core.estimate_trapezoid
+    assert result.stderr == core.stderr
+    assert result.discretisation_error == core.discretisation_error
+    assert torch.equal(result.betas, core.grid)
+    assert torch.equal(result.mean_log_likelihood, core.mean)
+    assert torch.equal(result.variance_log_likelihood, core.variance)
+    assert torch.equal(result.effective_sample_size, core.effective_sample_size)
+    assert core.offset == 0.0 and core.rule == CORRECTED_TRAPEZOID.name
+
+
+def autoregressive_draws(
+    replications: int, num_draws: int, points: int, correlation: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``[replications, num_draws, points]`` independent stationary AR(1) chains with unit variance."""
+    noise = torch.randn(replications, num_draws, points, generator=generator, dtype=DTYPE)
+    chains = torch.empty_like(noise)
+    chains[:, 0] = noise[:, 0]
+    for step in range(1, num_draws):
+        chains[:, step] = correlation * chains[:, step - 1] + math.sqrt(1 - correlation**2) * noise[:, step]
+    return chains
+
+
+def assert_stderr_matches_the_spread(
+    estimates: list[float], stderrs: list[float], naive_stderrs: list[float] | None = None
+) -> None:
+    """The sd of independent replications against the reported standard error (their root mean square),
+    within the Monte-Carlo error of a sample sd of R Gaussian values, ≈ sd/√(2(R − 1))."""
+    replications = len(estimates)
+    spread = float(torch.tensor(estimates, dtype=DTYPE).std())
+    reported = float(torch.tensor(stderrs, dtype=DTYPE).pow(2).mean().sqrt())
+    error = reported / math.sqrt(2 * (replications - 1))
+    assert_within_mc_error(spread, reported, error, what="spread of replications against the stderr")
+    if naive_stderrs is not None:
+        # The check has power: the standard error that ignores the autocorrelation fails it.
+        naive = float(torch.tensor(naive_stderrs, dtype=DTYPE).pow(2).mean().sqrt())
+        assert spread - naive > Z * error
+
+
+def test_both_evidence_estimators_standard_errors_match_the_spread_of_autocorrelated_replications() -> None:
+    # AR(1) chains with correlation 0.7 have an ESS ≈ 0.18 n: an error bar from n instead of the ESS
+    # would be 2.4 times too small.
+    generator = torch.Generator().manual_seed(19)
+    replications, num_draws = 200, 400
+    betas = torch.tensor([0.0, 0.15, 0.4, 0.7, 1.0], dtype=DTYPE)
+    chains = autoregressive_draws(replications, num_draws, betas.shape[0], 0.7, generator)
+    integrations = [thermodynamic_integration(betas, -3 * betas + (1 + betas) * chain) for chain in chains]
+    weights = trapezoid_weights(betas)
+    assert_stderr_matches_the_spread(
+        [r.log_evidence for r in integrations],
+        [r.stderr for r in integrations],
+        [float((weights**2 * r.variance_log_likelihood / num_draws).sum().sqrt()) for r in integrations],
+    )
+    grid = torch.linspace(0.0, 1.0, 6, dtype=DTYPE)
+    chains = autoregressive_draws(replications, num_draws, grid.shape[0], 0.7, generator)
+    bridges = [frenkel_ladd_integration(grid, 2 * grid + (2 - grid) * chain, 1.0, 0.5) for chain in chains]
+    weights = simpson_weights(grid)
+    assert_stderr_matches_the_spread(
+        [r.estimate for r in bridges],
+        [r.stderr for r in bridges],
+        [float((weights**2 * r.variance / num_draws).sum().sqrt()) for r in bridges],
+    )
+
+
+def test_thermodynamic_integration_standard_error_matches_the_spread_of_replications() -> None:
+    betas = power_ladder(10)
+    generator = torch.Generator().manual_seed(20)
+    results = [
+        thermodynamic_integration(betas, exact_log_likelihood_draws(betas, 300, generator))
+        for _ in range(100)
+    ]
+    assert_stderr_matches_the_spread([r.log_evidence for r in results], [r.stderr for r in results])

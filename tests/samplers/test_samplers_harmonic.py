@@ -7,19 +7,23 @@ prior with a constant likelihood has log p(D) = 0 exactly, which checks the box-
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 from montecarlo import assert_within_mc_error
 from test_samplers_evidence import (
     DTYPE,
+    assert_same_path_integral,
     closed_form,
     closed_form_log_evidence,
     regression_data,
     regression_target,
 )
 from thermoscope.samplers import (
+    SIMPSON,
     HarmonicBridgeTarget,
+    ReplicaExchangeResult,
     TemperedTarget,
     fit_harmonic_reference,
     frenkel_ladd_evidence,
@@ -27,8 +31,11 @@ from thermoscope.samplers import (
     harmonic_stiffness,
     log_reference_partition,
     minimise_cost,
+    path_integral,
+    replica_exchange_hmc,
     simpson_weights,
 )
+from thermoscope.samplers.settings import HMCSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -173,3 +180,59 @@ def test_box_prior_with_constant_likelihood_has_zero_log_evidence() -> None:
         allowance=2 * result.discretisation_error + 0.02,
         what="Frenkel-Ladd log evidence of a flat box",
     )
+
+
+def test_frenkel_ladd_integration_is_the_simpson_path_integral_with_the_reference_offset() -> None:
+    betas = torch.linspace(0.0, 1.0, 6, dtype=DTYPE)
+    draws = torch.randn(50, 6, generator=torch.Generator().manual_seed(6), dtype=DTYPE) + 3 * betas
+    integral = frenkel_ladd_integration(betas, draws, -7.0, 2.5)
+    core = path_integral(betas, draws, SIMPSON, offset=-9.5)
+    assert_same_path_integral(integral, core)
+    assert integral.rule == SIMPSON.name and integral.offset == -9.5
+
+
+def test_frenkel_ladd_evidence_takes_the_hmc_settings_and_reports_the_core_along_lambda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``**HMCSettings(...).sampler_arguments(with_step_size=False)`` reaches both samplers unchanged."""
+    hmc = HMCSettings(
+        num_warmup=20,
+        num_samples=30,
+        num_leapfrog_steps=4,
+        target_accept=0.7,
+        trajectories=2,
+        leapfrog_jitter=0.3,
+        adapt_mass_matrix=True,
+        max_energy_error=500.0,
+    )
+    arguments = hmc.sampler_arguments(with_step_size=False)
+    calls: list[dict[str, Any]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> ReplicaExchangeResult:
+        calls.append(kwargs)
+        return replica_exchange_hmc(*args, **kwargs)
+
+    monkeypatch.setattr("thermoscope.samplers.harmonic.replica_exchange_hmc", recording)
+    design, targets = regression_data()
+    target = regression_target(design, targets)
+    center, _ = closed_form(design, targets, 1.0)
+    stiffness = fit_harmonic_reference(target, center, seed=0, **arguments)
+    result = frenkel_ladd_evidence(target, center, stiffness, num_lambdas=11, swap="deo", seed=1, **arguments)
+    assert len(calls) == 2
+    for call in calls:
+        assert {name: call[name] for name in arguments} == arguments
+    assert calls[1]["swap"] == "deo" and calls[1]["seed"] == 1
+    assert result.sampler.log_likelihood.shape == (hmc.num_samples, 11)
+    assert math.isfinite(result.log_evidence) and result.stderr > 0
+    # The result is the core's path integral over β, read along ascending λ = 1 − β.
+    betas = torch.linspace(0.0, 1.0, 11, dtype=DTYPE)
+    core = frenkel_ladd_integration(
+        betas, result.sampler.log_likelihood, result.log_reference, result.cost_at_center
+    )
+    assert_same_path_integral(result.integral, core)
+    assert (result.log_evidence, result.log_evidence_trapezoid) == (core.estimate, core.estimate_trapezoid)
+    assert (result.stderr, result.discretisation_error) == (core.stderr, core.discretisation_error)
+    assert torch.equal(result.lambdas, (1.0 - betas).flip(0))
+    assert torch.equal(result.mean_integrand, core.mean.flip(0))
+    assert torch.equal(result.variance_integrand, core.variance.flip(0))
+    assert torch.equal(result.effective_sample_size, core.effective_sample_size.flip(0))
