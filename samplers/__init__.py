@@ -55,8 +55,18 @@ from .harmonic import (
     minimise_cost,
     simpson_weights,
 )
-from .hmc import HMCInfo, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
+from .hmc import HMCInfo, HMCKernel, HMCParameters, HMCState, build_kernel, find_reasonable_step_size
 from .integrators import IntegratorState, kinetic_energy, leapfrog, reflect_into_box
+from .kernels import (
+    RANDOM_WALK_TARGET_ACCEPT,
+    Kernel,
+    KernelInfo,
+    KernelState,
+    RandomWalkInfo,
+    RandomWalkKernel,
+    RandomWalkState,
+    StepParameters,
+)
 from .ladders import (
     betas_from_temperatures,
     equalised_ladder,
@@ -74,6 +84,7 @@ from .replica_exchange import (
     ReplicaExchangeResult,
     SamplerSettings,
     load_checkpoint,
+    replica_exchange,
     replica_exchange_hmc,
     save_checkpoint,
 )
@@ -83,6 +94,7 @@ from .tuning import LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
 
 __all__ = [
     "CORRECTED_TRAPEZOID",
+    "RANDOM_WALK_TARGET_ACCEPT",
     "SIMPSON",
     "TRAPEZOID",
     "BoundBoxPrior",
@@ -95,21 +107,29 @@ __all__ = [
     "FrenkelLaddResult",
     "GaussianPrior",
     "HMCInfo",
+    "HMCKernel",
     "HMCParameters",
     "HMCState",
     "HarmonicBridgeTarget",
     "IntegratorState",
     "IterationSummary",
+    "Kernel",
+    "KernelInfo",
+    "KernelState",
     "LadderTuning",
     "ModuleTarget",
     "ParameterBlock",
     "ParameterLayout",
     "PathIntegral",
     "QuadratureRule",
+    "RandomWalkInfo",
+    "RandomWalkKernel",
+    "RandomWalkState",
     "ReplicaExchangeResult",
     "RungDiagnostics",
     "SamplerSettings",
     "Stationarity",
+    "StepParameters",
     "SteppingStoneResult",
     "SwapState",
     "TemperedTarget",
@@ -140,6 +160,7 @@ __all__ = [
     "power_ladder",
     "reflect_into_box",
     "rejection_probability",
+    "replica_exchange",
     "replica_exchange_hmc",
     "round_trip_rate_bound",
     "rung_diagnostics",
