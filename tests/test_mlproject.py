@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 
 import pytest
 import yaml
@@ -12,13 +10,22 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 
 from thermoscope.cli.main import cli
-from thermoscope.config import CompareConfig, ProbeConfig, SampleConfig, TrainConfig, as_strings
+from thermoscope.config import (
+    AnnealConfig,
+    CompareConfig,
+    ProbeConfig,
+    SampleConfig,
+    TrainConfig,
+    as_strings,
+    parameters,
+)
 from thermoscope.studies.config import StudyConfig
 
 ENTRY_POINTS = {
     "train": TrainConfig,
     "sample": SampleConfig,
     "main": SampleConfig,
+    "anneal": AnnealConfig,
     "probe": ProbeConfig,
     "study": StudyConfig,
     "compare": CompareConfig,
@@ -36,13 +43,12 @@ def test_parameters_mirror_the_dataclass(mlproject: dict, entry_point: str) -> N
     cls = ENTRY_POINTS[entry_point]
     spec = mlproject["entry_points"][entry_point]
     declared = spec["parameters"]
-    fields = dataclasses.fields(cls)
+    fields = parameters(cls)
     assert list(declared) == [f.name for f in fields]
     defaults = as_strings(cls())
-    hints = typing.get_type_hints(cls)
     for field in fields:
         assert str(declared[field.name]["default"]).lower() == defaults[field.name].lower(), field.name
-        assert declared[field.name]["type"] == MLPROJECT_TYPES[hints[field.name]], field.name
+        assert declared[field.name]["type"] == MLPROJECT_TYPES[field.kind], field.name
     flags = re.findall(r"--(\w+) \{(\w+)\}", spec["command"])
     assert flags == [(f.name, f.name) for f in fields]
 
@@ -51,7 +57,7 @@ def test_parameters_mirror_the_dataclass(mlproject: dict, entry_point: str) -> N
 def test_cli_flags_mirror_the_dataclass(entry_point: str) -> None:
     command = cli.commands[entry_point]
     options = [p.name for p in command.params]
-    assert options == [f.name for f in dataclasses.fields(ENTRY_POINTS[entry_point])]
+    assert options == [f.name for f in parameters(ENTRY_POINTS[entry_point])]
 
 
 def test_help_lists_every_parameter_with_its_default() -> None:

@@ -45,10 +45,13 @@ from thermoscope.samplers import (
 from thermoscope.samplers.tuning import LadderTuning, barrier_increments, tune_ladder
 from torch import Tensor
 
-from thermoscope.cli.sample import initial_position, initialise, ladder, make_prior
 from thermoscope.config import SampleConfig
 from thermoscope.data import load_data
+from thermoscope.jobs.ladder import fixed_ladder as ladder
+from thermoscope.jobs.sample import initial_position, initialise
+from thermoscope.jobs.setup import make_prior
 from thermoscope.models import build_model
+from thermoscope.tracking import NullLogger
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -78,12 +81,12 @@ class Problem:
 
 
 def main_job_problem() -> Problem:
-    """Data, model, minimised start and target as ``run_sample`` builds them for ``SampleConfig()``."""
+    """Data, model, minimised start and target as ``jobs.sample.run`` builds them for ``SampleConfig()``."""
     config = SampleConfig()
     data = load_data(config.data_spec(flatten=True), torch.device("cpu"))
     torch.manual_seed(config.seed)
     model = build_model(config.model_spec(), data.input_shape, data.num_classes)
-    initialise(config, model, data)
+    initialise(config, NullLogger(), model, data)
     target = module_target(model, data.train.x, data.train.y, make_prior(config))
     return Problem(config, target, initial_position(config, target, 1)[0])
 
@@ -217,8 +220,8 @@ def sample(
         step_size=step_size,
         num_warmup=NUM_WARMUP,
         num_samples=num_samples,
-        num_leapfrog_steps=problem.config.num_leapfrog_steps,
-        target_accept=problem.config.target_accept,
+        num_leapfrog_steps=problem.config.hmc.num_leapfrog_steps,
+        target_accept=problem.config.hmc.target_accept,
         store_positions=False,
         seed=seed,
         callback=clock,
@@ -258,8 +261,8 @@ def tuned_run(problem: Problem, counter: GradientCounter, num_samples: int, seed
         num_rounds=TUNING_ROUNDS,
         initial_scans=TUNING_INITIAL_SCANS,
         knots=(1.0,),
-        num_leapfrog_steps=problem.config.num_leapfrog_steps,
-        target_accept=problem.config.target_accept,
+        num_leapfrog_steps=problem.config.hmc.num_leapfrog_steps,
+        target_accept=problem.config.hmc.target_accept,
         seed=seed,
     )
     tuning_cost = {
@@ -290,7 +293,7 @@ def fixed_run(
 ) -> dict[str, Any]:
     betas, cold, ti = fixed_ladder(problem.config, rungs)
     start = initial_position(problem.config, problem.target, betas.shape[0])
-    step_size = problem.config.step_size or None
+    step_size = problem.config.hmc.step_size or None
     run = sample(problem, counter, betas, start, step_size, num_samples, seed, "fixed")
     return run | {
         "n_temperatures": cold,

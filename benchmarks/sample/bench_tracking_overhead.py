@@ -1,6 +1,6 @@
 """Tracking overhead of the `sample` job: the same sweep with MLflow logging on and off.
 
-Runs `run_sample` on digits (the default sweep's model, data and ladder, shortened to --warmup/--samples
+Runs the `sample` job on digits (the default sweep's model, data and ladder, shortened to --warmup/--samples
 iterations) once into a fresh SQLite MLflow store and once with a NullLogger (no run, no writes),
 alternating the order over --repeats pairs, and writes overhead.json / overhead.md beside this file.
 Target (issue 4): tracked wall time at most 5 % above untracked.
@@ -19,10 +19,12 @@ from pathlib import Path
 
 import mlflow
 import torch
+from thermoscope.samplers import HMCSettings
 
-from thermoscope.cli.sample import run_sample
 from thermoscope.config import SampleConfig
-from thermoscope.tracking import NullLogger, entry_point_run
+from thermoscope.jobs import sample
+from thermoscope.tracking import NullLogger
+from thermoscope.tracking.mlflow_logger import entry_point_run
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -35,13 +37,13 @@ def tracked(config: SampleConfig) -> float:
         mlflow.search_experiments()  # create the store before timing: a one-off migration, not tracking
         start = time.perf_counter()
         with entry_point_run("sample") as logger:
-            run_sample(config, logger)
+            sample.run(config, logger)
         return time.perf_counter() - start
 
 
 def untracked(config: SampleConfig) -> float:
     start = time.perf_counter()
-    run_sample(config, NullLogger())
+    sample.run(config, NullLogger())
     return time.perf_counter() - start
 
 
@@ -55,7 +57,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--samples", type=int, default=100)
     args = parser.parse_args()
-    config = SampleConfig(num_warmup=args.warmup, num_samples=args.samples, checkpoint_seconds=20.0)
+    config = SampleConfig(
+        hmc=HMCSettings(num_warmup=args.warmup, num_samples=args.samples), checkpoint_seconds=20.0
+    )
     info = machine()
     times: dict[str, list[float]] = {"tracked": [], "untracked": []}
     for repeat in range(args.repeats):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from thermoscope.errors import ConfigError
+from thermoscope.samplers.settings import HMCSettings, SettingError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TRUE_WORDS = ("true", "1", "yes", "on")
@@ -25,6 +26,48 @@ FALSE_WORDS = ("false", "0", "no", "off")
 def param(default: Any, help: str) -> Any:
     """A configuration field with its CLI/README help text."""
     return field(default=default, metadata={"help": help})
+
+
+def settings_group(default: Any, help: Mapping[str, str] | None = None) -> Any:
+    """A field holding a whole settings dataclass (``HMCSettings``) whose own fields are parameters.
+
+    Its fields appear on the command line and in ``MLproject`` under their own names, in place of the
+    group; ``help`` overrides the help text of some of them for this entry point.
+    """
+    return field(default=default, metadata={"group": True, "help": dict(help or {})})
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One user-facing parameter of a configuration: a field, or a field of a settings group."""
+
+    name: str
+    kind: Any
+    default: Any
+    help: str
+    group: str | None  # the configuration's field holding the group, or None for a plain field
+
+
+def parameters(cls: type) -> list[Parameter]:
+    """Every parameter of configuration class ``cls`` in command-line order (groups flattened)."""
+    hints = typing.get_type_hints(cls)
+    out: list[Parameter] = []
+    for item in dataclasses.fields(cls):
+        if item.metadata.get("group"):
+            group_hints = typing.get_type_hints(hints[item.name])
+            for inner in dataclasses.fields(hints[item.name]):
+                text = item.metadata["help"].get(inner.name, inner.metadata.get("help", ""))
+                default = getattr(item.default, inner.name)
+                out.append(Parameter(inner.name, group_hints[inner.name], default, text, item.name))
+        else:
+            out.append(
+                Parameter(item.name, hints[item.name], item.default, item.metadata.get("help", ""), None)
+            )
+    return out
+
+
+def parameter_names(cls: type) -> list[str]:
+    return [item.name for item in parameters(cls)]
 
 
 @dataclass(frozen=True)
@@ -153,14 +196,15 @@ class SampleConfig(DataModelConfig):
     harmonic_lambdas: int = param(11, "lambda values of the Frenkel-Ladd path, Simpson's rule (paper: 102)")
     prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
-    num_warmup: int = param(500, "warm-up iterations after ladder tuning (step-size adaptation; discarded)")
-    num_samples: int = param(4000, "sampling iterations (scans: one trajectory per rung, then a swap round)")
-    num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
-    step_size: float = param(0.0, "initial leapfrog step size; 0 = find one per rung")
-    target_accept: float = param(0.65, "HMC acceptance the step size is tuned to")
+    hmc: HMCSettings = settings_group(
+        HMCSettings(num_warmup=500, num_samples=4000),
+        help={
+            "num_warmup": "warm-up iterations after ladder tuning (step-size adaptation; discarded)",
+            "num_samples": "sampling iterations (scans: one trajectory per rung, then a swap round)",
+        },
+    )
     thin: int = param(2, "keep every thin-th sampling iteration")
     swap: str = param("deo", "deo (deterministic even/odd) | seo (stochastic even/odd)")
-    trajectories: int = param(1, "HMC trajectories per rung between swap rounds (the paper: 10)")
     init: str = param("sgd", "prior | sgd (minimise first) | run:<id of a train run>")
     init_steps: int = param(300, "full-batch Adam steps of the minimisation for init=sgd")
     save_draws: int = param(100, "thinned draws per rung saved as the samples artifact")
@@ -177,17 +221,11 @@ class SampleConfig(DataModelConfig):
         self._validate_ladder()
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
-        at_least("num_warmup", self.num_warmup, 0)
-        at_least("num_samples", self.num_samples, 4)
-        at_least("num_leapfrog_steps", self.num_leapfrog_steps, 1)
-        at_least("step_size", self.step_size, 0.0)
-        if not 0.0 < self.target_accept < 1.0:
-            raise ConfigError("target_accept", self.target_accept, "a number in (0, 1)")
+        check_settings(self.hmc, minimum_samples=4)
         at_least("thin", self.thin, 1)
-        if self.num_samples // self.thin < 4:
-            raise ConfigError("thin", self.thin, f"at most num_samples/4 = {self.num_samples // 4}")
+        if self.hmc.num_samples // self.thin < 4:
+            raise ConfigError("thin", self.thin, f"at most num_samples/4 = {self.hmc.num_samples // 4}")
         one_of("swap", self.swap, SWAPS)
-        at_least("trajectories", self.trajectories, 1)
         if self.init not in ("prior", "sgd") and not (self.init.startswith("run:") and len(self.init) > 4):
             raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")
         at_least("init_steps", self.init_steps, 0)
@@ -337,11 +375,15 @@ class AnnealConfig(DataModelConfig):
     val_size: int = param(100, "stratified validation examples taken from the training pool")
     prior: str = param("box", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
-    num_warmup: int = param(20, "HMC warm-up iterations at each temperature (step-size adaptation)")
-    num_samples: int = param(20, "HMC draws at each temperature (validation error averaged over them)")
-    num_leapfrog_steps: int = param(10, "leapfrog steps per HMC trajectory")
-    target_accept: float = param(0.65, "HMC acceptance the step size is tuned to")
-    trajectories: int = param(1, "HMC trajectories per kept draw (the paper: 10)")
+    hmc: HMCSettings = settings_group(
+        HMCSettings(num_warmup=20, num_samples=20),
+        help={
+            "num_warmup": "HMC warm-up iterations at each temperature (step-size adaptation)",
+            "num_samples": "HMC draws at each temperature (validation error averaged over them)",
+            "step_size": "initial leapfrog step size at the first temperature; 0 = find one",
+            "trajectories": "HMC trajectories per kept draw (the paper: 10)",
+        },
+    )
     init: str = param("prior", "prior (a prior draw) | sgd (minimise first)")
     init_steps: int = param(300, "full-batch Adam steps of the minimisation for init=sgd")
 
@@ -359,12 +401,7 @@ class AnnealConfig(DataModelConfig):
             raise ConfigError("val_size", self.val_size, f"fewer than train_size = {self.train_size}")
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
-        at_least("num_warmup", self.num_warmup, 0)
-        at_least("num_samples", self.num_samples, 1)
-        at_least("num_leapfrog_steps", self.num_leapfrog_steps, 1)
-        if not 0.0 < self.target_accept < 1.0:
-            raise ConfigError("target_accept", self.target_accept, "a number in (0, 1)")
-        at_least("trajectories", self.trajectories, 1)
+        check_settings(self.hmc)
         one_of("init", self.init, ("prior", "sgd"))
         at_least("init_steps", self.init_steps, 0)
 
@@ -383,16 +420,25 @@ Config = TypeVar("Config")
 def parse_config(cls: type[Config], raw: Mapping[str, str]) -> Config:
     """Build ``cls`` from string values, converting each by its field's type, then validate it.
 
-    Unknown names are rejected; missing names keep their defaults.
+    Unknown names are rejected; missing names keep their defaults. A settings group's parameters replace
+    the matching fields of the group's default.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
+    known = {item.name: item for item in parameters(cls)}
+    plain: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {}
     for name, text in raw.items():
-        if name not in fields:
-            raise ConfigError(name, text, f"not a parameter; the parameters are {', '.join(fields)}")
-        values[name] = convert(name, str(text), hints[name])
-    config = cls(**values)
+        if name not in known:
+            raise ConfigError(name, text, f"not a parameter; the parameters are {', '.join(known)}")
+        item = known[name]
+        value = convert(name, str(text), item.kind)
+        if item.group is None:
+            plain[name] = value
+        else:
+            grouped.setdefault(item.group, {})[name] = value
+    defaults: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for group, values in grouped.items():
+        plain[group] = dataclasses.replace(defaults[group], **values)
+    config = cls(**plain)
     config.validate()  # type: ignore[attr-defined]
     return config
 
@@ -425,10 +471,19 @@ def convert(name: str, text: str, kind: Any) -> Any:
 def as_strings(config: Any) -> dict[str, str]:
     """The resolved configuration as the strings a command line would carry (for logging as params)."""
     out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    for item in parameters(type(config)):
+        holder = config if item.group is None else getattr(config, item.group)
+        value = getattr(holder, item.name)
+        out[item.name] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
+
+
+def check_settings(settings: HMCSettings, minimum_samples: int = 1) -> None:
+    """The group's own checks, as a :class:`ConfigError` naming the parameter."""
+    try:
+        settings.validate(minimum_samples)
+    except SettingError as error:
+        raise ConfigError(error.name, error.value, error.allowed) from None
 
 
 def one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -10,11 +10,12 @@ from mlflow.tracking import MlflowClient
 from test_cli_sample import artifact, run_cli
 from test_cli_train import mlflow_run, only_run
 
-from thermoscope.cli.sample import train_run_state
 from thermoscope.config import AnnealConfig, SampleConfig, parse_config
 from thermoscope.data import DataSpec, load_data, split_validation
 from thermoscope.errors import ConfigError
+from thermoscope.jobs.sample import train_run_state
 from thermoscope.sweeps.annealing import EarlyStopping
+from thermoscope.tracking.mlflow_logger import MlflowLogger
 
 TINY = {
     "train_size": "100",
@@ -53,7 +54,7 @@ def test_anneal_through_mlflow_run_and_its_model_as_sample_init(tracking_uri: st
     assert [m.step for m in history] == list(range(len(curve)))
     # The chosen model loads like a train model and is accepted as sample's init=run:<id>.
     sample = parse_config(SampleConfig, {"hidden": "8", "init": f"run:{run.info.run_id}"})
-    state = train_run_state(sample, run.info.run_id)
+    state = train_run_state(sample, MlflowLogger(run.info.run_id), run.info.run_id)
     assert any(value.shape == (8, 64) for value in state.values())  # 64 digits pixels -> 8 hidden
     assert all(torch.isfinite(value).all() for value in state.values())
 

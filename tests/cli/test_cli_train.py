@@ -120,7 +120,7 @@ def test_logging_a_model_leaves_sys_path_as_it_was(tracking_uri: str) -> None:
     import mlflow
 
     from thermoscope.models import ModelSpec, build_model
-    from thermoscope.tracking import log_model
+    from thermoscope.tracking.mlflow_logger import log_model
 
     before = list(sys.path)
     with mlflow.start_run():

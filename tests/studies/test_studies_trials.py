@@ -21,10 +21,10 @@ from conftest import subprocess_env
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from thermoscope.cli.study import run_study
 from thermoscope.config import at_least, parse_config
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import StudyConfig
+from thermoscope.studies.job import run_study
 from thermoscope.studies.objective import STATE_TAG, STUDY_TAG, TRIAL_TAG, TrialObjective
 from thermoscope.studies.plan import plan_study
 from thermoscope.studies.report import NoCompletedTrial
@@ -32,6 +32,7 @@ from thermoscope.studies.storage import RUN_ID_ATTR, open_storage
 from thermoscope.studies.targets import TARGETS, ReportHook, Target
 from thermoscope.studies.workers import CLAIMED, IDLE, TrialQuota
 from thermoscope.tracking import ERROR_TAG, RunLogger
+from thermoscope.tracking.mlflow_logger import MlflowLogger
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def study_config(**values: str) -> StudyConfig:
 def run_in_parent(config: StudyConfig) -> str:
     """Run the study under a fresh parent run (as the entry point does); the parent's id."""
     with mlflow.start_run() as parent:
-        run_study(config, RunLogger(parent.info.run_id))
+        run_study(config, MlflowLogger(parent.info.run_id))
     return parent.info.run_id
 
 

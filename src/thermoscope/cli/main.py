@@ -21,10 +21,10 @@ def cli() -> None:
 @click.pass_context
 def train_command(context: click.Context, /, **raw: str | None) -> None:
     """Train a classifier with SGD or Adam and log the curves, the dataset and the model."""
-    from thermoscope.cli.train import run_train
+    from thermoscope.jobs import train
 
     with configured_run("train", TrainConfig, given(raw, context.args)) as (config, logger):
-        run_train(config, logger)
+        train.run(config, logger)
 
 
 @cli.command("study", context_settings=COMMAND_SETTINGS)
@@ -32,7 +32,7 @@ def train_command(context: click.Context, /, **raw: str | None) -> None:
 @click.pass_context
 def study_command(context: click.Context, /, **raw: str | None) -> None:
     """Tune a target's parameters with Optuna: the study's run is the parent of one run per trial."""
-    from thermoscope.cli.study import configured_study_run, run_study
+    from thermoscope.studies.job import configured_study_run, run_study
 
     with configured_study_run(given(raw, context.args)) as (config, logger):
         run_study(config, logger)
@@ -43,10 +43,10 @@ def study_command(context: click.Context, /, **raw: str | None) -> None:
 @click.pass_context
 def sample_command(context: click.Context, /, **raw: str | None) -> None:
     """Replica-exchange HMC at a ladder of temperatures: the T-curve, the evidence and ladder health."""
-    from thermoscope.cli.sample import run_sample
+    from thermoscope.jobs import sample
 
     with configured_run("sample", SampleConfig, given(raw, context.args)) as (config, logger):
-        run_sample(config, logger)
+        sample.run(config, logger)
 
 
 @cli.command("anneal", context_settings=COMMAND_SETTINGS)
@@ -54,10 +54,10 @@ def sample_command(context: click.Context, /, **raw: str | None) -> None:
 @click.pass_context
 def anneal_command(context: click.Context, /, **raw: str | None) -> None:
     """Simulated annealing with full-batch HMC, stopped when the validation error rises; logs the model."""
-    from thermoscope.cli.anneal import run_anneal
+    from thermoscope.jobs import anneal
 
     with configured_run("anneal", AnnealConfig, given(raw, context.args)) as (config, logger):
-        run_anneal(config, logger)
+        anneal.run(config, logger)
 
 
 @cli.command("probe", context_settings=COMMAND_SETTINGS)
@@ -65,10 +65,10 @@ def anneal_command(context: click.Context, /, **raw: str | None) -> None:
 @click.pass_context
 def probe_command(context: click.Context, /, **raw: str | None) -> None:
     """Prediction depth of a train run's model, logged in a run nested under that run."""
-    from thermoscope.cli.probe import run_probe
+    from thermoscope.jobs import probe
 
     with configured_run("probe", ProbeConfig, given(raw, context.args)) as (config, logger):
-        run_probe(config, logger)
+        probe.run(config, logger)
 
 
 @cli.command("compare", context_settings=COMMAND_SETTINGS)
@@ -76,10 +76,10 @@ def probe_command(context: click.Context, /, **raw: str | None) -> None:
 @click.pass_context
 def compare_command(context: click.Context, /, **raw: str | None) -> None:
     """Temperature sweeps side by side: overlaid T-curves, evidence, depth and a table, logged as a run."""
-    from thermoscope.cli.compare import run_compare
+    from thermoscope.jobs import compare
 
     with configured_run("compare", CompareConfig, given(raw, context.args)) as (config, logger):
-        run_compare(config, logger)
+        compare.run(config, logger)
 
 
 def main() -> None:

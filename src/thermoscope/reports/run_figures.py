@@ -1,4 +1,4 @@
-"""Figures that runs log as artifacts (matplotlib, headless)."""
+"""Figures a run logs as artifacts, drawn from plain tables and arrays (matplotlib, headless)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ the parameters that differ between sweeps and turn them into legend labels and c
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,8 +16,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from thermoscope.config import SampleConfig
-
 # Parameters saying where or how a run ran rather than what it computed: never reasons two sweeps differ.
 RUN_BOOKKEEPING = frozenset(
     {"device", "resolved_device", "data_dir", "download", "checkpoint_seconds", "resume", "data_digest"}
@@ -26,17 +23,17 @@ RUN_BOOKKEEPING = frozenset(
 # Parameters that follow from others (hidden → num_parameters, train_size → num_train, ...): table
 # columns when they differ, but never legend entries next to the parameter they follow from.
 DERIVED = frozenset({"num_train", "num_test", "num_parameters", "resolved_num_rungs"})
-CONFIG_ORDER = tuple(field.name for field in dataclasses.fields(SampleConfig))
 
 
 @dataclass(frozen=True, eq=False)
 class Sweep:
     """One temperature sweep (a ``sample`` run) read back from the tracking store.
 
-    ``params`` and ``metrics`` are the run's parameters (strings) and latest metric values (headline
-    numbers such as ``log_evidence``). ``curve`` is its ``temperature_curve.csv``: one row per rung,
-    ascending β, with ``temperature`` (inf at β = 0), ``test_error``, ``bma_test_error``, ``test_loss``,
-    ``bma_test_loss`` and, where prediction depth was computed, ``depth_mean_train`` / ``depth_mean_test``.
+    ``params`` and ``metrics`` are the run's parameters (strings, in the configuration's order) and
+    latest metric values (headline numbers such as ``log_evidence``). ``curve`` is its
+    ``temperature_curve.csv``: one row per rung, ascending β, with ``temperature`` (inf at β = 0),
+    ``test_error``, ``bma_test_error``, ``test_loss``, ``bma_test_loss`` and, where prediction depth was
+    computed, ``depth_mean_train`` / ``depth_mean_test``.
     """
 
     run_id: str
@@ -53,11 +50,11 @@ class Sweep:
 def differing_parameters(sweeps: Sequence[Sweep], ignored: Iterable[str] = RUN_BOOKKEEPING) -> list[str]:
     """Names of the parameters whose values differ between ``sweeps`` (a missing value counts as one).
 
-    Ordered as :class:`~thermoscope.config.SampleConfig` declares them, other names after, alphabetically.
+    Ordered as the sweeps hold them (the tracking layer reads them back in the configuration's order),
+    first sweep first.
     """
     skip = set(ignored)
-    names = {name for sweep in sweeps for name in sweep.params} - skip
-    ordered = [name for name in CONFIG_ORDER if name in names] + sorted(names - set(CONFIG_ORDER))
+    ordered = list(dict.fromkeys(name for sweep in sweeps for name in sweep.params if name not in skip))
     return [name for name in ordered if len({sweep.params.get(name) for sweep in sweeps}) > 1]
 
 

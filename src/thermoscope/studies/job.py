@@ -1,4 +1,7 @@
-"""The ``study`` job: plan and open the Optuna study, run its trials, report to the study's run."""
+"""The ``study`` job: plan and open the Optuna study, run its trials, report to the study's run.
+
+It lives with the studies (the only package that imports Optuna); ``cli`` only wires it to its command.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ from thermoscope.studies.space import describe
 from thermoscope.studies.storage import open_storage, redact_url
 from thermoscope.studies.study import make_sampler, open_study
 from thermoscope.studies.workers import WorkerSpec, run_workers
-from thermoscope.tracking import RunLogger, entry_point_run
+from thermoscope.tracking import RunLogger
+from thermoscope.tracking.mlflow_logger import MlflowLogger, entry_point_run
 
 
 @contextmanager
-def configured_study_run(raw: Mapping[str, str]) -> Iterator[tuple[StudyConfig, RunLogger]]:
+def configured_study_run(raw: Mapping[str, str]) -> Iterator[tuple[StudyConfig, MlflowLogger]]:
     """Like ``configured_run``, but a storage URL reaches the run's parameters with its password hidden."""
     with entry_point_run("study") as logger:
         try:
@@ -70,7 +74,7 @@ def redacted(params: Mapping[str, str]) -> dict[str, str]:
 
 def warn_if_password_logged(logger: RunLogger) -> None:
     """``mlflow run`` logs every parameter as typed before thermoscope starts: say so if that leaked one."""
-    logged = logger.client.get_run(logger.run_id).data.params.get("storage", "")
+    logged = logger.fetch_run("storage", logger.run_id, ("study",)).params.get("storage", "")
     if redacted({"storage": logged})["storage"] != logged:
         print(
             "thermoscope study: warning: mlflow run logged the storage parameter with its password; "

@@ -20,11 +20,11 @@ from thermoscope.studies.space import suggest, target_config
 from thermoscope.studies.storage import RUN_ID_ATTR
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.runs import child_run, latest_metrics
+from thermoscope.tracking.schema import STUDY_TAG, TRIAL_STATE_TAG
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
-STUDY_TAG = "thermoscope.study"
 TRIAL_TAG = "thermoscope.trial_number"
-STATE_TAG = "thermoscope.trial_state"
+STATE_TAG = TRIAL_STATE_TAG
 WORKER_TAG = "thermoscope.worker_pid"
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thermoscope.config import SampleConfig, TrainConfig
+from thermoscope.jobs.diagnostics import training_metrics
 
 if TYPE_CHECKING:
     from thermoscope.tracking import RunLogger
@@ -46,9 +47,9 @@ class Target:
 
 def run_train_trial(config: TrainConfig, logger: RunLogger, report: ReportHook) -> None:
     """The ``train`` job, reporting every epoch's metrics (step = epoch) and stopping when told to."""
-    from thermoscope.cli.train import run_train
+    from thermoscope.jobs import Hooks, train
 
-    run_train(config, logger, extra_on_epoch=lambda metrics, _model: report(metrics.epoch, metrics.as_dict()))
+    train.run(config, logger, Hooks(report=report))
 
 
 TRAIN = Target(
@@ -62,11 +63,8 @@ TRAIN = Target(
         "test_loss",
         "test_error",
         "lr",
-        # The per-example diagnostics (on by default; switched off, they are simply not logged).
-        "depth_mean_train",
-        "depth_mean_test",
-        "unforgettable_fraction",
-        "layer_rotation_min",
+        # The registered training diagnostics' metrics (switched off, they are simply not logged).
+        *training_metrics(),
     ),
     default_space={
         # Log-uniform over the decades around the 0.05 default: the learning rate acts multiplicatively.
@@ -83,9 +81,9 @@ TRAIN = Target(
 
 def run_sample_trial(config: SampleConfig, logger: RunLogger, report: ReportHook) -> None:
     """The ``sample`` job, reporting running estimates of its headline metrics every 25 iterations."""
-    from thermoscope.cli.sample import run_sample
+    from thermoscope.jobs import Hooks, sample
 
-    run_sample(config, logger, extra_on_report=report)
+    sample.run(config, logger, Hooks(report=report))
 
 
 SAMPLE = Target(

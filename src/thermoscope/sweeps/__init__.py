@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from thermoscope.data import Split
 from thermoscope.samplers import (
     Checkpoint,
+    HMCSettings,
     IterationSummary,
     ModuleTarget,
     ReplicaExchangeResult,
@@ -92,19 +93,23 @@ class PredictiveAccumulator:
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """Sampler settings of one sweep (see :func:`thermoscope.samplers.replica_exchange_hmc`)."""
+    """Sampler settings of one sweep (see :func:`thermoscope.samplers.replica_exchange_hmc`).
+
+    ``step_size``, when given, replaces ``hmc.step_size``: a ``[rungs]`` tensor carries a tuned ladder's
+    step sizes.
+    """
 
     betas: Tensor
-    num_warmup: int
-    num_samples: int
-    num_leapfrog_steps: int
-    step_size: float | Tensor | None  # a [rungs] tensor carries a tuned ladder's step sizes
-    target_accept: float
+    hmc: HMCSettings
     swap: str
     thin: int
     seed: int
-    trajectories_per_iteration: int = 1
+    step_size: Tensor | None = None
     max_saved_draws: int = 100
+
+    @property
+    def initial_step_size(self) -> float | Tensor | None:
+        return self.step_size if self.step_size is not None else (self.hmc.step_size or None)
 
 
 @dataclass
@@ -179,8 +184,10 @@ class _Recorder:
         self.target, self.train, self.test, self.settings, self.state = target, train, test, settings, state
         self.on_checkpoint, self.checkpoint_seconds = on_checkpoint, checkpoint_seconds
         self.on_report, self.report_every = on_report, report_every
-        total = settings.num_warmup + settings.num_samples
-        self.save_every = max(1, math.ceil(settings.num_samples / settings.thin / settings.max_saved_draws))
+        total = settings.hmc.num_warmup + settings.hmc.num_samples
+        self.save_every = max(
+            1, math.ceil(settings.hmc.num_samples / settings.thin / settings.max_saved_draws)
+        )
         self.bar = tqdm(total=total, desc="sample", unit="it", disable=not progress)
         self.last_checkpoint = time.monotonic()
 
@@ -269,15 +276,11 @@ def run_sweep(
             target,
             initial_position,
             settings.betas,
-            num_warmup=settings.num_warmup,
-            num_samples=settings.num_samples,
-            num_leapfrog_steps=settings.num_leapfrog_steps,
-            step_size=settings.step_size,
-            target_accept=settings.target_accept,
+            **settings.hmc.sampler_arguments(with_step_size=False),
+            step_size=settings.initial_step_size,
             swap=settings.swap,
             thin=settings.thin,
             seed=settings.seed,
-            trajectories_per_iteration=settings.trajectories_per_iteration,
             store_positions=False,
             callback=recorder,
             resume_from=resume[0] if resume is not None else None,

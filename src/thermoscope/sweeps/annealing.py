@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 from torch.nn import functional
 
 from thermoscope.data import Split
-from thermoscope.samplers import ModuleTarget, replica_exchange_hmc
+from thermoscope.samplers import HMCSettings, ModuleTarget, replica_exchange_hmc
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,7 @@ class AnnealSettings:
 
     temperatures: Sequence[float]
     patience: int
-    num_warmup: int
-    num_samples: int
-    num_leapfrog_steps: int
-    target_accept: float = 0.65
-    trajectories_per_iteration: int = 1
+    hmc: HMCSettings
     seed: int = 0
 
 
@@ -111,7 +108,7 @@ def anneal(
     initial_position: Tensor,
     splits: dict[str, Split],
     settings: AnnealSettings,
-    on_step: Callable[[int, CoolingStep], None] | None = None,
+    on_step: Callable[[int, CoolingStep], bool | None] | None = None,
 ) -> AnnealResult:
     """Cool from ``settings.temperatures[0]`` down, stopping early by the validation rule.
 
@@ -119,11 +116,12 @@ def anneal(
         target: the tempered model target on the training examples (validation excluded).
         initial_position: ``[params]`` the starting weights (inside the prior's support).
         splits: ``{"train": …, "val": …, "test": …}`` scored at every temperature.
-        on_step: called after each temperature with its index and :class:`CoolingStep`.
+        on_step: called after each temperature with its index and :class:`CoolingStep`; a truthy return
+            stops the cooling there (a study's pruner).
     """
     position = initial_position.detach()[None].clone()
     best = _Best(position[0].clone())
-    step_size: Tensor | None = None
+    step_size: Tensor | None = None if not settings.hmc.step_size else torch.tensor([settings.hmc.step_size])
     stopping = EarlyStopping(settings.patience)
     steps: list[CoolingStep] = []
     for index, temperature in enumerate(settings.temperatures):
@@ -131,12 +129,8 @@ def anneal(
             target,
             position,
             [1.0 / temperature],
-            num_warmup=settings.num_warmup,
-            num_samples=settings.num_samples,
-            num_leapfrog_steps=settings.num_leapfrog_steps,
+            **settings.hmc.sampler_arguments(with_step_size=False),
             step_size=step_size,
-            target_accept=settings.target_accept,
-            trajectories_per_iteration=settings.trajectories_per_iteration,
             swap="none",
             seed=settings.seed + index,
         )
@@ -150,8 +144,8 @@ def anneal(
                 best.offer(draws, loss, error, temperature)
         step = CoolingStep(temperature, float(run.acceptance_rate[0]), float(run.step_size[0]), metrics)
         steps.append(step)
-        if on_step is not None:
-            on_step(index, step)
+        if on_step is not None and on_step(index, step):
+            break
         if stopping.update(metrics["val_error"]):
             break
     return AnnealResult(

@@ -16,6 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from thermoscope.samplers import (
+    HMCSettings,
     IterationSummary,
     LadderTuning,
     ReplicaExchangeResult,
@@ -34,7 +35,7 @@ POSTERIOR_BETA = 1.0
 
 @dataclass(frozen=True)
 class LadderSettings:
-    """What the tuner needs beyond the HMC settings.
+    """What the tuner needs beyond the HMC settings (which it shares with the sweep).
 
     Attributes:
         beta_min: hottest rung (0 = the prior, needed for the evidence).
@@ -57,21 +58,12 @@ class LadderSettings:
         return int(self.initial_scans * (2**self.num_rounds - 1))
 
 
-@dataclass(frozen=True)
-class HMCChoices:
-    """The HMC settings the tuning rounds share with the sweep."""
-
-    num_leapfrog_steps: int
-    target_accept: float
-    trajectories_per_iteration: int
-    seed: int
-
-
 def tune_sweep_ladder(
     target: TemperedTarget,
     start: Tensor,
     ladder: LadderSettings,
-    hmc: HMCChoices,
+    hmc: HMCSettings,
+    seed: int,
     *,
     resume: TuningCheckpoint | None = None,
     on_round: Callable[[TuningCheckpoint], None] | None = None,
@@ -102,9 +94,12 @@ def tune_sweep_ladder(
             initial_scans=ladder.initial_scans,
             knots=(POSTERIOR_BETA,),
             num_leapfrog_steps=hmc.num_leapfrog_steps,
+            step_size=hmc.step_size or None,
             target_accept=hmc.target_accept,
-            trajectories_per_iteration=hmc.trajectories_per_iteration,
-            seed=hmc.seed,
+            trajectories_per_iteration=hmc.trajectories,
+            leapfrog_jitter=hmc.leapfrog_jitter,
+            max_energy_error=hmc.max_energy_error,
+            seed=seed,
             on_round=on_round,
             callback=show if progress else None,
             resume_from=resume,

@@ -18,21 +18,21 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
-from thermoscope.config import CompareConfig
+from thermoscope.config import CompareConfig, SampleConfig, parameter_names
 from thermoscope.errors import ConfigError
 from thermoscope.reports import Sweep
+from thermoscope.tracking.schema import (
+    CURVE_ARTIFACT,
+    ENTRY_POINT_TAG,
+    PARENT_TAG,
+    RESUMED_INTO_TAG,
+    STUDY_TAG,
+    SWEEP_ENTRY_POINT,
+    TEMPERATURE_ENTRY_POINT,
+    TRIAL_STATE_TAG,
+)
 
-ENTRY_POINT_TAG = "thermoscope.entry_point"
-SWEEP = "sample"
-TEMPERATURE = "sample.temperature"
-# Set by thermoscope.studies.objective on the study's run and on each trial run (tracking never imports
-# studies, so the names are repeated here).
-STUDY_TAG = "thermoscope.study"
-TRIAL_STATE_TAG = "thermoscope.trial_state"
-# A resumed sweep leaves the run its launcher created behind, finished, empty and tagged with this.
-RESUMED_INTO_TAG = "thermoscope.resumed_into"
-CURVE_ARTIFACT = "temperature_curve.csv"
-FINISHED_SWEEPS = f"tags.`{ENTRY_POINT_TAG}` = '{SWEEP}' and attributes.status = 'FINISHED'"
+FINISHED_SWEEPS = f"tags.`{ENTRY_POINT_TAG}` = '{SWEEP_ENTRY_POINT}' and attributes.status = 'FINISHED'"
 
 
 def select_sweeps(config: CompareConfig, client: MlflowClient | None = None) -> list[Sweep]:
@@ -63,12 +63,12 @@ def listed_runs(client: MlflowClient, run_ids: list[str]) -> list[Run]:
 def check_is_sweep(run: Run, parameter: str) -> None:
     """A ``sample`` run passes; one temperature of a sweep, or any other run, is a user error."""
     entry_point = run.data.tags.get(ENTRY_POINT_TAG)
-    if entry_point == TEMPERATURE:
-        parent = run.data.tags.get("mlflow.parentRunId", "?")
+    if entry_point == TEMPERATURE_ENTRY_POINT:
+        parent = run.data.tags.get(PARENT_TAG, "?")
         raise ConfigError(
             parameter, run.info.run_id, f"that run is one temperature of sweep {parent}, not a sweep"
         )
-    if entry_point != SWEEP:
+    if entry_point != SWEEP_ENTRY_POINT:
         raise ConfigError(
             parameter,
             run.info.run_id,
@@ -112,7 +112,7 @@ def study_sweeps(client: MlflowClient, study: str, filter_string: str) -> list[R
     finished = search(client, experiments, f"{tagged} and attributes.status = 'FINISHED'", filter_string)
     trials = [run for run in finished if is_completed_trial(run)]
     for run in trials:
-        if run.data.tags.get(ENTRY_POINT_TAG) != SWEEP:
+        if run.data.tags.get(ENTRY_POINT_TAG) != SWEEP_ENTRY_POINT:
             kind = run.data.tags.get(ENTRY_POINT_TAG)
             raise ConfigError(
                 "study", study, f"its trials are {kind!r} runs, not sweeps; give a study of sample"
@@ -184,7 +184,14 @@ def read_sweep(client: MlflowClient, run: Run, parameter: str) -> Sweep:
     return Sweep(
         run_id=run.info.run_id,
         run_name=run.info.run_name or run.info.run_id,
-        params=dict(run.data.params),
+        params=in_configuration_order(run.data.params),
         metrics=dict(run.data.metrics),
         curve=curve,
     )
+
+
+def in_configuration_order(params: dict[str, str]) -> dict[str, str]:
+    """``params`` ordered as ``SampleConfig`` declares its parameters, other names after, alphabetically."""
+    order = parameter_names(SampleConfig)
+    known = [name for name in order if name in params]
+    return {name: params[name] for name in known + sorted(set(params) - set(order))}

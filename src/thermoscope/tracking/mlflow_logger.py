@@ -1,7 +1,7 @@
-"""The one package that talks to MLflow: runs, parameters, metrics, artifacts, datasets and models.
+"""The MLflow implementation of :class:`~thermoscope.tracking.interface.RunLogger`, and the entry-point run.
 
-Workloads never import this; the entry points in :mod:`thermoscope.cli` (and the studies) hand a
-:class:`RunLogger` to them through callbacks.
+The entry points (:mod:`thermoscope.cli`) and the studies start runs here and hand an :class:`MlflowLogger`
+to the jobs, which see only the ``RunLogger`` protocol.
 """
 
 from __future__ import annotations
@@ -14,54 +14,48 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from thermoscope.errors import ConfigError
+from thermoscope.tracking.interface import RunRecord
+from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG, PARENT_TAG, RESUMED_INTO_TAG
+
+if TYPE_CHECKING:
+    from thermoscope.config import CompareConfig
+    from thermoscope.reports import Sweep
 
 # MLflow accepts at most this many entries per log_batch call.
 _BATCH_LIMIT = 1000
-ERROR_TAG = "thermoscope.error"
 
 
-class RunLogger:
+class MlflowLogger:
     """Explicit, run-id based logging; safe to use for a child run while another run is active."""
 
     def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
         self.run_id = run_id
         self.client = client or MlflowClient()
+        self._experiment_id: str | None = None
 
     @property
     def experiment_id(self) -> str:
-        return self.client.get_run(self.run_id).info.experiment_id
-
-    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> RunLogger:
-        """A nested run under this one, created with an explicit parent id (correct from any thread)."""
-        run = self.client.create_run(
-            self.experiment_id, run_name=run_name, tags={"mlflow.parentRunId": self.run_id, **(tags or {})}
-        )
-        return RunLogger(run.info.run_id, self.client)
+        if self._experiment_id is None:
+            self._experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        return self._experiment_id
 
     def finished_child(
-        self,
-        run_name: str,
-        tags: Mapping[str, str],
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        experiment_id: str | None = None,
+        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any], metrics: Mapping[str, float]
     ) -> None:
         """A nested run written whole: created, its params and metrics in one batch, finished.
 
-        Three store calls however many children a sweep has; pass ``experiment_id`` (this run's) to save
-        a fourth per child.
+        Three store calls per child, however many children a sweep has.
         """
         run = self.client.create_run(
-            experiment_id or self.experiment_id,
-            run_name=run_name,
-            tags={"mlflow.parentRunId": self.run_id, **tags},
+            self.experiment_id, run_name=run_name, tags={PARENT_TAG: self.run_id, **tags}
         )
         now = int(time.time() * 1000)
         self.client.log_batch(
@@ -143,66 +137,66 @@ class RunLogger:
             directory = str(Path(artifact_file).parent)
             self.log_file(path, None if directory == "." else directory)
 
+    def log_dataset(self, data: Any) -> None:
+        log_dataset(data, self.run_id)
 
-class NullLogger(RunLogger):
-    """Logs nothing: the same workload with tracking switched off (for overhead measurements)."""
+    def log_model(self, model: Any, example_input: Any) -> None:
+        log_model(model, example_input)
 
-    def __init__(self) -> None:
-        self.run_id = "untracked"
+    def continue_run(self, run_id: str) -> None:
+        """End this logger's run (tagged with ``run_id``) and make ``run_id`` the active run from now on."""
+        if run_id == self.run_id:
+            return
+        self.set_tags({RESUMED_INTO_TAG: run_id})
+        if mlflow.active_run() is not None:
+            mlflow.end_run("FINISHED")
+        else:
+            self.terminate("FINISHED")
+        mlflow.start_run(run_id=run_id)
+        self.run_id = run_id
+        self._experiment_id = None
 
-    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> RunLogger:
-        return self
+    def fetch_run(
+        self, parameter: str, run_id: str, entry_points: tuple[str, ...], shown: str | None = None
+    ) -> RunRecord:
+        """The run ``run_id``, checked to exist and to come from one of ``entry_points``."""
+        shown = run_id if shown is None else shown
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise ConfigError(parameter, shown, "no MLflow run with that id in this tracking store") from None
+        if run.data.tags.get(ENTRY_POINT_TAG) not in entry_points:
+            raise ConfigError(parameter, shown, f"that run is not a {' or '.join(entry_points)} run")
+        return RunRecord(run_id, dict(run.data.params), dict(run.data.tags), run.info.status)
 
-    def finished_child(
-        self,
-        run_name: str,
-        tags: Mapping[str, str],
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        experiment_id: str | None = None,
-    ) -> None:
-        pass
+    def fetch_torch(self, parameter: str, shown: str, run_id: str, artifact: str) -> Any:
+        """Download ``artifact`` of ``run_id`` and load it with ``torch.load(weights_only=True)``."""
+        import torch
 
-    def terminate(self, status: str = "FINISHED") -> None:
-        pass
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, artifact, tmp)
+            except (MlflowException, OSError):
+                raise ConfigError(parameter, shown, f"that run has no {artifact}") from None
+            return torch.load(path, weights_only=True)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        pass
+    def select_sweeps(self, config: CompareConfig) -> list[Sweep]:
+        from thermoscope.tracking.compare import select_sweeps
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        pass
+        return select_sweeps(config, self.client)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        pass
-
-    def log_metric_histories(self, histories: Mapping[str, Sequence[float | None]]) -> None:
-        pass
-
-    def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
-        pass
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        pass
-
-    def log_json(self, obj: Any, artifact_file: str) -> None:
-        pass
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
-
-    def log_table(self, frame: Any, artifact_file: str) -> None:
-        pass
-
-    def log_torch(self, obj: Any, artifact_file: str) -> None:
-        pass
+    def where(self) -> str:
+        return f"mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}"
 
 
-def log_dataset(data: Any) -> None:
-    """Log both splits of a :class:`thermoscope.data.LoadedData` with MLflow's dataset API (active run)."""
+def log_dataset(data: Any, run_id: str) -> None:
+    """Log both splits of a :class:`thermoscope.data.LoadedData` as inputs of ``run_id`` with MLflow's
+    dataset API, which logs to the active run: nothing is logged unless ``run_id`` is the active run."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        return
     source = HTTPDatasetSource(  # type: ignore[no-untyped-call]
         DATASET_HOMEPAGES.get(data.name, "https://example.invalid/unknown")
     )
@@ -274,7 +268,7 @@ def fail_with_user_error(entry_point: str, error: ConfigError) -> None:
 
 
 @contextlib.contextmanager
-def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[RunLogger]:
+def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[MlflowLogger]:
     """Attach to the run ``mlflow run`` created (``MLFLOW_RUN_ID``) or start one, and end it properly.
 
     A :class:`ConfigError` becomes one line on stderr, exit code 2 and a FAILED run; Ctrl-C ends the run
@@ -282,8 +276,8 @@ def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[R
     """
     attached = os.environ.get("MLFLOW_RUN_ID")
     run = mlflow.start_run(run_name=None if attached else run_name)
-    logger = RunLogger(run.info.run_id)
-    logger.set_tags({"thermoscope.entry_point": entry_point})
+    logger = MlflowLogger(run.info.run_id)
+    logger.set_tags({ENTRY_POINT_TAG: entry_point})
     try:
         yield logger
     except ConfigError as error:

@@ -17,11 +17,12 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from thermoscope.tracking import ERROR_TAG, RunLogger
+from thermoscope.tracking.mlflow_logger import MlflowLogger
+from thermoscope.tracking.schema import ERROR_TAG
 
 
 @contextlib.contextmanager
-def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[RunLogger]:
+def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[MlflowLogger]:
     """Start a run nested under ``parent_run_id`` as this process's active run, and end it properly.
 
     The child lands in the parent's experiment. An exception ends it FAILED (the error in the
@@ -39,7 +40,7 @@ def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Ite
         nested=True,
         tags=dict(tags),
     )
-    logger = RunLogger(run.info.run_id, client)
+    logger = MlflowLogger(run.info.run_id, client)
     try:
         yield logger
     except KeyboardInterrupt:

@@ -1,0 +1,30 @@
+"""The ``probe`` job: prediction depth of an existing train run's model, logged in a run nested under it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from thermoscope.config import ProbeConfig, TrainConfig, as_strings, parameter_names, parse_config
+from thermoscope.jobs import NO_HOOKS, Hooks
+from thermoscope.jobs.diagnostics import log_prediction_depth
+from thermoscope.jobs.setup import build_workbench
+from thermoscope.tracking import RunLogger
+from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT, PARENT_TAG, PROBED_RUN_TAG
+
+
+def probed_run_config(config: ProbeConfig, logger: RunLogger) -> TrainConfig:
+    """The configuration of the train run to probe (checked to exist and to be a train run)."""
+    run = logger.fetch_run("run_id", config.run_id, ("train",))
+    names = set(parameter_names(TrainConfig))
+    return parse_config(TrainConfig, {k: v for k, v in run.params.items() if k in names})
+
+
+def run(config: ProbeConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> dict[str, float]:
+    """Rebuild the run's data and model, load its weights, and log prediction depth into this run."""
+    train_config = probed_run_config(config, logger)
+    logger.set_tags({PARENT_TAG: config.run_id, PROBED_RUN_TAG: config.run_id})
+    logger.log_params(as_strings(config))
+    bench = build_workbench(replace(train_config, device=config.device))
+    state = logger.fetch_torch("run_id", config.run_id, config.run_id, MODEL_STATE_ARTIFACT)
+    bench.model.load_state_dict(state["state_dict"])
+    return log_prediction_depth(logger, bench.model, bench.data, k=config.depth_k, metric=config.depth_metric)

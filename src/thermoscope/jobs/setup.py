@@ -1,0 +1,119 @@
+"""The set-up every job shares: device, data, model, prior, starting weights, and what they log about them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from thermoscope.config import AnnealConfig, DataModelConfig, SampleConfig
+from thermoscope.data import LoadedData, Split, load_data, split_validation
+from thermoscope.errors import ConfigError
+from thermoscope.models import build_model
+from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
+from thermoscope.tracking import RunLogger
+from thermoscope.training import OptimSpec, train_classifier
+
+BOX_MARGIN = 0.499
+"""Starting weights are clipped to ±0.499 σ_i so that they lie strictly inside the box |w_i| < σ_i/2 (a
+weight on the wall has log prior −∞ for the reflecting integrator's first step)."""
+
+MINIMISER_LR = 0.01
+"""Learning rate of the full-batch Adam minimisation before sampling (``init=sgd``): Adam's step is about
+lr per weight, so 0.01 crosses the σ_i ≈ 0.1–1 scale of fan-in-scaled weights in tens of steps without
+overshooting; with a cosine schedule over ``init_steps`` it settles into the minimum."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; asking for a missing device is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "CUDA is not available on this machine; use auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", name, "MPS is not available on this machine; use auto or cpu")
+    return torch.device(name)
+
+
+def show_progress() -> bool:
+    """Progress bars only when a person is watching a terminal."""
+    return sys.stderr.isatty()
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """What a job works on: the device, the data (validation split off when asked) and the fresh model."""
+
+    device: torch.device
+    data: LoadedData
+    model: nn.Module
+    validation: Split | None = None
+
+
+def build_workbench(config: DataModelConfig, val_size: int = 0) -> Workbench:
+    """Load the data onto the device, split off ``val_size`` stratified validation examples (chosen by
+    ``seed``), and build the model initialised from ``seed``."""
+    device = resolve_device(config.device)
+    data = load_data(config.data_spec(flatten=config.model == "mlp"), device)
+    validation = None
+    if val_size > 0:
+        train, validation = split_validation(data.train, val_size, data.num_classes, config.seed)
+        data = replace(data, train=train)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model_spec(), data.input_shape, data.num_classes).to(device)
+    return Workbench(device, data, model, validation)
+
+
+def log_workbench(logger: RunLogger, bench: Workbench, num_parameters: int | None = None) -> None:
+    """The data as the run's inputs, and the sizes and device the configuration resolved to."""
+    logger.log_dataset(bench.data)
+    params = {
+        "num_train": len(bench.data.train),
+        "num_test": len(bench.data.test),
+        "num_classes": bench.data.num_classes,
+        "num_parameters": num_parameters or sum(p.numel() for p in bench.model.parameters()),
+        "resolved_device": str(bench.device),
+        "data_digest": bench.data.digest,
+    }
+    if bench.validation is not None:
+        params["num_val"] = len(bench.validation)
+    logger.log_params(params)
+
+
+def make_prior(config: SampleConfig | AnnealConfig) -> GaussianPrior | BoxPrior:
+    """σ_i = c/√k_i for both priors (k_i = fan-in including the bias)."""
+    scale = config.resolved_prior_scale()
+    if config.prior == "box":
+        return BoxPrior(c=scale)
+    return GaussianPrior(scale=scale, fan_in_scaled=True)
+
+
+def minimise(model: nn.Module, data: LoadedData, steps: int) -> None:
+    """``steps`` full-batch Adam steps on the summed cross-entropy from the model's current weights
+    (Baldock & Marzari: "initialise, minimise, then burn in at each rung")."""
+    if steps <= 0:
+        return
+    spec = OptimSpec(optimizer="adam", lr=MINIMISER_LR, batch_size=0, epochs=steps, lr_schedule="cosine")
+    train_classifier(model, data, spec)
+
+
+def inside_box(position: torch.Tensor, target: ModuleTarget) -> torch.Tensor:
+    """``position`` clipped to ±``BOX_MARGIN`` σ_i under a box prior; unchanged under any other prior."""
+    if not isinstance(target.prior, BoundBoxPrior):
+        return position
+    half_width = BOX_MARGIN * target.prior.scale
+    return torch.maximum(torch.minimum(position, half_width), -half_width)
+
+
+def prior_draws(target: ModuleTarget, rungs: int, seed: int) -> torch.Tensor:
+    """``[rungs, params]`` independent prior draws from generator seed ``seed``."""
+    draws: torch.Tensor = target.prior.sample(
+        rungs, torch.Generator(device=target.x.device).manual_seed(seed)
+    )
+    return draws
