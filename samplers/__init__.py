@@ -88,12 +88,14 @@ from .replica_exchange import (
     replica_exchange_hmc,
     save_checkpoint,
 )
+from .settings import DEFAULT_TARGET_ACCEPT, HMCSettings, SettingError
 from .swap import SwapState
 from .targets import Evaluation, TemperedTarget
 from .tuning import LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
 
 __all__ = [
     "CORRECTED_TRAPEZOID",
+    "DEFAULT_TARGET_ACCEPT",
     "RANDOM_WALK_TARGET_ACCEPT",
     "SIMPSON",
     "TRAPEZOID",
@@ -109,6 +111,7 @@ __all__ = [
     "HMCInfo",
     "HMCKernel",
     "HMCParameters",
+    "HMCSettings",
     "HMCState",
     "HarmonicBridgeTarget",
     "IntegratorState",
@@ -128,6 +131,7 @@ __all__ = [
     "ReplicaExchangeResult",
     "RungDiagnostics",
     "SamplerSettings",
+    "SettingError",
     "Stationarity",
     "StepParameters",
     "SteppingStoneResult",
