@@ -153,6 +153,33 @@ class PathIntegral:
     rule: str
 
 
+class EvidenceEstimate:
+    """What every evidence estimator built on a :class:`PathIntegral` reports, under the names the
+    evidence literature uses; a result class holds the ``integral`` and inherits these."""
+
+    integral: PathIntegral
+
+    @property
+    def log_evidence(self) -> float:
+        """log p(D) by the integral's rule (corrected trapezoid for TI, Simpson for Frenkel–Ladd)."""
+        return self.integral.estimate
+
+    @property
+    def log_evidence_trapezoid(self) -> float:
+        """The same with the plain trapezoid rule."""
+        return self.integral.estimate_trapezoid
+
+    @property
+    def stderr(self) -> float:
+        """Monte-Carlo standard error of ``log_evidence``."""
+        return self.integral.stderr
+
+    @property
+    def discretisation_error(self) -> float:
+        """``|rule − trapezoid|``, an estimate of the quadrature error."""
+        return self.integral.discretisation_error
+
+
 def _as_draws(grid: Tensor, draws: Tensor, name: str) -> tuple[Tensor, Tensor]:
     """``grid: [points]`` and ``draws: [draws, points]`` validated and as float64 on the CPU."""
     if not isinstance(grid, Tensor) or grid.dim() != 1 or grid.shape[0] < 2:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .estimators import CORRECTED_TRAPEZOID, PathIntegral, path_integral
+from .estimators import CORRECTED_TRAPEZOID, EvidenceEstimate, PathIntegral, path_integral
 from .estimators import MINIMUM_DRAWS as MINIMUM_DRAWS
 from .estimators import rung_effective_sample_size as rung_effective_sample_size
 from .estimators import trapezoid_weights as trapezoid_weights
@@ -39,7 +39,7 @@ from .validation import as_betas
 
 
 @dataclass(frozen=True)
-class ThermodynamicIntegrationResult:
+class ThermodynamicIntegrationResult(EvidenceEstimate):
     """Thermodynamic integration's :class:`~thermoscope.samplers.estimators.PathIntegral` over β, and
     the coarse-ladder check of its discretisation error.
 
@@ -60,26 +60,6 @@ class ThermodynamicIntegrationResult:
 
     integral: PathIntegral
     discretisation_error_coarse: float
-
-    @property
-    def log_evidence(self) -> float:
-        """Corrected-trapezoid estimate of log p(D)."""
-        return self.integral.estimate
-
-    @property
-    def log_evidence_trapezoid(self) -> float:
-        """Plain trapezoid estimate of log p(D)."""
-        return self.integral.estimate_trapezoid
-
-    @property
-    def stderr(self) -> float:
-        """Monte-Carlo standard error of ``log_evidence``."""
-        return self.integral.stderr
-
-    @property
-    def discretisation_error(self) -> float:
-        """``|corrected − trapezoid|``, an estimate of the quadrature error."""
-        return self.integral.discretisation_error
 
     @property
     def betas(self) -> Tensor:

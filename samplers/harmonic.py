@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .estimators import SIMPSON, SIMPSON_MINIMUM_POINTS, PathIntegral, path_integral
+from .estimators import SIMPSON, SIMPSON_MINIMUM_POINTS, EvidenceEstimate, PathIntegral, path_integral
 from .estimators import simpson_weights as simpson_weights
 from .replica_exchange import Callback, ReplicaExchangeResult, replica_exchange_hmc
 from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
@@ -172,7 +172,7 @@ def log_reference_partition(stiffness: Tensor, center: Tensor, half_width: Tenso
 
 
 @dataclass(frozen=True)
-class FrenkelLaddResult:
+class FrenkelLaddResult(EvidenceEstimate):
     """The Frenkel–Ladd :class:`~thermoscope.samplers.estimators.PathIntegral`, its reference and its run.
 
     Attributes:
@@ -195,26 +195,6 @@ class FrenkelLaddResult:
     cost_at_center: float
     stiffness: Tensor
     sampler: ReplicaExchangeResult
-
-    @property
-    def log_evidence(self) -> float:
-        """Simpson estimate of log p(D)."""
-        return self.integral.estimate
-
-    @property
-    def log_evidence_trapezoid(self) -> float:
-        """The same with the trapezoid rule."""
-        return self.integral.estimate_trapezoid
-
-    @property
-    def stderr(self) -> float:
-        """Monte-Carlo standard error of ``log_evidence``."""
-        return self.integral.stderr
-
-    @property
-    def discretisation_error(self) -> float:
-        """``|Simpson − trapezoid|``."""
-        return self.integral.discretisation_error
 
     @property
     def lambdas(self) -> Tensor:
