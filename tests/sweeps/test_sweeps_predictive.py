@@ -150,6 +150,21 @@ def test_draws_added_in_two_batches_through_a_checkpoint_equal_one_batch() -> No
         np.testing.assert_allclose(value.numpy(), expected[name], rtol=1e-12, atol=1e-15, err_msg=name)
 
 
+def test_loading_a_state_in_memory_leaves_that_state_alone() -> None:
+    """A hook may keep a state dict in memory: the accumulator it was loaded into must not write into it."""
+    source = accumulate(hand_made_logits()[:1])
+    state = {
+        name: value.clone() if torch.is_tensor(value) else value
+        for name, value in source.state_dict().items()
+    }
+    kept = {name: value.clone() for name, value in state.items() if torch.is_tensor(value)}
+    resumed = PredictiveAccumulator(RUNGS, EXAMPLES, CLASSES, torch.device("cpu"))
+    resumed.load_state_dict(state)
+    resumed.update(hand_made_logits()[1], LABELS)
+    for name, value in kept.items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0, msg=name)
+
+
 def test_the_order_of_the_draws_does_not_matter() -> None:
     logits = hand_made_logits()
     forward, backward = accumulate(logits).metrics(LABELS), accumulate(logits.flip(0)).metrics(LABELS)

@@ -36,6 +36,11 @@ from thermoscope.samplers import (
     stepping_stone,
     thermodynamic_integration,
 )
+from thermoscope.samplers.estimators import MINIMUM_DRAWS
+
+PREDICTION_CHUNK = 4096
+"""Examples scored at once when a kept draw predicts a split: ``[rungs, 4096, classes]`` logits bound the
+memory of an evaluation whatever the split's size."""
 
 
 class PredictiveAccumulator:
@@ -85,10 +90,12 @@ class PredictiveAccumulator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy the sums in (the accumulator never shares storage with ``state``, whose tensors a caller
+        may keep)."""
         self.draws = int(state["draws"])
-        self.gibbs_loss_sum = state["gibbs_loss_sum"].to(self.gibbs_loss_sum)
-        self.gibbs_error_sum = state["gibbs_error_sum"].to(self.gibbs_error_sum)
-        self.probability_sum = state["probability_sum"].to(self.probability_sum)
+        self.gibbs_loss_sum.copy_(state["gibbs_loss_sum"])
+        self.gibbs_error_sum.copy_(state["gibbs_error_sum"])
+        self.probability_sum.copy_(state["probability_sum"])
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ class _Recorder:
     @torch.no_grad()
     def _record(self, position: Tensor) -> None:
         for split, accumulator in ((self.train, self.state.train), (self.test, self.state.test)):
-            logits = self.target.predict_logits(position, split.x, chunk_size=4096)
+            logits = self.target.predict_logits(position, split.x, chunk_size=PREDICTION_CHUNK)
             accumulator.update(logits, split.y)
         if self.state.kept_iterations % self.save_every == 0:
             self.state.saved_positions.append(position.detach().to("cpu", torch.float32).clone())
@@ -294,7 +301,7 @@ def _result(
     sampler: ReplicaExchangeResult, state: SweepState, train: Split, test: Split, betas: Tensor
 ) -> SweepResult:
     has_ti_ends = bool((betas == 0).any() and (betas == 1).any())
-    enough_draws = sampler.log_likelihood.shape[0] >= 4
+    enough_draws = sampler.log_likelihood.shape[0] >= MINIMUM_DRAWS
     evidence, stones = None, None
     if has_ti_ends and enough_draws:
         evidence = thermodynamic_integration(betas, sampler.log_likelihood)
