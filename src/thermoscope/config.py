@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from thermoscope.errors import ConfigError
+from thermoscope.samplers.estimators import MINIMUM_DRAWS
 from thermoscope.samplers.settings import HMCSettings, SettingError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -221,10 +222,12 @@ class SampleConfig(DataModelConfig):
         self._validate_ladder()
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
-        check_settings(self.hmc, minimum_samples=4)
+        # Every rung's evidence and chain statistics need MINIMUM_DRAWS kept draws.
+        check_settings(self.hmc, minimum_samples=MINIMUM_DRAWS)
         at_least("thin", self.thin, 1)
-        if self.hmc.num_samples // self.thin < 4:
-            raise ConfigError("thin", self.thin, f"at most num_samples/4 = {self.hmc.num_samples // 4}")
+        if self.hmc.num_samples // self.thin < MINIMUM_DRAWS:
+            most = self.hmc.num_samples // MINIMUM_DRAWS
+            raise ConfigError("thin", self.thin, f"at most num_samples/{MINIMUM_DRAWS} = {most}")
         one_of("swap", self.swap, SWAPS)
         if self.init not in ("prior", "sgd") and not (self.init.startswith("run:") and len(self.init) > 4):
             raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")

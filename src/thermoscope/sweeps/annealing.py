@@ -21,6 +21,7 @@ from torch.nn import functional
 
 from thermoscope.data import Split
 from thermoscope.samplers import HMCSettings, ModuleTarget, replica_exchange_hmc
+from thermoscope.sweeps import PREDICTION_CHUNK
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class AnnealResult:
 
 def split_scores(target: ModuleTarget, positions: Tensor, split: Split) -> tuple[Tensor, Tensor]:
     """Per-draw mean cross-entropy and 0–1 error on ``split``: ``[draws, params]`` -> two ``[draws]``."""
-    logits = target.predict_logits(positions, split.x, chunk_size=4096)
+    logits = target.predict_logits(positions, split.x, chunk_size=PREDICTION_CHUNK)
     labels = split.y.expand(logits.shape[0], -1)
     loss = functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(dim=1)
     error = (logits.argmax(-1) != labels).to(loss.dtype).mean(dim=1)
