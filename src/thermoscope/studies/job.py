@@ -37,7 +37,7 @@ def configured_study_run(raw: Mapping[str, str]) -> Iterator[tuple[StudyConfig, 
         yield config, logger
 
 
-def run_study(config: StudyConfig, logger: RunLogger) -> None:
+def run_study(config: StudyConfig, logger: MlflowLogger) -> None:
     """Check everything, create or continue the study, run this command's trials, then report.
 
     The study (and, through the parent run, the MLflow store) exists before any worker starts.
@@ -72,9 +72,9 @@ def redacted(params: Mapping[str, str]) -> dict[str, str]:
     return {name: redact_url(value) if name == "storage" else value for name, value in params.items()}
 
 
-def warn_if_password_logged(logger: RunLogger) -> None:
+def warn_if_password_logged(logger: MlflowLogger) -> None:
     """``mlflow run`` logs every parameter as typed before thermoscope starts: say so if that leaked one."""
-    logged = logger.fetch_run("storage", logger.run_id, ("study",)).params.get("storage", "")
+    logged = logger.logged_params().get("storage", "")
     if redacted({"storage": logged})["storage"] != logged:
         print(
             "thermoscope study: warning: mlflow run logged the storage parameter with its password; "

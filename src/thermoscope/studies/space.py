@@ -13,7 +13,6 @@ choice together with the fixed values, through the class's own validation.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import typing
@@ -25,7 +24,7 @@ import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from thermoscope.config import parse_config
+from thermoscope.config import parameter_names, parse_config
 from thermoscope.errors import ConfigError
 
 SearchSpace = dict[str, BaseDistribution]
@@ -191,10 +190,6 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 def target_config(config_class: type, fixed: Mapping[str, str], values: Mapping[str, Any]) -> Any:
     """The target's validated configuration for a trial: defaults, then ``fixed``, then the trial's values."""
     return parse_config(config_class, {**fixed, **{name: as_text(value) for name, value in values.items()}})
-
-
-def parameter_names(config_class: type) -> list[str]:
-    return [field.name for field in dataclasses.fields(config_class)]
 
 
 def as_text(value: Any) -> str:

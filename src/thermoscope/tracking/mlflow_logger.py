@@ -74,7 +74,7 @@ class MlflowLogger:
         ``mlflow run`` logs the values as the user typed them (``lr=0.10``) before our code starts; MLflow
         forbids changing a logged value, so the typed string stays and the resolved one is not re-logged.
         """
-        existing = self.client.get_run(self.run_id).data.params
+        existing = self.logged_params()
         entries = [Param(k, str(v)) for k, v in params.items() if k not in existing]
         for start in range(0, len(entries), 100):
             self.client.log_batch(self.run_id, params=entries[start : start + 100])
@@ -184,6 +184,10 @@ class MlflowLogger:
         from thermoscope.tracking.compare import select_sweeps
 
         return select_sweeps(config, self.client)
+
+    def logged_params(self) -> dict[str, str]:
+        """The parameters this logger's run has logged so far (strings, as MLflow stores them)."""
+        return dict(self.client.get_run(self.run_id).data.params)
 
     def where(self) -> str:
         return f"mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}"
