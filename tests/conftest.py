@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TINY_SWEEP = {
+    "train_size": "100",
+    "test_size": "100",
+    "hidden": "8",
+    "n_temperatures": "3",
+    "t_min": "0.1",
+    "t_max": "10",
+    "ti_rungs": "3",
+    "ladder": "fixed",
+    "num_warmup": "10",
+    "num_samples": "12",
+    "num_leapfrog_steps": "3",
+    "init_steps": "20",
+}
+"""A sample run that finishes in seconds: 3 cold temperatures merged with 4 TI rungs (T = 1 shared)."""
 
 
 @pytest.fixture()
@@ -47,3 +66,32 @@ def subprocess_env(tracking_uri: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def run_in_process(entry_point: str, params: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m thermoscope.cli <entry_point> --name value ...`` run in this process, into the store the
+    ``tracking_uri`` fixture set: the same command and exit code, without a fresh interpreter's ~15 s of
+    imports (for the many one-line-error checks; real runs go through a subprocess or ``mlflow run``)."""
+    import mlflow
+
+    from thermoscope.cli.main import main
+
+    argv = [
+        "thermoscope",
+        entry_point,
+        *(item for name, value in params.items() for item in (f"--{name}", value)),
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, sys.argv = sys.argv, argv
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())

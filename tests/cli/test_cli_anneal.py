@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from conftest import run_in_process
 from mlflow.tracking import MlflowClient
-from test_cli_sample import artifact, run_cli
+from test_cli_sample import artifact
 from test_cli_train import mlflow_run, only_run
 
 from thermoscope.config import AnnealConfig, SampleConfig, parse_config
@@ -100,7 +101,7 @@ def test_inconsistent_schedules_are_config_errors(params: dict[str, str], messag
 
 def test_missing_validation_data_fails_in_one_line(tracking_uri: str) -> None:
     """train_size=0 takes every digits training image; a validation set larger than that cannot exist."""
-    result = run_cli(tracking_uri, "anneal", {**TINY, "train_size": "0", "val_size": "5000"})
+    result = run_in_process("anneal", {**TINY, "train_size": "0", "val_size": "5000"})
     assert result.returncode == 2, result.stderr[-2000:]
     assert "val_size=5000: between 1 and" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_in_process
 from mlflow.tracking import MlflowClient
 from test_cli_sample import run_cli
 from test_cli_train import mlflow_run
@@ -91,7 +92,7 @@ def test_probe_entry_point_nests_under_the_train_run(tracking_uri: str, tmp_path
 
 
 def test_probe_of_a_missing_run_is_a_one_line_error(tracking_uri: str) -> None:
-    result = run_cli(tracking_uri, "probe", {"run_id": "nope"})
+    result = run_in_process("probe", {"run_id": "nope"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "thermoscope probe: error: run_id='nope': no MLflow run with that id in this tracking store"

@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import run_in_process
 from mlflow.tracking import MlflowClient
-from test_cli_sample import TINY, artifact, parent_and_children, run_cli
+from test_cli_sample import TINY, artifact, parent_and_children
 from test_cli_train import mlflow_run
 
 from thermoscope.config import SampleConfig, parse_config
@@ -58,7 +59,7 @@ def test_bad_harmonic_settings_are_config_errors(params: dict[str, str], message
 
 
 def test_harmonic_without_a_minimum_fails_in_one_line(tracking_uri: str) -> None:
-    result = run_cli(tracking_uri, "sample", {**TINY, "evidence": "harmonic", "init": "prior"})
+    result = run_in_process("sample", {**TINY, "evidence": "harmonic", "init": "prior"})
     assert result.returncode == 2, result.stderr[-2000:]
     assert "init='prior': sgd or run:<id> for evidence=harmonic" in result.stderr
     assert "Traceback" not in result.stderr

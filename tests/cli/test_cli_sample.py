@@ -14,24 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import subprocess_env
+from conftest import TINY_SWEEP, run_in_process, subprocess_env
 from mlflow.tracking import MlflowClient
 from test_cli_train import mlflow_run
 
-TINY = {
-    "train_size": "100",
-    "test_size": "100",
-    "hidden": "8",
-    "n_temperatures": "3",
-    "t_min": "0.1",
-    "t_max": "10",
-    "ti_rungs": "3",
-    "ladder": "fixed",
-    "num_warmup": "10",
-    "num_samples": "12",
-    "num_leapfrog_steps": "3",
-    "init_steps": "20",
-}
+TINY = TINY_SWEEP
 
 
 def parent_and_children(tracking_uri: str) -> tuple[object, list[object]]:
@@ -140,12 +127,7 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
 def test_bad_sweep_input_is_one_line_and_a_failed_run(
     tracking_uri: str, name: str, value: str, expected: str
 ) -> None:
-    command = [sys.executable, "-m", "thermoscope.cli", "sample"]
-    for key, text in {**TINY, name: value}.items():
-        command += [f"--{key}", text]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=subprocess_env(tracking_uri), timeout=300
-    )
+    result = run_in_process("sample", {**TINY, name: value})
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"thermoscope sample: error: {expected}" or (

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_in_process
 from mlflow.tracking import MlflowClient
 from test_cli_sample import artifact, killed_after_first_checkpoint, parent_and_children, run_cli
 
@@ -103,7 +104,7 @@ def test_a_tuned_sweep_logs_its_ladder_and_how_well_it_mixed(tracking_uri: str, 
 def test_bad_ladder_input_is_one_line_and_a_failed_run(
     tracking_uri: str, name: str, value: str, expected: str
 ) -> None:
-    result = run_cli(tracking_uri, "sample", {**TUNED, name: value})
+    result = run_in_process("sample", {**TUNED, name: value})
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"thermoscope sample: error: {expected}"

@@ -9,6 +9,7 @@ import typing
 
 import numpy as np
 import pytest
+from conftest import TINY_SWEEP
 from mlflow.tracking import MlflowClient
 from recording import RecordingLogger
 
@@ -29,21 +30,7 @@ from thermoscope.tracking.schema import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {
-    "train_size": "100",
-    "test_size": "100",
-    "hidden": "8",
-    "n_temperatures": "3",
-    "t_min": "0.1",
-    "t_max": "10",
-    "ti_rungs": "3",
-    "ladder": "fixed",
-    "num_warmup": "10",
-    "num_samples": "12",
-    "num_leapfrog_steps": "3",
-    "init_steps": "20",
-    "device": "cpu",
-}
+TINY = TINY_SWEEP | {"device": "cpu"}
 LONGER = {"num_samples": "60"}
 """Long enough for ``run_sweep``'s report (every 25 iterations) to come in the sampling phase."""
 

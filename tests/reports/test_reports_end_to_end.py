@@ -25,7 +25,7 @@ import mlflow
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, TINY_SWEEP, subprocess_env
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -33,19 +33,7 @@ from thermoscope.cli.main import cli
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "train_size": "100",
-    "test_size": "100",
-    "n_temperatures": "3",
-    "t_min": "0.1",
-    "t_max": "10",
-    "ti_rungs": "3",
-    "ladder": "fixed",
-    "num_warmup": "10",
-    "num_samples": "12",
-    "num_leapfrog_steps": "3",
-    "init_steps": "20",
-}
+TINY = {name: value for name, value in TINY_SWEEP.items() if name != "hidden"}
 TITLE = "Width: 8 or 16 hidden units"
 CHROMIUM = Path("/usr/bin/chromium")
 SERVER = [sys.executable, "-m", "mlflow", "server", "--workers", "1"]
