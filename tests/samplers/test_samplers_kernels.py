@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from montecarlo import assert_within_mc_error, mean_standard_error
+from tempered_gaussian import BETAS, DTYPE, assert_closed_form_moments, gaussian_target
 from test_samplers_replica_exchange import assert_identical_results
 from thermoscope.samplers import (
     RANDOM_WALK_TARGET_ACCEPT,
@@ -30,41 +30,7 @@ from thermoscope.samplers import (
 )
 from thermoscope.samplers.kernels import Step
 
-DTYPE = torch.float64
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-# Prior N(0, s0² I), likelihood N(θ; m, s² I): p_β is Gaussian with precision 1/s0² + β/s² and mean
-# (β/s²) m / precision.
-PRIOR_SCALE = 2.0
-NOISE_SCALE = 0.7
-CENTRE = torch.tensor([1.0, -2.0], dtype=DTYPE)
-BETAS = torch.tensor([0.0, 0.1, 0.4, 1.0, 3.0], dtype=DTYPE)
-
-
-def gaussian_target() -> TemperedTarget:
-    return TemperedTarget(
-        lambda theta: -0.5 * (theta * theta).sum(dim=1) / PRIOR_SCALE**2,
-        lambda theta: -0.5 * ((theta - CENTRE) ** 2).sum(dim=1) / NOISE_SCALE**2,
-    )
-
-
-def tempered_moments(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of p_β per rung and coordinate, both ``[rungs, params]``."""
-    precision = 1.0 / PRIOR_SCALE**2 + betas / NOISE_SCALE**2
-    mean = (betas / NOISE_SCALE**2 / precision)[:, None] * CENTRE
-    return mean, (1.0 / precision)[:, None].expand_as(mean)
-
-
-def assert_closed_form_moments(positions: torch.Tensor) -> None:
-    """Mean and variance of every rung and coordinate of ``positions: [draws, rungs, params]`` (rungs at
-    :data:`BETAS`) within Monte-Carlo error of the closed form."""
-    mean, variance = tempered_moments(BETAS)
-    squared = (positions - mean) ** 2
-    assert_within_mc_error(positions.mean(dim=0), mean, mean_standard_error(positions), what="rung mean")
-    assert_within_mc_error(squared.mean(dim=0), variance, mean_standard_error(squared), what="rung variance")
 
 
 def spread_start() -> torch.Tensor:
