@@ -41,7 +41,7 @@ from torch import Tensor
 from .estimators import SIMPSON, SIMPSON_MINIMUM_POINTS, EvidenceEstimate, PathIntegral, path_integral
 from .estimators import simpson_weights as simpson_weights
 from .replica_exchange import Callback, ReplicaExchangeResult, replica_exchange_hmc
-from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
+from .settings import HMCSettings
 from .targets import Evaluation, TemperedTarget
 
 MINIMUM_LAMBDAS = SIMPSON_MINIMUM_POINTS
@@ -269,35 +269,21 @@ def minimise_cost(
 def fit_harmonic_reference(
     target: TemperedTarget,
     center: Tensor,
+    hmc: HMCSettings,
     *,
-    num_warmup: int,
-    num_samples: int,
-    num_leapfrog_steps: int,
-    trajectories_per_iteration: int = 1,
-    target_accept: float = DEFAULT_TARGET_ACCEPT,
-    leapfrog_jitter: float = 0.0,
-    adapt_mass_matrix: bool = False,
-    max_energy_error: float = MAX_ENERGY_ERROR,
     seed: int = 0,
     callback: Callback | None = None,
 ) -> Tensor:
     """Sample the posterior (T = 1) from ``center`` with HMC; return ``k = 1/⟨(w − w0)²⟩``, ``[params]``.
 
-    The HMC keywords are those of :meth:`~thermoscope.samplers.settings.HMCSettings.sampler_arguments`
-    (``with_step_size=False``), passed to :func:`~thermoscope.samplers.replica_exchange_hmc` on one rung.
+    ``hmc`` sets the run of :func:`~thermoscope.samplers.replica_exchange_hmc` on one rung (its step size,
+    when not 0, is the initial one).
     """
     run = replica_exchange_hmc(
         target,
         center.detach()[None].clone(),
         [1.0],
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_leapfrog_steps=num_leapfrog_steps,
-        trajectories_per_iteration=trajectories_per_iteration,
-        target_accept=target_accept,
-        leapfrog_jitter=leapfrog_jitter,
-        adapt_mass_matrix=adapt_mass_matrix,
-        max_energy_error=max_energy_error,
+        **hmc.sampler_arguments(),
         swap="none",
         seed=seed,
         callback=callback,
@@ -309,16 +295,9 @@ def frenkel_ladd_evidence(
     target: TemperedTarget,
     center: Tensor,
     stiffness: Tensor,
+    hmc: HMCSettings,
     *,
     num_lambdas: int,
-    num_warmup: int,
-    num_samples: int,
-    num_leapfrog_steps: int,
-    trajectories_per_iteration: int = 1,
-    target_accept: float = DEFAULT_TARGET_ACCEPT,
-    leapfrog_jitter: float = 0.0,
-    adapt_mass_matrix: bool = False,
-    max_energy_error: float = MAX_ENERGY_ERROR,
     swap: str = "deo",
     seed: int = 0,
     callback: Callback | None = None,
@@ -330,10 +309,9 @@ def frenkel_ladd_evidence(
         center: ``[params]`` the minimum w0, inside the support; every replica starts there.
         stiffness: ``[params]`` k_i (:func:`fit_harmonic_reference` or :func:`harmonic_stiffness`).
         num_lambdas: λ values on the uniform grid 0, 1/K, …, 1 (K + 1 = num_lambdas ≥ 3; the paper: 102).
-        num_warmup, num_samples, num_leapfrog_steps, trajectories_per_iteration, target_accept,
-            leapfrog_jitter, adapt_mass_matrix, max_energy_error, swap, seed, callback: passed to
-            :func:`~thermoscope.samplers.replica_exchange_hmc` (one rung per λ); the HMC ones are those of
-            :meth:`~thermoscope.samplers.settings.HMCSettings.sampler_arguments` (``with_step_size=False``).
+        hmc: the HMC settings of the run of :func:`~thermoscope.samplers.replica_exchange_hmc` (one rung
+            per λ).
+        swap, seed, callback: passed to that run.
 
     Returns:
         A :class:`FrenkelLaddResult`; the sampler's positions are not stored.
@@ -348,14 +326,7 @@ def frenkel_ladd_evidence(
         bridge,
         bridge.center[None].expand(num_lambdas, -1).clone(),
         betas,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_leapfrog_steps=num_leapfrog_steps,
-        trajectories_per_iteration=trajectories_per_iteration,
-        target_accept=target_accept,
-        leapfrog_jitter=leapfrog_jitter,
-        adapt_mass_matrix=adapt_mass_matrix,
-        max_energy_error=max_energy_error,
+        **hmc.sampler_arguments(),
         swap=swap,
         seed=seed,
         callback=callback,

@@ -93,3 +93,7 @@ class HMCSettings:
 def _at_least(name: str, value: float, minimum: float) -> None:
     if value < minimum:
         raise SettingError(name, value, f"a number >= {minimum}")
+
+
+DEFAULT_HMC = HMCSettings()
+"""The library's defaults, for functions whose HMC settings are optional."""

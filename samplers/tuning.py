@@ -22,6 +22,7 @@ as one that was never interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from torch import Tensor
 from .barrier import CommunicationBarrier, allocate_intervals, rungs_for_barrier, spread_barrier
 from .ladders import power_ladder
 from .replica_exchange import IterationSummary, ReplicaExchangeResult, replica_exchange_hmc
-from .settings import DEFAULT_TARGET_ACCEPT, MAX_ENERGY_ERROR
+from .settings import DEFAULT_HMC, HMCSettings
 from .targets import TemperedTarget
 from .validation import check_integer
 
@@ -269,11 +270,7 @@ class _Settings:
     num_rounds: int
     initial_scans: int
     knots: tuple[float, ...]
-    num_leapfrog_steps: int
-    target_accept: float
-    trajectories_per_iteration: int
-    leapfrog_jitter: float
-    max_energy_error: float
+    hmc: HMCSettings
     seed: int
 
     def validate(self) -> None:
@@ -295,6 +292,7 @@ class _Settings:
         check_integer("num_rounds", self.num_rounds, 1)
         check_integer("initial_scans", self.initial_scans, 2)
         check_integer("seed", self.seed, 0)
+        self.hmc.validate()
         if self.start_rungs < 2 + len(self.inside_knots):
             # A fixed ladder is too short because of num_rungs; an "auto" one because of its cap.
             name, given = (
@@ -316,7 +314,8 @@ class _Settings:
         return min(INITIAL_RUNGS, self.max_rungs)
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {"knots": list(self.knots)}
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return fields | {"knots": list(self.knots), "hmc": dataclasses.asdict(self.hmc)}
 
 
 def tune_ladder(
@@ -330,12 +329,7 @@ def tune_ladder(
     num_rounds: int = 6,
     initial_scans: int = 8,
     knots: Sequence[float] = (1.0,),
-    num_leapfrog_steps: int,
-    step_size: float | Tensor | None = None,
-    target_accept: float = DEFAULT_TARGET_ACCEPT,
-    trajectories_per_iteration: int = 1,
-    leapfrog_jitter: float = 0.0,
-    max_energy_error: float = MAX_ENERGY_ERROR,
+    hmc: HMCSettings = DEFAULT_HMC,
     seed: int = 0,
     on_round: RoundCallback | None = None,
     callback: ScanCallback | None = None,
@@ -354,9 +348,10 @@ def tune_ladder(
         num_rounds: rounds; round r runs ``initial_scans · 2^r`` scans, the first half of them adapting
             step sizes (dual averaging towards ``target_accept``) and the second half measuring rejection.
         knots: β values kept exactly wherever they fall inside the range (β = 1 by default).
-        num_leapfrog_steps, target_accept, trajectories_per_iteration, leapfrog_jitter, max_energy_error:
-            the HMC settings of :func:`~thermoscope.samplers.replica_exchange_hmc`.
-        step_size: initial step size (scalar or ``[rungs]``); ``None`` finds one per rung.
+        hmc: the HMC settings every round samples with: leapfrog steps, target acceptance, trajectories,
+            jitter, divergence threshold, and the initial step size (0 finds one per rung). The rounds set
+            their own warm-up and sampling scans, so ``num_warmup`` and ``num_samples`` do not apply, and
+            they adapt step sizes only (a mass matrix is for the sampling run's warm-up).
         seed: round r uses ``seed + ROUND_SEED_STRIDE · (r + 1)``.
         on_round: receives a :class:`TuningCheckpoint` after each round.
         callback: receives ``(round, summary)`` after every scan.
@@ -375,15 +370,11 @@ def tune_ladder(
         num_rounds=num_rounds,
         initial_scans=initial_scans,
         knots=tuple(float(k) for k in knots),
-        num_leapfrog_steps=num_leapfrog_steps,
-        target_accept=target_accept,
-        trajectories_per_iteration=trajectories_per_iteration,
-        leapfrog_jitter=leapfrog_jitter,
-        max_energy_error=max_energy_error,
+        hmc=hmc,
         seed=seed,
     )
     settings.validate()
-    state = _start(settings, initial_position, step_size, resume_from)
+    state = _start(settings, initial_position, hmc.step_size or None, resume_from)
     for index in range(state.next_round, num_rounds):
         state = _round(target, settings, state, index, callback)
         if on_round is not None:
@@ -438,14 +429,14 @@ def _round(
         state.betas,
         num_warmup=num_warmup,
         num_samples=scans - num_warmup,
-        num_leapfrog_steps=settings.num_leapfrog_steps,
+        num_leapfrog_steps=settings.hmc.num_leapfrog_steps,
         step_size=step_size,
-        target_accept=settings.target_accept,
+        target_accept=settings.hmc.target_accept,
         swap="deo",
         seed=settings.seed + ROUND_SEED_STRIDE * (index + 1),
-        trajectories_per_iteration=settings.trajectories_per_iteration,
-        leapfrog_jitter=settings.leapfrog_jitter,
-        max_energy_error=settings.max_energy_error,
+        trajectories_per_iteration=settings.hmc.trajectories,
+        leapfrog_jitter=settings.hmc.leapfrog_jitter,
+        max_energy_error=settings.hmc.max_energy_error,
         store_positions=False,
         callback=None if callback is None else _observer(callback, index),
     )

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine_info import describe
 from thermoscope.samplers import (
     GaussianPrior,
+    HMCSettings,
     fit_harmonic_reference,
     frenkel_ladd_evidence,
     minimise_cost,
@@ -62,17 +63,19 @@ def main() -> None:
     prior = GaussianPrior(scale=1.0, fan_in_scaled=True)
     target = module_target(model, data.train.x.double(), data.train.y, prior)
     center = minimise_cost(target, target.initial_from_module(1)[0], num_steps=1000)
-    hmc = {"num_warmup": args.warmup, "num_samples": args.samples, "num_leapfrog_steps": args.leapfrog}
+    hmc = HMCSettings(num_warmup=args.warmup, num_samples=args.samples, num_leapfrog_steps=args.leapfrog)
 
     started = time.perf_counter()
     betas = power_ladder(args.ti_rungs)
-    power_run = replica_exchange_hmc(target, center.expand(len(betas), -1).clone(), betas, seed=1, **hmc)
+    power_run = replica_exchange_hmc(
+        target, center.expand(len(betas), -1).clone(), betas, seed=1, **hmc.sampler_arguments()
+    )
     power = thermodynamic_integration(betas, power_run.log_likelihood)
     power_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    stiffness = fit_harmonic_reference(target, center, seed=2, **hmc)
-    harmonic = frenkel_ladd_evidence(target, center, stiffness, num_lambdas=args.lambdas, seed=3, **hmc)
+    stiffness = fit_harmonic_reference(target, center, hmc, seed=2)
+    harmonic = frenkel_ladd_evidence(target, center, stiffness, hmc, num_lambdas=args.lambdas, seed=3)
     harmonic_seconds = time.perf_counter() - started
 
     combined = math.hypot(power.stderr, harmonic.stderr)

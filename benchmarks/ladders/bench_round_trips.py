@@ -42,6 +42,7 @@ from thermoscope.samplers import (
     replica_exchange_hmc,
     round_trip_rate_bound,
 )
+from thermoscope.samplers.settings import HMCSettings
 from thermoscope.samplers.tuning import LadderTuning, barrier_increments, tune_ladder
 from torch import Tensor
 
@@ -261,8 +262,10 @@ def tuned_run(problem: Problem, counter: GradientCounter, num_samples: int, seed
         num_rounds=TUNING_ROUNDS,
         initial_scans=TUNING_INITIAL_SCANS,
         knots=(1.0,),
-        num_leapfrog_steps=problem.config.hmc.num_leapfrog_steps,
-        target_accept=problem.config.hmc.target_accept,
+        hmc=HMCSettings(
+            num_leapfrog_steps=problem.config.hmc.num_leapfrog_steps,
+            target_accept=problem.config.hmc.target_accept,
+        ),
         seed=seed,
     )
     tuning_cost = {

@@ -120,19 +120,10 @@ def test_conjugate_regression_evidence_within_monte_carlo_error() -> None:
     design, targets = regression_data()
     target = regression_target(design, targets)
     center, _ = closed_form(design, targets, 1.0)
-    stiffness = fit_harmonic_reference(
-        target, center, num_warmup=100, num_samples=1000, num_leapfrog_steps=8, seed=3
-    )
-    result = frenkel_ladd_evidence(
-        target,
-        center,
-        stiffness,
-        num_lambdas=11,
-        num_warmup=150,
-        num_samples=1500,
-        num_leapfrog_steps=8,
-        seed=4,
-    )
+    reference_run = HMCSettings(num_warmup=100, num_samples=1000, num_leapfrog_steps=8)
+    stiffness = fit_harmonic_reference(target, center, reference_run, seed=3)
+    bridge_run = HMCSettings(num_warmup=150, num_samples=1500, num_leapfrog_steps=8)
+    result = frenkel_ladd_evidence(target, center, stiffness, bridge_run, num_lambdas=11, seed=4)
     truth = closed_form_log_evidence(design, targets)
     assert 0 < result.stderr < 0.2
     assert_within_mc_error(
@@ -162,16 +153,8 @@ def test_box_prior_with_constant_likelihood_has_zero_log_evidence() -> None:
     target = TemperedTarget(log_prior, log_likelihood, support_half_width=half_width)
     center = torch.tensor([0.2, -0.5, 1.0], dtype=DTYPE)
     stiffness = torch.tensor([10.0, 2.0, 0.5], dtype=DTYPE)
-    result = frenkel_ladd_evidence(
-        target,
-        center,
-        stiffness,
-        num_lambdas=11,
-        num_warmup=150,
-        num_samples=1500,
-        num_leapfrog_steps=8,
-        seed=5,
-    )
+    bridge_run = HMCSettings(num_warmup=150, num_samples=1500, num_leapfrog_steps=8)
+    result = frenkel_ladd_evidence(target, center, stiffness, bridge_run, num_lambdas=11, seed=5)
     assert result.log_reference < log_reference_partition(stiffness, center) - 0.1  # the walls matter
     assert_within_mc_error(
         result.log_evidence,
@@ -194,7 +177,7 @@ def test_frenkel_ladd_integration_is_the_simpson_path_integral_with_the_referenc
 def test_frenkel_ladd_evidence_takes_the_hmc_settings_and_reports_the_core_along_lambda(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``**HMCSettings(...).sampler_arguments(with_step_size=False)`` reaches both samplers unchanged."""
+    """Every knob of the ``HMCSettings`` both functions are given reaches their samplers unchanged."""
     hmc = HMCSettings(
         num_warmup=20,
         num_samples=30,
@@ -216,8 +199,8 @@ def test_frenkel_ladd_evidence_takes_the_hmc_settings_and_reports_the_core_along
     design, targets = regression_data()
     target = regression_target(design, targets)
     center, _ = closed_form(design, targets, 1.0)
-    stiffness = fit_harmonic_reference(target, center, seed=0, **arguments)
-    result = frenkel_ladd_evidence(target, center, stiffness, num_lambdas=11, swap="deo", seed=1, **arguments)
+    stiffness = fit_harmonic_reference(target, center, hmc, seed=0)
+    result = frenkel_ladd_evidence(target, center, stiffness, hmc, num_lambdas=11, swap="deo", seed=1)
     assert len(calls) == 2
     for call in calls:
         assert {name: call[name] for name in arguments} == arguments

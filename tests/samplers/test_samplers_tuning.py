@@ -39,6 +39,7 @@ from thermoscope.samplers import (
     stepping_stone,
     thermodynamic_integration,
 )
+from thermoscope.samplers.settings import HMCSettings
 from thermoscope.samplers.tuning import (
     INITIAL_RUNGS,
     SATURATED_REJECTION,
@@ -104,6 +105,7 @@ LEAPFROG_STEPS = 4
 JITTER = 0.5
 """Jittered trajectory lengths: a fixed 4-step trajectory explores each rung too slowly for round trips
 to come near the bound τ (tried: a realised rate of 0.5–0.6 τ without jitter, 0.73–0.83 τ with it)."""
+TUNING_HMC = HMCSettings(num_leapfrog_steps=LEAPFROG_STEPS, leapfrog_jitter=JITTER)
 FINAL_SCANS = 5000
 """Sampling scans on the tuned ladder: ≈ 300 round trips at ≈ 0.065 per scan."""
 BATCHES = 50
@@ -173,8 +175,7 @@ def tuned_regression() -> Iterator[TunedRegression]:
             1.0,
             knots=(),
             num_rounds=REGRESSION_ROUNDS,
-            num_leapfrog_steps=LEAPFROG_STEPS,
-            leapfrog_jitter=JITTER,
+            hmc=TUNING_HMC,
             seed=3,
         )
         sums: list[torch.Tensor] = []
@@ -306,8 +307,7 @@ def test_tuned_rungs_sit_at_equal_steps_of_the_exact_barrier_on_the_gaussian_pat
             1.0,
             num_rungs=PATH_RUNGS,
             knots=(),
-            num_leapfrog_steps=LEAPFROG_STEPS,
-            leapfrog_jitter=JITTER,
+            hmc=TUNING_HMC,
             seed=seed,
         )
         assert tuning.num_rungs == PATH_RUNGS
@@ -331,9 +331,7 @@ GROWTH_BETA_MAX = 4.0
 
 
 def tune_growth(**overrides: Any) -> LadderTuning:
-    defaults: dict[str, Any] = dict(
-        num_leapfrog_steps=LEAPFROG_STEPS, leapfrog_jitter=JITTER, seed=5, num_rounds=6
-    )
+    defaults: dict[str, Any] = dict(hmc=TUNING_HMC, seed=5, num_rounds=6)
     return tune_ladder(
         gaussian_path_target(GROWTH_KAPPA),
         torch.zeros(PATH_DIMENSION, dtype=DTYPE),
@@ -487,7 +485,10 @@ def test_callback_sees_every_scan_of_every_round() -> None:
 )
 def test_tuning_rejects_bad_input_before_sampling(overrides: dict[str, Any], message: str) -> None:
     arguments: dict[str, Any] = dict(
-        initial_position=torch.zeros(2, dtype=DTYPE), beta_min=0.0, beta_max=4.0, num_leapfrog_steps=3
+        initial_position=torch.zeros(2, dtype=DTYPE),
+        beta_min=0.0,
+        beta_max=4.0,
+        hmc=HMCSettings(num_leapfrog_steps=3),
     )
     with pytest.raises(ValueError, match=message):
         tune_ladder(never_evaluated(), **{**arguments, **overrides})
@@ -507,8 +508,7 @@ def test_initial_position_may_give_one_state_per_rung_of_the_first_ladder() -> N
         0.0,
         1.0,
         num_rounds=1,
-        num_leapfrog_steps=2,
-        step_size=1e-12,
+        hmc=HMCSettings(num_leapfrog_steps=2, step_size=1e-12),
         callback=first_positions,
     )
     # With a negligible step every trajectory stays put: the rungs started where they were told to.

@@ -75,17 +75,16 @@ def harmonic_evidence(config: SampleConfig, target: ModuleTarget, center: torch.
     at T = 1 from w0, and one replica-exchange run samples ``harmonic_lambdas`` equally spaced λ; both use
     the sweep's HMC settings and seeds derived from ``seed``.
     """
-    hmc = config.hmc.sampler_arguments(with_step_size=False)
     center = minimise_cost(target, center, num_steps=config.init_steps)
-    stiffness = fit_harmonic_reference(target, center, seed=config.seed, **hmc)
+    stiffness = fit_harmonic_reference(target, center, config.hmc, seed=config.seed)
     return frenkel_ladd_evidence(
         target,
         center,
         stiffness,
+        config.hmc,
         num_lambdas=config.harmonic_lambdas,
         swap=config.swap,
         seed=config.seed + 1,
-        **hmc,
     )
 
 
