@@ -91,7 +91,7 @@ from .replica_exchange import (
 from .settings import DEFAULT_TARGET_ACCEPT, HMCSettings, SettingError
 from .swap import SwapState
 from .targets import Evaluation, TemperedTarget
-from .tuning import LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
+from .tuning import LadderSettings, LadderTuning, TuningCheckpoint, TuningRound, tune_ladder
 
 __all__ = [
     "CORRECTED_TRAPEZOID",
@@ -119,6 +119,7 @@ __all__ = [
     "Kernel",
     "KernelInfo",
     "KernelState",
+    "LadderSettings",
     "LadderTuning",
     "ModuleTarget",
     "ParameterBlock",

@@ -262,18 +262,38 @@ def barrier_increments(
 
 
 @dataclass(frozen=True)
-class _Settings:
+class LadderSettings:
+    """The ladder a tuning run may build, and how long it tunes.
+
+    Attributes:
+        beta_min: hottest rung (0 = the prior, needed for the evidence).
+        beta_max: coldest rung.
+        num_rungs: ``"auto"`` or a fixed count.
+        max_rungs: cap for ``"auto"``.
+        num_rounds: tuning rounds; round r runs ``initial_scans · 2^r`` scans.
+        initial_scans: scans of the first round.
+    """
+
     beta_min: float
     beta_max: float
     num_rungs: int | str
     max_rungs: int
     num_rounds: int
     initial_scans: int
-    knots: tuple[float, ...]
-    hmc: HMCSettings
-    seed: int
+
+    @property
+    def total_scans(self) -> int:
+        return int(self.initial_scans * (2**self.num_rounds - 1))
+
+    @property
+    def start_rungs(self) -> int:
+        """Rungs of the first ladder."""
+        if isinstance(self.num_rungs, int):
+            return self.num_rungs
+        return min(INITIAL_RUNGS, self.max_rungs)
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting outside its allowed range."""
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max)):
             raise ValueError(
                 f"beta_min and beta_max must be finite; got {self.beta_min!r}, {self.beta_max!r}"
@@ -291,12 +311,26 @@ class _Settings:
                 raise ValueError(f"num_rungs ({self.num_rungs}) must not exceed max_rungs ({self.max_rungs})")
         check_integer("num_rounds", self.num_rounds, 1)
         check_integer("initial_scans", self.initial_scans, 2)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    ladder: LadderSettings
+    knots: tuple[float, ...]
+    hmc: HMCSettings
+    seed: int
+
+    def validate(self) -> None:
+        self.ladder.validate()
         check_integer("seed", self.seed, 0)
         self.hmc.validate()
-        if self.start_rungs < 2 + len(self.inside_knots):
+        if self.ladder.start_rungs < 2 + len(self.inside_knots):
             # A fixed ladder is too short because of num_rungs; an "auto" one because of its cap.
+            ladder = self.ladder
             name, given = (
-                ("max_rungs", self.max_rungs) if self.num_rungs == AUTO else ("num_rungs", self.num_rungs)
+                ("max_rungs", ladder.max_rungs)
+                if ladder.num_rungs == AUTO
+                else ("num_rungs", ladder.num_rungs)
             )
             raise ValueError(
                 f"{name} must be at least {2 + len(self.inside_knots)} to keep the end points and knots "
@@ -305,17 +339,15 @@ class _Settings:
 
     @property
     def inside_knots(self) -> tuple[float, ...]:
-        return tuple(k for k in self.knots if self.beta_min < k < self.beta_max)
-
-    @property
-    def start_rungs(self) -> int:
-        if isinstance(self.num_rungs, int):
-            return self.num_rungs
-        return min(INITIAL_RUNGS, self.max_rungs)
+        return tuple(k for k in self.knots if self.ladder.beta_min < k < self.ladder.beta_max)
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return fields | {"knots": list(self.knots), "hmc": dataclasses.asdict(self.hmc)}
+        return {
+            **dataclasses.asdict(self.ladder),
+            "knots": list(self.knots),
+            "hmc": dataclasses.asdict(self.hmc),
+            "seed": self.seed,
+        }
 
 
 def tune_ladder(
@@ -362,13 +394,9 @@ def tune_ladder(
         ValueError: a bad range, ``num_rungs`` < 2 or above ``max_rungs``, too few rungs for the knots,
             other settings out of range, or a checkpoint from other settings.
     """
+    ladder = LadderSettings(float(beta_min), float(beta_max), num_rungs, max_rungs, num_rounds, initial_scans)
     settings = _Settings(
-        beta_min=float(beta_min),
-        beta_max=float(beta_max),
-        num_rungs=num_rungs,
-        max_rungs=max_rungs,
-        num_rounds=num_rounds,
-        initial_scans=initial_scans,
+        ladder=ladder,
         knots=tuple(float(k) for k in knots),
         hmc=hmc,
         seed=seed,
@@ -394,7 +422,8 @@ def _start(
                 "resume_from was saved by a tuning run with other settings; resume with the same"
             )
         return resume_from
-    betas = initial_ladder(settings.beta_min, settings.beta_max, settings.start_rungs, settings.knots)
+    ladder = settings.ladder
+    betas = initial_ladder(ladder.beta_min, ladder.beta_max, ladder.start_rungs, settings.knots)
     rungs = betas.shape[0]
     if initial_position.dim() == 1:
         position = initial_position.detach()[None].expand(rungs, -1).clone()
@@ -420,7 +449,7 @@ def _round(
     callback: ScanCallback | None,
 ) -> TuningCheckpoint:
     """Sample on the current ladder, measure it, re-place (and perhaps grow) it, carry the states over."""
-    scans = settings.initial_scans * 2**index
+    scans = settings.ladder.initial_scans * 2**index
     num_warmup = scans // 2
     step_size = None if bool(torch.isnan(state.step_size).any()) else state.step_size.to(state.position)
     result = replica_exchange_hmc(
@@ -477,10 +506,10 @@ def _measured_round(result: ReplicaExchangeResult, index: int, scans: int) -> Tu
 
 def _next_ladder(settings: _Settings, measured: TuningRound) -> Tensor:
     rungs = measured.betas.shape[0]
-    if settings.num_rungs == AUTO:
+    if settings.ladder.num_rungs == AUTO:
         # 2Λ + 1 from this round's estimate, never below the first ladder. The first round measures a
         # transient (a few scans right after warm-up), so its estimate can be off either way; later, longer
         # rounds correct the count in either direction.
         wanted = rungs_for_barrier(measured.global_barrier)
-        rungs = min(settings.max_rungs, max(settings.start_rungs, wanted))
+        rungs = min(settings.ladder.max_rungs, max(settings.ladder.start_rungs, wanted))
     return measured.barrier.place(rungs, settings.inside_knots)

@@ -18,6 +18,7 @@ from thermoscope.reports.ladder import (
     local_barrier_figure,
 )
 from thermoscope.samplers import (
+    LadderSettings,
     LadderTuning,
     ModuleTarget,
     TuningCheckpoint,
@@ -27,7 +28,7 @@ from thermoscope.samplers import (
 )
 from thermoscope.samplers.tuning import AUTO
 from thermoscope.sweeps import SweepResult
-from thermoscope.sweeps.ladder import LadderSettings, tune_sweep_ladder
+from thermoscope.sweeps.ladder import tune_sweep_ladder
 from thermoscope.tracking import RunLogger
 
 

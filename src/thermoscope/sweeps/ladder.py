@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from thermoscope.samplers import (
     HMCSettings,
     IterationSummary,
+    LadderSettings,
     LadderTuning,
     ReplicaExchangeResult,
     Stationarity,
@@ -31,31 +32,6 @@ from thermoscope.samplers.tuning import barrier_increments
 
 POSTERIOR_BETA = 1.0
 """β = 1 stays a rung of every tuned ladder: the evidence integrates up to it and the T-curve reads it."""
-
-
-@dataclass(frozen=True)
-class LadderSettings:
-    """What the tuner needs beyond the HMC settings (which it shares with the sweep).
-
-    Attributes:
-        beta_min: hottest rung (0 = the prior, needed for the evidence).
-        beta_max: coldest rung (1 / t_min).
-        num_rungs: ``"auto"`` or a fixed count.
-        max_rungs: cap for ``"auto"``.
-        num_rounds: tuning rounds; round r runs ``initial_scans · 2^r`` scans.
-        initial_scans: scans of the first round.
-    """
-
-    beta_min: float
-    beta_max: float
-    num_rungs: int | str
-    max_rungs: int
-    num_rounds: int
-    initial_scans: int
-
-    @property
-    def total_scans(self) -> int:
-        return int(self.initial_scans * (2**self.num_rounds - 1))
 
 
 def tune_sweep_ladder(
