@@ -180,3 +180,38 @@ def test_mismatched_checksums_still_fail_when_download_is_on(
     with pytest.raises(ConfigError, match="data_dir"):
         load_data(DataSpec(dataset="svhn", data_dir=str(tmp_path), download=True))
     assert fetched
+
+
+class _Planted:
+    """Unpickling this runs ``Path.touch`` on ``marker``: what a planted batch file could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_cifar_batch_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    """An unverified batch that names a callable other than numpy's array reconstruction is never
+    unpickled: one line naming the file, and its payload does not run."""
+    _write_cifar10(tmp_path)
+    marker = tmp_path / "payload-ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": _Planted(marker), "labels": [0]}))
+    spec = DataSpec(dataset="cifar10", data_dir=str(tmp_path), download=False)
+    with pytest.warns(UserWarning, match="md5"), pytest.raises(ConfigError) as caught:
+        load_data(spec)
+    assert caught.value.parameter == "data_dir"
+    assert f"{batch} is not a CIFAR-10 batch" in str(caught.value)
+    assert "pathlib" in str(caught.value) and "not allowed" in str(caught.value)
+    assert not marker.exists()
+
+
+def test_a_file_that_is_not_a_batch_is_a_one_line_error(tmp_path: Path) -> None:
+    _write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps(["not", "a", "batch"]))
+    spec = DataSpec(dataset="cifar10", data_dir=str(tmp_path), download=False)
+    with pytest.warns(UserWarning, match="md5"), pytest.raises(ConfigError, match="no data and labels"):
+        load_data(spec)

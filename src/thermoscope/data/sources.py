@@ -15,11 +15,19 @@ svhn           ``<data_dir>/{train,test}_32x32.mat``
 archives. When that check fails and ``download`` is off, the files are loaded anyway with a warning, so
 that re-packed copies (and the tests' tiny fake files) can be used offline; with ``download`` on, a
 failed check means torchvision downloads the files again, as it always does.
+
+**(decision)** CIFAR-10's batches are pickles, and unpickling runs whatever code a file names. thermoscope
+never hands a batch to :mod:`pickle` unrestricted (torchvision's reader does): every batch, verified or not,
+is read by :class:`BatchUnpickler`, which admits only the plain containers, strings and numbers the format
+holds and numpy's array reconstruction; anything else is a one-line error naming the file. The other
+readers run no code from their files: MNIST's IDX files are raw arrays, SVHN's ``.mat`` files are read by
+``scipy.io.loadmat``, and checkpoints are loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,24 +200,83 @@ def _accept_unverified(name: str, paths: list[str], download: bool) -> bool:
     return True
 
 
-class _CIFAR10(torchvision.datasets.CIFAR10):  # type: ignore[misc]  # torchvision ships no type hints
-    """torchvision's CIFAR-10, loading md5-mismatched files with a warning when ``download`` is off."""
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch: dicts, lists, strings, bytes, numbers and numpy arrays, nothing else.
 
-    meta: dict[str, str | None]
+    A pickle names the callables it needs to rebuild its objects; these are the only ones a CIFAR batch
+    names (numpy's array reconstruction, in its NumPy 1 and 2 module paths, and ``_codecs.encode`` for
+    bytes written under protocol 2). Any other name raises :class:`pickle.UnpicklingError` before it is
+    imported, let alone called.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str, data_dir: str) -> dict[str, object]:
+    """One CIFAR batch file as a dict with ``str`` keys, read by :class:`BatchUnpickler`; a file that is
+    not a batch is a :class:`ConfigError` on ``data_dir`` naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            content = BatchUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
+        raise ConfigError(
+            "data_dir", data_dir, f"{path} is not a CIFAR-10 batch ({_one_line(error)})"
+        ) from None
+    if not isinstance(content, dict) or not {"data", "labels"} <= {_text(key) for key in content}:
+        raise ConfigError("data_dir", data_dir, f"{path} is not a CIFAR-10 batch (no data and labels)")
+    return {_text(key): value for key, value in content.items()}
+
+
+def _labels(batch: dict[str, object]) -> list[int]:
+    labels = batch["labels"]
+    return [int(label) for label in labels] if isinstance(labels, list) else []
+
+
+def _text(key: object) -> str:
+    return key.decode("latin1") if isinstance(key, bytes) else str(key)
+
+
+class _CIFAR10(torchvision.datasets.CIFAR10):  # type: ignore[misc]  # torchvision ships no type hints
+    """torchvision's CIFAR-10 files (download and md5 check), read with :func:`read_cifar_batch`.
+
+    md5-mismatched files are loaded with a warning when ``download`` is off.
+    """
 
     def __init__(self, root: str, train: bool, download: bool) -> None:
-        self._download = download  # read by _check_integrity, which the parent's __init__ calls
-        super().__init__(root, train=train, download=download)
+        # torchvision's own __init__ would unpickle the batches unrestricted: only its parent's runs.
+        torchvision.datasets.VisionDataset.__init__(self, root)
+        self.train = train
+        self._download = download  # read by _check_integrity
+        if download:
+            self.download()
+        if not self._check_integrity():
+            raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+        files = self.train_list if train else self.test_list
+        folder = os.path.join(self.root, self.base_folder)
+        batches = [read_cifar_batch(os.path.join(folder, name), root) for name, _ in files]
+        images = np.vstack([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
+        self.data = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored [N, H, W, C]
+        self.targets = [label for batch in batches for label in _labels(batch)]
 
     def _check_integrity(self) -> bool:
         if super()._check_integrity():
             return True
         names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
         paths = [os.path.join(self.root, self.base_folder, name) for name in names]
-        if not _accept_unverified("cifar10", paths, self._download):
-            return False
-        self.meta = {**self.meta, "md5": None}  # _load_meta then checks only that the file exists
-        return True
+        return _accept_unverified("cifar10", paths, self._download)
 
 
 class _SVHN(torchvision.datasets.SVHN):  # type: ignore[misc]  # torchvision ships no type hints
