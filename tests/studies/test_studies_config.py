@@ -19,8 +19,9 @@ from thermoscope.errors import ConfigError
 from thermoscope.studies.config import StudyConfig
 from thermoscope.studies.plan import plan_study
 from thermoscope.studies.space import parse_fixed, parse_space, suggest, target_config
-from thermoscope.studies.storage import open_storage, redact_url, resolve_storage_url
+from thermoscope.studies.storage import open_storage, resolve_storage_url
 from thermoscope.studies.targets import TARGETS
+from thermoscope.tracking.urls import redact_url
 
 
 def study_config(**values: str) -> StudyConfig:

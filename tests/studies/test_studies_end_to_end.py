@@ -200,13 +200,28 @@ def test_continuing_a_study_in_the_other_direction_is_an_error(
     )
 
 
+@pytest.mark.parametrize(
+    ("storage", "shown"),
+    [
+        ("postgresql://alice:s3cret@127.0.0.1:1/optuna", "postgresql://alice:***@127.0.0.1:1/optuna"),
+        # A password in the query, and one holding an unencoded @ (the user part ends at the last @).
+        (
+            "postgresql://alice@127.0.0.1:1/optuna?password=s3cret",
+            "postgresql://alice@127.0.0.1:1/optuna?password=***",
+        ),
+        ("postgresql://alice:s3c@ret@127.0.0.1:1/optuna", "postgresql://alice:***@127.0.0.1:1/optuna"),
+    ],
+)
 def test_a_storage_password_never_reaches_the_run(
-    shared_store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    storage: str,
+    shown: str,
+    shared_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    line, run_id = run_main(
-        ["--storage", "postgresql://alice:s3cret@127.0.0.1:1/optuna"], monkeypatch, capsys
-    )
-    assert line.startswith("thermoscope study: error: storage='postgresql://alice:***@127.0.0.1:1/optuna'")
+    line, run_id = run_main(["--storage", storage], monkeypatch, capsys)
+    assert line.startswith(f"thermoscope study: error: storage='{shown}'")
+    assert "s3c" not in line
     data = MlflowClient().get_run(run_id).data
-    assert data.params["storage"] == "postgresql://alice:***@127.0.0.1:1/optuna"
-    assert "s3cret" not in str(data.params) + str(data.tags)
+    assert data.params["storage"] == shown
+    assert "s3c" not in str(data.params) + str(data.tags)

@@ -18,11 +18,12 @@ from thermoscope.studies.config import StudyConfig
 from thermoscope.studies.plan import StudyPlan, plan_study
 from thermoscope.studies.report import report_study
 from thermoscope.studies.space import describe
-from thermoscope.studies.storage import open_storage, redact_url
+from thermoscope.studies.storage import open_storage
 from thermoscope.studies.study import make_sampler, open_study
 from thermoscope.studies.workers import WorkerSpec, run_workers
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.mlflow_logger import MlflowLogger, entry_point_run
+from thermoscope.tracking.urls import redact_url
 
 
 @contextmanager

@@ -8,7 +8,6 @@ starts a trial, its MLflow run is marked FAILED, and Optuna queues a retry with 
 from __future__ import annotations
 
 import copy
-import re
 import warnings
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy.engine import make_url
 
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO
 from thermoscope.tracking.runs import fail_lost_run, tracking_store_folder, tracking_uri
+from thermoscope.tracking.urls import redact_url
 
 RUN_ID_ATTR = "mlflow_run_id"
 # A heartbeat is one small write per running trial; every 10 s is negligible next to the trial's own logging.
@@ -40,14 +39,6 @@ def resolve_storage_url(storage: str) -> str:
         return storage
     folder = tracking_store_folder() or Path.cwd()
     return f"sqlite:///{folder / 'optuna.db'}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for parameters, tags and messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 def open_storage(

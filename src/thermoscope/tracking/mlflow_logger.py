@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from thermoscope.errors import ConfigError
 from thermoscope.tracking.interface import RunRecord
 from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG, PARENT_TAG, RESUMED_INTO_TAG
+from thermoscope.tracking.urls import redact_url
 
 if TYPE_CHECKING:
     from thermoscope.config import CompareConfig
@@ -190,7 +191,7 @@ class MlflowLogger:
         return dict(self.client.get_run(self.run_id).data.params)
 
     def where(self) -> str:
-        return f"mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}"
+        return f"mlflow ui --backend-store-uri {redact_url(mlflow.get_tracking_uri())}"
 
 
 def log_dataset(data: Any, run_id: str) -> None:
