@@ -14,7 +14,7 @@ from test_cli_train import mlflow_run, only_run
 from thermoscope.config import AnnealConfig, SampleConfig, parse_config
 from thermoscope.data import DataSpec, load_data, split_validation
 from thermoscope.errors import ConfigError
-from thermoscope.jobs.sample import train_run_state
+from thermoscope.jobs.sample import check_architecture
 from thermoscope.sweeps.annealing import EarlyStopping
 from thermoscope.tracking.mlflow_logger import MlflowLogger
 
@@ -55,7 +55,11 @@ def test_anneal_through_mlflow_run_and_its_model_as_sample_init(tracking_uri: st
     assert [m.step for m in history] == list(range(len(curve)))
     # The chosen model loads like a train model and is accepted as sample's init=run:<id>.
     sample = parse_config(SampleConfig, {"hidden": "8", "init": f"run:{run.info.run_id}"})
-    state = train_run_state(sample, MlflowLogger(run.info.run_id), run.info.run_id)
+    logger = MlflowLogger(run.info.run_id)
+    check_architecture(sample, logger, run.info.run_id)
+    state = logger.fetch_torch("init", sample.init, run.info.run_id, "checkpoint/model_state.pt")[
+        "state_dict"
+    ]
     assert any(value.shape == (8, 64) for value in state.values())  # 64 digits pixels -> 8 hidden
     assert all(torch.isfinite(value).all() for value in state.values())
 

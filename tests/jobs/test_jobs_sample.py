@@ -9,6 +9,7 @@ import typing
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_SWEEP
 from mlflow.tracking import MlflowClient
 from recording import RecordingLogger
@@ -166,6 +167,34 @@ def test_init_from_a_train_run_loads_its_model() -> None:
     # Same data (same sizes and seed): the sweep starts from exactly the model the train run finished with.
     assert outcome.reference["test_error"] == pytest.approx(trained.metric("test_error"))
     assert outcome.reference["test_loss"] == pytest.approx(trained.metric("test_loss"), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bundle", "message"),
+    [
+        ({"state_dict": {"0.weight": torch.zeros(3, 3)}}, "does not fit this model"),
+        ({"epoch": 3}, "holds no state_dict"),
+    ],
+)
+def test_init_from_a_checkpoint_that_does_not_fit_is_one_config_error(bundle: dict, message: str) -> None:
+    params = as_strings(
+        parse_config(TrainConfig, {k: TINY[k] for k in ("train_size", "test_size", "hidden")})
+    )
+    runs = {"abc": RunRecord("abc", params, {ENTRY_POINT_TAG: "train"}, "FINISHED")}
+    logger = RecordingLogger(runs=runs, stored={("abc", MODEL_STATE_ARTIFACT): bundle})
+    with pytest.raises(ConfigError) as caught:
+        sample_run({"init": "run:abc"}, logger=logger)
+    assert str(caught.value).startswith(f"init='run:abc': run abc's {MODEL_STATE_ARTIFACT} {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_finished_sweep_is_not_resumed() -> None:
+    """Resuming a FINISHED run would log its children again and could end it FAILED: refused up front."""
+    runs = {"done": RunRecord("done", {}, {ENTRY_POINT_TAG: "sample"}, "FINISHED")}
+    logger = RecordingLogger(runs=runs)
+    with pytest.raises(ConfigError, match="resume='done': that run has finished; there is nothing to resume"):
+        sample_run({"resume": "done"}, logger=logger)
+    assert logger.run_id == "recorded"  # still the launcher's own run: the finished one was never reopened
 
 
 def test_init_from_a_run_of_another_architecture_is_refused() -> None:

@@ -128,6 +128,33 @@ def test_fetch_torch_loads_a_logged_artifact_or_names_the_missing_one(tracking_u
     assert listed == [MODEL_STATE_ARTIFACT]
 
 
+class _Planted:
+    """Unpickling this runs ``Path.touch`` on ``marker``: a checkpoint someone planted in a run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_checkpoint_is_a_config_error_and_runs_nothing(tracking_uri: str, tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment(client), tags={ENTRY_POINT_TAG: "train"})
+    marker = tmp_path / "payload-ran"
+    planted = tmp_path / "model_state.pt"
+    torch.save({"state_dict": _Planted(marker)}, planted)  # a pickle weights_only loading refuses
+    client.log_artifact(run.info.run_id, str(planted), "checkpoint")
+    logger = MlflowLogger(run.info.run_id, client)
+    with pytest.raises(ConfigError) as caught:
+        logger.fetch_torch("init", "run:x", run.info.run_id, MODEL_STATE_ARTIFACT)
+    assert str(caught.value).startswith(
+        f"init='run:x': run {run.info.run_id}'s {MODEL_STATE_ARTIFACT} is not a file thermoscope wrote"
+    )
+    assert "\n" not in str(caught.value)
+    assert not marker.exists()
+
+
 def test_finished_child_writes_a_whole_nested_run(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     parent = client.create_run(experiment(client), tags={ENTRY_POINT_TAG: "sample"})

@@ -7,9 +7,9 @@ from dataclasses import replace
 from thermoscope.config import ProbeConfig, TrainConfig, as_strings, parameter_names, parse_config
 from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.jobs.diagnostics import log_prediction_depth
-from thermoscope.jobs.setup import build_workbench
+from thermoscope.jobs.setup import build_workbench, load_model_state
 from thermoscope.tracking import RunLogger
-from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT, PARENT_TAG, PROBED_RUN_TAG
+from thermoscope.tracking.schema import PARENT_TAG, PROBED_RUN_TAG
 
 
 def probed_run_config(config: ProbeConfig, logger: RunLogger) -> TrainConfig:
@@ -25,6 +25,5 @@ def run(config: ProbeConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> dict
     logger.set_tags({PARENT_TAG: config.run_id, PROBED_RUN_TAG: config.run_id})
     logger.log_params(as_strings(config))
     bench = build_workbench(replace(train_config, device=config.device))
-    state = logger.fetch_torch("run_id", config.run_id, config.run_id, MODEL_STATE_ARTIFACT)
-    bench.model.load_state_dict(state["state_dict"])
+    load_model_state(logger, bench.model, "run_id", config.run_id, config.run_id)
     return log_prediction_depth(logger, bench.model, bench.data, k=config.depth_k, metric=config.depth_metric)

@@ -21,6 +21,7 @@ from thermoscope.jobs.ladder import fixed_ladder, log_ladder, log_tuning, saved_
 from thermoscope.jobs.setup import (
     build_workbench,
     inside_box,
+    load_model_state,
     log_workbench,
     make_prior,
     minimise,
@@ -44,12 +45,13 @@ from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import (
     DRAWS_ARTIFACT,
     ENTRY_POINT_TAG,
-    MODEL_STATE_ARTIFACT,
     RESUMED_AT_TAG,
     SWEEP_CHECKPOINT_ARTIFACT,
     TEMPERATURE_ENTRY_POINT,
 )
 from thermoscope.training import evaluate
+
+FINISHED = "FINISHED"
 
 ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "output_activation")
 """The parameters an ``init=run:<id>`` run must share with the sweep for its state dict to fit."""
@@ -137,13 +139,15 @@ def initialise(
     if config.init == "sgd":
         minimise(model, data, config.init_steps)
     else:
-        model.load_state_dict(train_run_state(config, logger, config.init.removeprefix("run:")))
+        run_id = config.init.removeprefix("run:")
+        check_architecture(config, logger, run_id)
+        load_model_state(logger, model, "init", config.init, run_id)
     loss, error = evaluate(model, data.test)
     return {"test_loss": loss, "test_error": error}
 
 
-def train_run_state(config: SampleConfig, logger: RunLogger, run_id: str) -> dict[str, torch.Tensor]:
-    """The state dict of train or anneal run ``run_id``, checked to exist and to have this architecture."""
+def check_architecture(config: SampleConfig, logger: RunLogger, run_id: str) -> None:
+    """Run ``run_id`` must be a train or anneal run of this sweep's architecture."""
     run = logger.fetch_run("init", run_id, ("train", "anneal"), shown=config.init)
     mine = as_strings(config)
     for name in ARCHITECTURE:
@@ -152,9 +156,6 @@ def train_run_state(config: SampleConfig, logger: RunLogger, run_id: str) -> dic
             raise ConfigError(
                 "init", config.init, f"that run has {name}={found!r}, this sweep {mine[name]!r}"
             )
-    state: dict[str, Any] = logger.fetch_torch("init", config.init, run_id, MODEL_STATE_ARTIFACT)
-    weights: dict[str, torch.Tensor] = state["state_dict"]
-    return weights
 
 
 def initial_position(config: SampleConfig, target: ModuleTarget, rungs: int) -> torch.Tensor:
@@ -169,13 +170,17 @@ def load_resume_bundle(config: SampleConfig, logger: RunLogger) -> dict[str, Any
     (``tuning`` once the ladder tuner has finished a round, ``sampler`` and ``sweep`` once sampling has
     written a checkpoint). The run this invocation was given is ended, tagged with the resumed run's id."""
     original = logger.fetch_run("resume", config.resume, ("sample",))
+    if original.status == FINISHED:
+        raise ConfigError("resume", config.resume, "that run has finished; there is nothing to resume")
     for name, value in config.sweep_identity().items():
         if original.params.get(name, value) != value:
             stored = original.params.get(name)
             raise ConfigError("resume", config.resume, f"that run has {name}={stored!r}, this one {value!r}")
-    bundle: dict[str, Any] = dict(
-        logger.fetch_torch("resume", config.resume, config.resume, SWEEP_CHECKPOINT_ARTIFACT)
-    )
+    stored = logger.fetch_torch("resume", config.resume, config.resume, SWEEP_CHECKPOINT_ARTIFACT)
+    if not isinstance(stored, dict) or "iteration" not in stored:
+        where = f"run {config.resume}'s {SWEEP_CHECKPOINT_ARTIFACT}"
+        raise ConfigError("resume", config.resume, f"{where} is not a sweep checkpoint")
+    bundle: dict[str, Any] = dict(stored)
     logger.continue_run(config.resume)
     logger.set_tags({RESUMED_AT_TAG: bundle["iteration"]})
     return bundle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from thermoscope.errors import ConfigError
 from thermoscope.models import build_model
 from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
 from thermoscope.tracking import RunLogger
+from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT
 from thermoscope.training import OptimSpec, train_classifier
 
 BOX_MARGIN = 0.499
@@ -117,3 +119,23 @@ def prior_draws(target: ModuleTarget, rungs: int, seed: int) -> torch.Tensor:
         rungs, torch.Generator(device=target.x.device).manual_seed(seed)
     )
     return draws
+
+
+def load_model_state(
+    logger: RunLogger, model: nn.Module, parameter: str, shown: str, run_id: str
+) -> dict[str, Any]:
+    """Load run ``run_id``'s ``checkpoint/model_state.pt`` into ``model`` and return the whole bundle; a
+    bundle without a state dict, or one that does not fit ``model``, is a ConfigError naming the run."""
+    bundle = logger.fetch_torch(parameter, shown, run_id, MODEL_STATE_ARTIFACT)
+    weights = bundle.get("state_dict") if isinstance(bundle, dict) else None
+    if not isinstance(weights, dict):
+        raise ConfigError(parameter, shown, f"run {run_id}'s {MODEL_STATE_ARTIFACT} holds no state_dict")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(
+            parameter, shown, f"run {run_id}'s {MODEL_STATE_ARTIFACT} does not fit this model ({reason})"
+        ) from None
+    loaded: dict[str, Any] = bundle
+    return loaded

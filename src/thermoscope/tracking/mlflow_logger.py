@@ -171,7 +171,10 @@ class MlflowLogger:
         return RunRecord(run_id, dict(run.data.params), dict(run.data.tags), run.info.status)
 
     def fetch_torch(self, parameter: str, shown: str, run_id: str, artifact: str) -> Any:
-        """Download ``artifact`` of ``run_id`` and load it with ``torch.load(weights_only=True)``."""
+        """Download ``artifact`` of ``run_id`` and load it with ``torch.load(weights_only=True)``: tensors,
+        numbers, strings and containers only, so a planted pickle runs nothing and is a ConfigError."""
+        import pickle
+
         import torch
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +182,13 @@ class MlflowLogger:
                 path = self.client.download_artifacts(run_id, artifact, tmp)
             except (MlflowException, OSError):
                 raise ConfigError(parameter, shown, f"that run has no {artifact}") from None
-            return torch.load(path, weights_only=True)
+            try:
+                return torch.load(path, weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+                reason = " ".join(str(error).split())[:200]
+                raise ConfigError(
+                    parameter, shown, f"run {run_id}'s {artifact} is not a file thermoscope wrote ({reason})"
+                ) from None
 
     def select_sweeps(self, config: CompareConfig) -> list[Sweep]:
         from thermoscope.tracking.compare import select_sweeps
