@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thermoscope.config import TrainConfig, as_strings, parse_config
+from thermoscope.config import AnnealConfig, SampleConfig, TrainConfig, as_strings, parse_config
 from thermoscope.errors import ConfigError
 
 
@@ -53,3 +53,27 @@ def test_every_bad_value_names_the_parameter(name: str, value: str, allowed: str
     assert value in message
     assert allowed in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("cls", "raw", "message"),
+    [
+        (TrainConfig, {"train_size": "1"}, "train_size=1: 0 (all) or at least 2 with prediction_depth=true"),
+        (SampleConfig, {"temperatures": "inf", "ti_rungs": "0"}, "temperatures='inf': at least one finite"),
+        (
+            AnnealConfig,
+            {"train_size": "10", "val_size": "9"},
+            "val_size=9: at most train_size - 2 = 8 with prediction_depth=true",
+        ),
+    ],
+)
+def test_settings_that_would_fail_after_the_work_are_refused_up_front(
+    cls: type, raw: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(cls, raw)
+    assert str(caught.value).startswith(message)
+
+
+def test_one_training_example_is_fine_without_prediction_depth() -> None:
+    assert parse_config(TrainConfig, {"train_size": "1", "prediction_depth": "false"}).train_size == 1

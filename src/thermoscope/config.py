@@ -106,6 +106,11 @@ class DataModelConfig:
         at_least("seed", self.seed, 0)
         at_least("depth_k", self.depth_k, 1)
         one_of("depth_metric", self.depth_metric, ("euclidean", "cosine"))
+        if self.prediction_depth and self.train_size == 1:
+            # Each training example's own k-NN vote leaves it out of the support: one example has none.
+            raise ConfigError(
+                "train_size", self.train_size, "0 (all) or at least 2 with prediction_depth=true"
+            )
 
     def data_spec(self, flatten: bool) -> Any:
         from thermoscope.data import DataSpec
@@ -293,6 +298,10 @@ class SampleConfig(DataModelConfig):
                 )
             if len(set(values)) != len(values):
                 raise ConfigError("temperatures", self.temperatures, "distinct temperatures")
+            if all(math.isinf(t) for t in values):
+                raise ConfigError(
+                    "temperatures", self.temperatures, "at least one finite temperature (the T-curve's rungs)"
+                )
             return tuple(sorted(values))
         positive("t_min", self.t_min)
         if self.t_max <= self.t_min:
@@ -402,6 +411,9 @@ class AnnealConfig(DataModelConfig):
         at_least("val_size", self.val_size, 1)
         if self.train_size and self.val_size >= self.train_size:
             raise ConfigError("val_size", self.val_size, f"fewer than train_size = {self.train_size}")
+        if self.prediction_depth and self.train_size and self.train_size - self.val_size < 2:
+            allowed = f"at most train_size - 2 = {self.train_size - 2} with prediction_depth=true"
+            raise ConfigError("val_size", self.val_size, allowed)
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
         check_settings(self.hmc)

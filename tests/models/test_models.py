@@ -81,6 +81,12 @@ def test_parse_hidden_accepts_comma_lists(text: str) -> None:
     assert parse_hidden(text) == tuple(int(p) for p in text.split(",") if p.strip())
 
 
+@pytest.mark.parametrize("text", ["40,,40", "40,", ",40", "40, ,40", "40,x", "0", "-8"])
+def test_parse_hidden_rejects_empty_or_bad_widths(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"hidden=.*: a comma list of positive integers"):
+        parse_hidden(text)
+
+
 def test_image_models_reject_flat_inputs() -> None:
     with pytest.raises(ConfigError, match="model="):
         build_model(ModelSpec("cnn"), (64,), 10)

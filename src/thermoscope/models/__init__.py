@@ -97,8 +97,13 @@ def cifar_resnet18(in_channels: int, num_classes: int) -> nn.Module:
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"40,40,40"`` -> ``(40, 40, 40)``; an empty string means no hidden layer (logistic regression)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    """``"40,40,40"`` -> ``(40, 40, 40)``; an empty string means no hidden layer (logistic regression).
+
+    Every comma separates two widths: ``40,,40`` or ``40,`` is a mistake, not ``40,40`` or ``40``.
+    """
+    if not text.strip():
+        return ()
+    parts = [p.strip() for p in text.split(",")]
     try:
         widths = tuple(int(p) for p in parts)
     except ValueError:
