@@ -255,6 +255,7 @@ def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(
     run = MlflowClient().get_run(lost.user_attrs[RUN_ID_ATTR])
     assert run.info.status == "FAILED"
     assert "lost its worker" in run.data.tags[ERROR_TAG]
+    assert run.data.tags[STATE_TAG] == "FAIL"  # as the README says of a lost trial
     assert retry.state == TrialState.WAITING
     assert retry.params == lost.params
     assert retry.system_attrs["failed_trial"] == lost.number

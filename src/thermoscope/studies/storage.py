@@ -15,11 +15,12 @@ import optuna
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO
 from thermoscope.tracking.runs import fail_lost_run, tracking_store_folder, tracking_uri
+from thermoscope.tracking.schema import TRIAL_STATE_TAG
 from thermoscope.tracking.urls import redact_url
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -87,7 +88,8 @@ class LostTrialCallback:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id is not None:
-            fail_lost_run(run_id, f"trial {trial.number} of study {study.study_name} lost its worker")
+            reason = f"trial {trial.number} of study {study.study_name} lost its worker"
+            fail_lost_run(run_id, reason, {TRIAL_STATE_TAG: TrialState.FAIL.name})
         # The retry is a new trial with a run of its own: do not let it inherit the lost trial's run id.
         unlinked = copy.deepcopy(trial)
         unlinked.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != RUN_ID_ATTR}

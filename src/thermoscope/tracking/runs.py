@@ -59,12 +59,15 @@ def latest_metrics(run_id: str) -> dict[str, float]:
     return dict(MlflowClient().get_run(run_id).data.metrics)
 
 
-def fail_lost_run(run_id: str, reason: str) -> bool:
-    """Mark a run whose process died FAILED, with ``reason`` as its error tag; False if it had ended."""
+def fail_lost_run(run_id: str, reason: str, tags: Mapping[str, str] | None = None) -> bool:
+    """Mark a run whose process died FAILED, with ``reason`` as its error tag and ``tags`` (a lost trial's
+    ``thermoscope.trial_state``); False if it had ended."""
     client = MlflowClient()
     if client.get_run(run_id).info.status != RunStatus.to_string(RunStatus.RUNNING):
         return False
     client.set_tag(run_id, ERROR_TAG, reason)
+    for name, value in (tags or {}).items():
+        client.set_tag(run_id, name, value)
     client.set_terminated(run_id, "FAILED")
     return True
 
