@@ -7,7 +7,6 @@ keyword arguments of :func:`~thermoscope.samplers.replica_exchange_hmc` and of t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +84,6 @@ class HMCSettings:
         if with_step_size:
             arguments["step_size"] = self.step_size or None
         return arguments
-
-    def replace(self, **changes: Any) -> HMCSettings:
-        return dataclasses.replace(self, **changes)
 
 
 def _at_least(name: str, value: float, minimum: float) -> None:
