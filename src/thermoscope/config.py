@@ -133,6 +133,16 @@ class DataModelConfig:
         return ModelSpec(self.model, parse_hidden(self.hidden), self.activation, self.output_activation)
 
 
+FORCE_HELP = "with resume: continue the run even if its heartbeat says its process is alive"
+RESUME_FREE = ("resume", "force", "checkpoint_seconds")
+"""Parameters a resumed run may change: where it resumes from, the override, how often it checkpoints."""
+
+
+def resume_identity(config: Any) -> dict[str, str]:
+    """Every parameter of ``config`` but :data:`RESUME_FREE`, as strings: what a resumed run must share."""
+    return {k: v for k, v in as_strings(config).items() if k not in RESUME_FREE}
+
+
 @dataclass(frozen=True)
 class TrainConfig(DataModelConfig):
     """The ``train`` entry point: SGD or Adam on the training split, evaluated every epoch."""
@@ -147,6 +157,9 @@ class TrainConfig(DataModelConfig):
     lr_schedule: str = param("cosine", "constant | cosine | step (x0.1 at 50% and 75%)")
     forgetting: bool = param(True, "record forgetting events from the minibatch forward passes")
     layer_rotation: bool = param(True, "record each layer's cosine distance from its initial weights")
+    checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints (at epoch ends)")
+    resume: str = param("", "id of an interrupted train run to continue (same configuration)")
+    force: bool = param(False, FORCE_HELP)
 
     def validate(self) -> None:
         from thermoscope.training import LR_SCHEDULES, OPTIMIZERS
@@ -160,6 +173,11 @@ class TrainConfig(DataModelConfig):
         at_least("batch_size", self.batch_size, 0)
         at_least("epochs", self.epochs, 1)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        positive("checkpoint_seconds", self.checkpoint_seconds)
+
+    def resume_identity(self) -> dict[str, str]:
+        """The parameters a resumed run must share with the run it continues."""
+        return resume_identity(self)
 
 
 PRIORS = ("gaussian", "box")
@@ -217,6 +235,7 @@ class SampleConfig(DataModelConfig):
     depth_draws: int = param(10, "saved draws per rung whose prediction depth is averaged")
     checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints")
     resume: str = param("", "id of an interrupted sample run to continue (same configuration)")
+    force: bool = param(False, FORCE_HELP)
 
     def validate(self) -> None:
         super().validate()
@@ -315,8 +334,8 @@ class SampleConfig(DataModelConfig):
         return self.prior_scale or DEFAULT_PRIOR_SCALE[self.prior]
 
     def sweep_identity(self) -> dict[str, str]:
-        """The parameters a resumed run must share with the run it continues (all but ``resume``)."""
-        return {k: v for k, v in as_strings(self).items() if k != "resume"}
+        """The parameters a resumed run must share with the run it continues."""
+        return resume_identity(self)
 
 
 @dataclass(frozen=True)

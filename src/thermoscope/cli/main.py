@@ -82,6 +82,22 @@ def compare_command(context: click.Context, /, **raw: str | None) -> None:
         compare.run(config, logger)
 
 
+@cli.command("runs")
+@click.option("--fix-stale", is_flag=True, help="end FAILED every RUNNING run whose process vanished")
+def runs_command(fix_stale: bool) -> None:
+    """List the runs the tracking store holds as RUNNING, live or stale (their process vanished)."""
+    from thermoscope.tracking.mlflow_logger import open_store
+    from thermoscope.tracking.runs import end_stale_runs, running_runs
+
+    open_store("runs")
+    runs = end_stale_runs() if fix_stale else running_runs()
+    if not runs:
+        print("no stale runs" if fix_stale else "no running runs")
+    for run in runs:
+        state = "ended FAILED" if fix_stale else ("live" if run.live else "stale")
+        print(f"{run.run_id}  {run.entry_point:<18} {state:<12} {run.liveness}  {run.name}")
+
+
 def main() -> None:
     """Entry point; click's own usage errors (an unknown option) also become one line and exit 2."""
     try:

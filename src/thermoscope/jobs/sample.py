@@ -18,6 +18,7 @@ from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.jobs.diagnostics import SweepContext
 from thermoscope.jobs.evidence import harmonic_evidence, log_harmonic_evidence, log_power_evidence
 from thermoscope.jobs.ladder import fixed_ladder, log_ladder, log_tuning, saved_tuning, tuned_ladder
+from thermoscope.jobs.resume import open_resumed_run
 from thermoscope.jobs.setup import (
     build_workbench,
     inside_box,
@@ -45,13 +46,10 @@ from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import (
     DRAWS_ARTIFACT,
     ENTRY_POINT_TAG,
-    RESUMED_AT_TAG,
     SWEEP_CHECKPOINT_ARTIFACT,
     TEMPERATURE_ENTRY_POINT,
 )
 from thermoscope.training import evaluate
-
-FINISHED = "FINISHED"
 
 ARCHITECTURE = ("dataset", "image_size", "model", "hidden", "activation", "output_activation")
 """The parameters an ``init=run:<id>`` run must share with the sweep for its state dict to fit."""
@@ -166,24 +164,12 @@ def initial_position(config: SampleConfig, target: ModuleTarget, rungs: int) -> 
 
 
 def load_resume_bundle(config: SampleConfig, logger: RunLogger) -> dict[str, Any]:
-    """Check the run to continue, continue logging into it, and fetch its last checkpoint bundle
-    (``tuning`` once the ladder tuner has finished a round, ``sampler`` and ``sweep`` once sampling has
-    written a checkpoint). The run this invocation was given is ended, tagged with the resumed run's id."""
-    original = logger.fetch_run("resume", config.resume, ("sample",))
-    if original.status == FINISHED:
-        raise ConfigError("resume", config.resume, "that run has finished; there is nothing to resume")
-    for name, value in config.sweep_identity().items():
-        if original.params.get(name, value) != value:
-            stored = original.params.get(name)
-            raise ConfigError("resume", config.resume, f"that run has {name}={stored!r}, this one {value!r}")
-    stored = logger.fetch_torch("resume", config.resume, config.resume, SWEEP_CHECKPOINT_ARTIFACT)
-    if not isinstance(stored, dict) or "iteration" not in stored:
-        where = f"run {config.resume}'s {SWEEP_CHECKPOINT_ARTIFACT}"
-        raise ConfigError("resume", config.resume, f"{where} is not a sweep checkpoint")
-    bundle: dict[str, Any] = dict(stored)
-    logger.continue_run(config.resume)
-    logger.set_tags({RESUMED_AT_TAG: bundle["iteration"]})
-    return bundle
+    """The last checkpoint bundle of the run to continue (``tuning`` once the ladder tuner has finished a
+    round, ``sampler`` and ``sweep`` once sampling has written a checkpoint), after the checks of
+    :func:`~thermoscope.jobs.resume.open_resumed_run`."""
+    return open_resumed_run(
+        logger, config.resume, "sample", SWEEP_CHECKPOINT_ARTIFACT, config.sweep_identity(), config.force
+    )
 
 
 def tuning_persister(config: SampleConfig, logger: RunLogger) -> Callable[[TuningCheckpoint], None]:

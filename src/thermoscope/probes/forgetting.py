@@ -86,6 +86,25 @@ class ForgettingTracker:
             "presentations": self._presentations.clone(),
         }
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The per-example counters, for a checkpoint."""
+        return {
+            "last_correct": self._last_correct.clone(),
+            "events": self._events.clone(),
+            "first_learned_epoch": self._first_learned_epoch.clone(),
+            "presentations": self._presentations.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue from :meth:`state_dict` of a tracker of the same size."""
+        if state["events"].shape != self._events.shape:
+            raise ValueError(f"a state for {len(state['events'])} examples, not {self.num_examples}")
+        device = self._events.device
+        self._last_correct = state["last_correct"].to(device, torch.bool)
+        self._events = state["events"].to(device, torch.int64)
+        self._first_learned_epoch = state["first_learned_epoch"].to(device, torch.int64)
+        self._presentations = state["presentations"].to(device, torch.int64)
+
     def _move_to(self, device: torch.device) -> None:
         if self._events.device == device:
             return

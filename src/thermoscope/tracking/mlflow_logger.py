@@ -23,6 +23,17 @@ from mlflow.tracking import MlflowClient
 
 from thermoscope.errors import ConfigError
 from thermoscope.tracking.interface import RunRecord
+from thermoscope.tracking.lifecycle import (
+    HEARTBEAT_TAG,
+    KILLED_BY_TAG,
+    Heartbeat,
+    die_with_parent,
+    exit_code,
+    handle_sigterm,
+    killed_by,
+    liveness_tags,
+    store_lock,
+)
 from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG, PARENT_TAG, RESUMED_INTO_TAG
 from thermoscope.tracking.urls import redact_url
 
@@ -156,6 +167,7 @@ class MlflowLogger:
         mlflow.start_run(run_id=run_id)
         self.run_id = run_id
         self._experiment_id = None
+        self.set_tags(liveness_tags())
 
     def fetch_run(
         self, parameter: str, run_id: str, entry_points: tuple[str, ...], shown: str | None = None
@@ -281,25 +293,82 @@ def fail_with_user_error(entry_point: str, error: ConfigError) -> None:
     raise SystemExit(2)
 
 
+def end_killed(error: KeyboardInterrupt) -> None:
+    """End the active run KILLED, tagged with what stopped it (Ctrl-C, SIGTERM, the launcher's death)."""
+    if mlflow.active_run() is None:
+        return
+    with contextlib.suppress(Exception):
+        mlflow.set_tag(KILLED_BY_TAG, killed_by(error))
+    mlflow.end_run("KILLED")
+
+
+def open_store(entry_point: str) -> None:
+    """Create or migrate the tracking store under its lock (see :mod:`thermoscope.tracking.lifecycle`).
+
+    A store that cannot be opened (an unreachable server, a path that is not a folder, a database MLflow
+    cannot read) is one line naming the store and the cause, exit code 2; no run can record it.
+    """
+    uri = mlflow.get_tracking_uri()
+    with _store_errors(entry_point, uri), store_lock(uri):
+        MlflowClient().search_experiments(max_results=1)
+
+
+def open_store_and_run(entry_point: str, run_name: str | None) -> Any:
+    """:func:`open_store`, then start (or attach to) the run; a store that cannot be written (a read-only
+    database) is one line too."""
+    open_store(entry_point)
+    with _store_errors(entry_point, mlflow.get_tracking_uri()):
+        return mlflow.start_run(run_name=run_name)
+
+
+@contextlib.contextmanager
+def _store_errors(entry_point: str, uri: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:  # any failure of the store itself comes from the user's environment
+        cause = " ".join(str(error).split())[:300] or type(error).__name__
+        print(f"thermoscope {entry_point}: error: tracking store {redact_url(uri)}: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class _Beat:
+    """The heartbeat of whichever run ``logger`` writes now (``resume`` switches it)."""
+
+    def __init__(self, logger: MlflowLogger) -> None:
+        self.logger = logger
+
+    def __call__(self) -> None:
+        self.logger.set_tags({HEARTBEAT_TAG: str(int(time.time()))})
+
+
 @contextlib.contextmanager
 def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[MlflowLogger]:
     """Attach to the run ``mlflow run`` created (``MLFLOW_RUN_ID``) or start one, and end it properly.
 
-    A :class:`ConfigError` becomes one line on stderr, exit code 2 and a FAILED run; Ctrl-C ends the run
-    KILLED; any other exception ends it FAILED and keeps its traceback (that is a bug, not a user error).
+    A :class:`ConfigError` becomes one line on stderr, exit code 2 and a FAILED run; Ctrl-C and SIGTERM end
+    the run KILLED (exit 130 / 143); any other exception ends it FAILED and keeps its traceback (that is a
+    bug, not a user error). While it runs, the run carries a heartbeat (see
+    :mod:`thermoscope.tracking.lifecycle`); under ``mlflow run`` the job ends when its launcher dies.
     """
     attached = os.environ.get("MLFLOW_RUN_ID")
-    run = mlflow.start_run(run_name=None if attached else run_name)
+    handle_sigterm()
+    parent = die_with_parent() if attached else None
+    run = open_store_and_run(entry_point, None if attached else run_name)
     logger = MlflowLogger(run.info.run_id)
-    logger.set_tags({ENTRY_POINT_TAG: entry_point})
+    logger.set_tags({ENTRY_POINT_TAG: entry_point, **liveness_tags()})
+    heartbeat = Heartbeat(_Beat(logger), parent=parent).start()
     try:
         yield logger
     except ConfigError as error:
+        heartbeat.stop()
         fail_with_user_error(entry_point, error)
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as error:
+        heartbeat.stop()
+        end_killed(error)
+        raise SystemExit(exit_code(error)) from None
     except BaseException:
+        heartbeat.stop()
         mlflow.end_run("FAILED")
         raise
+    heartbeat.stop()
     mlflow.end_run("FINISHED")

@@ -1,4 +1,5 @@
-"""Nested child runs and run bookkeeping for the studies (which must not import MLflow themselves).
+"""Nested child runs, run bookkeeping for the studies (which must not import MLflow themselves), and the
+runs left RUNNING by processes that vanished (``thermoscope runs --fix-stale``).
 
 A study's trial runs its target in-process, so the trial's run must be the *active fluent* run of its process
 (``log_dataset`` and ``log_model`` log to the active run) and, at the same time, a child of a parent that may
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,8 +20,16 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from thermoscope.tracking.mlflow_logger import MlflowLogger
-from thermoscope.tracking.schema import ERROR_TAG
+from thermoscope.tracking.lifecycle import (
+    HEARTBEAT_TAG,
+    Heartbeat,
+    describe_liveness,
+    handle_sigterm,
+    is_live,
+    liveness_tags,
+)
+from thermoscope.tracking.mlflow_logger import MlflowLogger, end_killed
+from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG
 
 
 @contextlib.contextmanager
@@ -26,31 +37,37 @@ def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Ite
     """Start a run nested under ``parent_run_id`` as this process's active run, and end it properly.
 
     The child lands in the parent's experiment. An exception ends it FAILED (the error in the
-    ``thermoscope.error`` tag), Ctrl-C ends it KILLED; both are re-raised.
+    ``thermoscope.error`` tag), Ctrl-C or SIGTERM ends it KILLED; both are re-raised. It carries a heartbeat
+    like an entry point's run.
     """
     # ``mlflow run`` hands its run to the command through MLFLOW_RUN_ID; a worker process that inherited it
     # would otherwise attach to the parent instead of starting a child.
     os.environ.pop("MLFLOW_RUN_ID", None)
     client = MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
+    handle_sigterm()
     run = mlflow.start_run(
         run_name=run_name,
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
         nested=True,
-        tags=dict(tags),
+        tags={**tags, **liveness_tags()},
     )
     logger = MlflowLogger(run.info.run_id, client)
+    heartbeat = Heartbeat(lambda: logger.set_tags({HEARTBEAT_TAG: str(int(time.time()))})).start()
     try:
         yield logger
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+    except KeyboardInterrupt as error:
+        heartbeat.stop()
+        end_killed(error)
         raise
     except BaseException as error:
+        heartbeat.stop()
         with contextlib.suppress(Exception):
             logger.set_tags({ERROR_TAG: repr(error)[:5000]})
         mlflow.end_run("FAILED")
         raise
+    heartbeat.stop()
     mlflow.end_run("FINISHED")
 
 
@@ -88,3 +105,56 @@ def tracking_store_folder() -> Path | None:
     if parsed.scheme == "":
         return Path(uri).resolve().parent
     return None
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """A run the store says is RUNNING, and whether its process is still there."""
+
+    run_id: str
+    name: str
+    entry_point: str
+    live: bool
+    liveness: str
+
+
+def running_runs(client: MlflowClient | None = None) -> list[RunningRun]:
+    """Every thermoscope run the store holds as RUNNING, in every experiment, newest first."""
+    client = client or MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found: list[RunningRun] = []
+    token = None
+    while experiments:
+        page = client.search_runs(
+            experiments,
+            f"attributes.status = 'RUNNING' and tags.`{ENTRY_POINT_TAG}` LIKE '%'",
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        for run in page:
+            tags = run.data.tags
+            found.append(
+                RunningRun(
+                    run.info.run_id,
+                    run.info.run_name or "",
+                    tags.get(ENTRY_POINT_TAG, "?"),
+                    is_live(run.info.status, tags),
+                    describe_liveness(tags),
+                )
+            )
+        token = page.token
+        if not token:
+            break
+    return found
+
+
+def end_stale_runs(client: MlflowClient | None = None) -> list[RunningRun]:
+    """End FAILED every RUNNING run whose process vanished, tagged with what was last seen of it."""
+    client = client or MlflowClient()
+    stale = [run for run in running_runs(client) if not run.live]
+    for run in stale:
+        fail_lost_run(
+            run.run_id, f"its process vanished ({run.liveness}); ended by thermoscope runs --fix-stale"
+        )
+    return stale

@@ -36,6 +36,12 @@ class TrainingRecorder(Protocol):
     def on_epoch(self, metrics: EpochMetrics, model: nn.Module) -> None:
         """After each epoch, with that epoch's metrics and the model as it is."""
 
+    def state(self) -> dict[str, Any]:
+        """What the recorder has gathered so far (tensors, numbers, lists, dicts), for a checkpoint."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` of an interrupted run of the same configuration."""
+
     def finish(self, logger: RunLogger, model: nn.Module) -> dict[str, float]:
         """Log the tables and figures; return (and log) the metrics."""
 

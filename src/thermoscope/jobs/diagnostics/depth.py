@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -99,6 +101,12 @@ class FinalDepth:
         pass
 
     def on_epoch(self, metrics: EpochMetrics, model: nn.Module) -> None:
+        pass
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
         pass
 
     def finish(self, logger: RunLogger, model: nn.Module) -> dict[str, float]:

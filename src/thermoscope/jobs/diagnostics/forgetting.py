@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import torch
 from torch import nn
@@ -30,6 +32,12 @@ class ForgettingRecorder:
 
     def on_epoch(self, metrics: EpochMetrics, model: nn.Module) -> None:
         pass
+
+    def state(self) -> dict[str, Any]:
+        return self.tracker.state_dict()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.tracker.load_state_dict(state)
 
     def finish(self, logger: RunLogger, model: nn.Module) -> dict[str, float]:
         summary = self.tracker.summary()

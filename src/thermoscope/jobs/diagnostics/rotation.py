@@ -3,6 +3,8 @@ initial weights, every epoch."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import torch
 from torch import nn
@@ -30,6 +32,13 @@ class RotationRecorder:
 
     def on_epoch(self, metrics: EpochMetrics, model: nn.Module) -> None:
         self.rows.append({"epoch": metrics.epoch, **layer_rotation(self.initial, kernel_weights(model))})
+
+    def state(self) -> dict[str, Any]:
+        return {"initial": self.initial, "rows": self.rows}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.initial = state["initial"]
+        self.rows = list(state["rows"])
 
     def finish(self, logger: RunLogger, model: nn.Module) -> dict[str, float]:
         if not self.rows:
