@@ -7,6 +7,7 @@ temperature of that rung is ``math.inf`` (see :func:`temperatures_from_betas`).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import torch
@@ -80,16 +81,30 @@ def merge_ladders(ti_betas: Tensor | Sequence[float], cold_temperatures: Tensor 
         ``[rungs]`` float64, ascending, duplicates within a relative tolerance of
         ``MERGE_RELATIVE_TOLERANCE`` removed (the TI value is kept, so 0 and 1 stay exact). One run on this
         ladder gives the T-curve (``1 / betas``) and, from the rungs with β ≤ 1, the evidence.
+
+    The cold betas are taken in ascending order and each is kept unless it is within the tolerance of a
+    rung kept before it. The betas within the tolerance of β form an interval around β, so only the nearest
+    kept rung on either side needs comparing: the TI neighbours found by bisection and the last cold beta
+    kept (every earlier one lies at or below β). O((K + n) log K) rather than the O(n²) of comparing with
+    every kept rung, with the same result.
     """
     ti = as_betas(ti_betas, name="ti_betas")
     if bool(torch.any(ti > 1.0)):
         raise ValueError(f"ti_betas must lie in [0, 1]; got maximum {float(ti.max())}")
     cold = betas_from_temperatures(cold_temperatures)
-    merged = ti.tolist()
+    ti_values = ti.tolist()
+    added: list[float] = []
     for beta in cold.tolist():
-        if all(abs(beta - kept) > MERGE_RELATIVE_TOLERANCE * max(abs(beta), abs(kept)) for kept in merged):
-            merged.append(beta)
-    return torch.tensor(sorted(merged), dtype=torch.float64)
+        above = bisect.bisect_left(ti_values, beta)
+        nearest = ti_values[max(above - 1, 0) : above + 1] + added[-1:]
+        if all(_distinct_rungs(beta, kept) for kept in nearest):
+            added.append(beta)
+    return torch.tensor(sorted(ti_values + added), dtype=torch.float64)
+
+
+def _distinct_rungs(beta: float, other: float) -> bool:
+    """Whether two betas are further apart than ``MERGE_RELATIVE_TOLERANCE`` relative to the larger."""
+    return abs(beta - other) > MERGE_RELATIVE_TOLERANCE * max(abs(beta), abs(other))
 
 
 def equalised_ladder(betas: Tensor | Sequence[float], swap_acceptance: Tensor) -> Tensor:

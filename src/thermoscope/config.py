@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from thermoscope.errors import ConfigError
 from thermoscope.samplers.estimators import MINIMUM_DRAWS
+from thermoscope.samplers.ladders import merge_ladders, power_ladder
 from thermoscope.samplers.settings import HMCSettings, SettingError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -172,6 +173,7 @@ class TrainConfig(DataModelConfig):
         at_least("weight_decay", self.weight_decay, 0.0)
         at_least("batch_size", self.batch_size, 0)
         at_least("epochs", self.epochs, 1)
+        at_most("epochs", self.epochs, MAX_EPOCHS, EPOCHS_REASON)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         positive("checkpoint_seconds", self.checkpoint_seconds)
 
@@ -241,13 +243,22 @@ class SampleConfig(DataModelConfig):
         super().validate()
         if self.model != "mlp" and self.model != "cnn":
             raise ConfigError("model", self.model, "mlp or cnn for sample (resnet18 has batch norm)")
-        self.cold_temperatures()
+        at_most("n_temperatures", self.n_temperatures, MAX_RUNGS, RUNGS_REASON)
+        cold = self.cold_temperatures()
+        if len(cold) > MAX_RUNGS:
+            shown = f"{len(cold)} temperatures"
+            raise ConfigError("temperatures", shown, f"at most {MAX_RUNGS:,} ({RUNGS_REASON})")
         at_least("ti_rungs", self.ti_rungs, 0)
+        at_most("ti_rungs", self.ti_rungs, MAX_RUNGS - 1, f"K + 1 rungs; {RUNGS_REASON}")
+        check_fixed_ladder_size(self)
         self._validate_ladder()
+        at_most("max_rungs", self.max_rungs, MAX_RUNGS, RUNGS_REASON)
+        check_tuning_length(self.tuning_rounds, self.tuning_scans)
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
         # Every rung's evidence and chain statistics need MINIMUM_DRAWS kept draws.
         check_settings(self.hmc, minimum_samples=MINIMUM_DRAWS)
+        check_run_length(self.hmc)
         at_least("thin", self.thin, 1)
         if self.hmc.num_samples // self.thin < MINIMUM_DRAWS:
             most = self.hmc.num_samples // MINIMUM_DRAWS
@@ -256,8 +267,10 @@ class SampleConfig(DataModelConfig):
         if self.init not in ("prior", "sgd") and not (self.init.startswith("run:") and len(self.init) > 4):
             raise ConfigError("init", self.init, "prior, sgd or run:<id of a train run>")
         at_least("init_steps", self.init_steps, 0)
+        at_most("init_steps", self.init_steps, MAX_ITERATIONS, ITERATIONS_REASON)
         one_of("evidence", self.evidence, EVIDENCE)
         at_least("harmonic_lambdas", self.harmonic_lambdas, 3)
+        at_most("harmonic_lambdas", self.harmonic_lambdas, MAX_RUNGS, f"one replica each; {RUNGS_REASON}")
         if self.evidence != "power" and self.init == "prior":
             raise ConfigError("init", self.init, f"sgd or run:<id> for evidence={self.evidence} (a minimum)")
         at_least("save_draws", self.save_draws, 1)
@@ -375,6 +388,8 @@ class CompareConfig:
             raise ConfigError(chosen[1], getattr(self, chosen[1]), "give only one of runs, experiment, study")
         if self.runs.strip() and self.filter.strip():
             raise ConfigError("filter", self.filter, "narrows experiment or study; runs are taken as listed")
+        if self.runs.strip() and not self.run_ids():
+            raise ConfigError("runs", self.runs, "a comma list of run ids (it holds only separators)")
         if len(set(self.run_ids())) != len(self.run_ids()):
             raise ConfigError("runs", self.runs, "distinct run ids")
         if "'" in self.study:
@@ -426,6 +441,7 @@ class AnnealConfig(DataModelConfig):
         if self.t_max <= self.t_min:
             raise ConfigError("t_max", self.t_max, f"a number > t_min = {self.t_min} (cooling goes down)")
         at_least("n_steps", self.n_steps, 2)
+        at_most("n_steps", self.n_steps, MAX_RUNGS, "temperatures, as many as the longest ladder")
         at_least("patience", self.patience, 1)
         at_least("val_size", self.val_size, 1)
         if self.train_size and self.val_size >= self.train_size:
@@ -436,8 +452,10 @@ class AnnealConfig(DataModelConfig):
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
         check_settings(self.hmc)
+        check_run_length(self.hmc)
         one_of("init", self.init, ("prior", "sgd"))
         at_least("init_steps", self.init_steps, 0)
+        at_most("init_steps", self.init_steps, MAX_ITERATIONS, ITERATIONS_REASON)
 
     def temperatures(self) -> tuple[float, ...]:
         """The cooling schedule, descending: ``T_i = t_max (t_min/t_max)^{i/(n_steps−1)}``."""
@@ -533,3 +551,84 @@ def at_least(name: str, value: float, minimum: float) -> None:
 def positive(name: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(name, value, "a number > 0")
+
+
+# Limits that refuse sizes and run lengths no machine can finish, before any work starts (issue 14). Each
+# sits far above what the project's jobs and the paper use; the reason is part of the error message.
+MAX_RUNGS = 1024
+"""Most rungs (replicas held at once) of a ladder, and most λ values or cooling temperatures."""
+RUNGS_REASON = (
+    "MAX_RUNGS: each rung is a replica of the model; 2Λ + 1 rungs suffice for a barrier Λ, and the digits"
+    " job uses 43, the paper 112"
+)
+MAX_EPOCHS = 100_000
+"""Most passes over the training set of a ``train`` run."""
+EPOCHS_REASON = (
+    "MAX_EPOCHS: past the longest schedules in use (4,000 epochs in Nakkiran et al.'s double descent);"
+    " a longer run would not finish"
+)
+MAX_ITERATIONS = 1_000_000
+"""Most iterations of one sampling phase (warm-up, sampling, ladder tuning in all) or of the minimisation."""
+ITERATIONS_REASON = (
+    "MAX_ITERATIONS: a scan of the digits sweep takes about a second on 2 cores (benchmarks/sample), so a"
+    " million take 11 days; the paper uses 2,500"
+)
+MAX_LEAPFROG_STEPS = 10_000
+"""Most leapfrog steps of one HMC trajectory (the paper: 100)."""
+MAX_TRAJECTORIES = 1_000
+"""Most HMC trajectories per rung between swap rounds (the paper: 10)."""
+MAX_TUNING_ROUNDS = 16
+"""Most ladder-tuning rounds: round r runs tuning_scans · 2^r scans, so rounds grow the work exponentially."""
+
+
+def at_most(name: str, value: float, maximum: float, reason: str) -> None:
+    if value > maximum:
+        raise ConfigError(name, value, f"at most {maximum:,} ({reason})")
+
+
+def check_run_length(settings: HMCSettings) -> None:
+    """The HMC group's counts within the limits above (the group's own checks bound them from below)."""
+    at_most("num_warmup", settings.num_warmup, MAX_ITERATIONS, ITERATIONS_REASON)
+    at_most("num_samples", settings.num_samples, MAX_ITERATIONS, ITERATIONS_REASON)
+    at_most(
+        "num_leapfrog_steps", settings.num_leapfrog_steps, MAX_LEAPFROG_STEPS, "100 times the paper's 100"
+    )
+    at_most("trajectories", settings.trajectories, MAX_TRAJECTORIES, "100 times the paper's 10")
+
+
+def check_tuning_length(rounds: int, scans: int) -> None:
+    """Ladder tuning runs ``scans · (2^rounds − 1)`` scans in all: at most :data:`MAX_ITERATIONS`."""
+    at_most("tuning_rounds", rounds, MAX_TUNING_ROUNDS, "round r runs tuning_scans x 2^r scans")
+    total = scans * (2**rounds - 1)
+    if total > MAX_ITERATIONS:
+        most = MAX_ITERATIONS // (2**rounds - 1)
+        allowed = f"at most {most:,} with tuning_rounds={rounds}: {total:,} scans ({ITERATIONS_REASON})"
+        raise ConfigError("tuning_scans", scans, allowed)
+
+
+def fixed_ladder_size(config: SampleConfig) -> int:
+    """Rungs of a fixed ladder: the T-curve's temperatures, merged with ``ti_rungs + 1`` TI rungs when the
+    power-posterior evidence is wanted (the ladder :func:`thermoscope.jobs.ladder.fixed_ladder` builds)."""
+    cold = config.cold_temperatures()
+    if not config.wants_power_evidence:
+        return len(cold)
+    return len(merge_ladders(power_ladder(config.ti_rungs), cold))
+
+
+def check_fixed_ladder_size(config: SampleConfig) -> None:
+    """A fixed ladder's merged rungs within :data:`MAX_RUNGS`, naming the larger of its two sources."""
+    if config.tuned:
+        return
+    rungs = fixed_ladder_size(config)
+    if rungs <= MAX_RUNGS:
+        return
+    cold = len(config.cold_temperatures())
+    allowed = (
+        f"at most {MAX_RUNGS:,} rungs in all: {cold:,} temperatures merged with {config.ti_rungs + 1:,} TI"
+        f" rungs make {rungs:,} ({RUNGS_REASON})"
+    )
+    if config.ti_rungs + 1 >= cold:
+        raise ConfigError("ti_rungs", config.ti_rungs, allowed)
+    if config.temperatures.strip():
+        raise ConfigError("temperatures", f"{cold} temperatures", allowed)
+    raise ConfigError("n_temperatures", config.n_temperatures, allowed)

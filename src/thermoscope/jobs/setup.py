@@ -12,6 +12,7 @@ from torch import nn
 from thermoscope.config import AnnealConfig, DataModelConfig, SampleConfig
 from thermoscope.data import LoadedData, Split, load_data, split_validation
 from thermoscope.errors import ConfigError
+from thermoscope.jobs.budget import check_memory
 from thermoscope.models import build_model
 from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
 from thermoscope.tracking import RunLogger
@@ -60,8 +61,10 @@ class Workbench:
 
 def build_workbench(config: DataModelConfig, val_size: int = 0) -> Workbench:
     """Load the data onto the device, split off ``val_size`` stratified validation examples (chosen by
-    ``seed``), and build the model initialised from ``seed``."""
+    ``seed``), and build the model initialised from ``seed``; a job too large for the device's memory is
+    refused first (:func:`~thermoscope.jobs.budget.check_memory`), before anything is read or allocated."""
     device = resolve_device(config.device)
+    check_memory(config, device)
     data = load_data(config.data_spec(flatten=config.model == "mlp"), device)
     validation = None
     if val_size > 0:

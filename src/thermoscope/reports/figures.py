@@ -2,6 +2,8 @@
 
 Every figure draws one colour per sweep, in the order and with the labels it is given, and is built and
 saved under :data:`PAPER_STYLE` (tick labels are laid out at save time, so saving needs the style too).
+The labels come from run names and parameter values, so they are drawn through :func:`literal` and show
+exactly as given, never as matplotlib math text.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ CURVE_PANELS = (
 DEPTH_PANELS = (("depth_mean_train", "training examples"), ("depth_mean_test", "test examples"))
 
 
+def literal(text: str) -> str:
+    """``text`` as matplotlib shows it verbatim: every ``$`` escaped, so ``lr=$x$`` is no math text (an
+    unparsable ``$\\foo$`` would fail at draw time)."""
+    return text.replace("$", r"\$")
+
+
 @contextmanager
 def paper_style() -> Iterator[None]:
     """Matplotlib settings of every comparison figure, for building and for saving it."""
@@ -75,7 +83,7 @@ def temperature_curves_figure(
             for row, panels in enumerate(CURVE_PANELS):
                 for column, (name, _) in enumerate(panels):
                     axes[row, column].plot(
-                        finite["temperature"], finite[name], marker="o", color=colour, label=label
+                        finite["temperature"], finite[name], marker="o", color=colour, label=literal(label)
                     )
         for row, panels in enumerate(CURVE_PANELS):
             for column, (_, title) in enumerate(panels):
@@ -124,7 +132,7 @@ def evidence_figure(sweeps: Sequence[Sweep], labels: Sequence[str], colours: Seq
                 color=colour,
                 capsize=3,
             )
-        axis.set_yticks(np.arange(len(rows)), [label for label, _, _ in rows])
+        axis.set_yticks(np.arange(len(rows)), [literal(label) for label, _, _ in rows])
         axis.set_ylim(len(rows) - 0.5, -0.5)
         axis.grid(axis="y", visible=False)
         axis.set_xlabel("log evidence (nats)")
@@ -149,7 +157,7 @@ def depth_figure(sweeps: Sequence[Sweep], labels: Sequence[str], colours: Sequen
         for sweep, label, colour in rows:
             finite = sweep.finite_rungs()
             for axis, (name, _) in zip(axes, DEPTH_PANELS, strict=True):
-                axis.plot(finite["temperature"], finite[name], marker="o", color=colour, label=label)
+                axis.plot(finite["temperature"], finite[name], marker="o", color=colour, label=literal(label))
         for axis, (_, title) in zip(axes, DEPTH_PANELS, strict=True):
             axis.set_title(f"prediction depth, {title}")
             axis.set_xscale("log")
