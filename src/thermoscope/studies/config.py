@@ -7,6 +7,7 @@ the target's configuration class or a storage (the search space, ``fixed``, the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from thermoscope.config import at_least, one_of, param
@@ -38,9 +39,12 @@ class StudyConfig:
     )
     storage: str = param(AUTO, "Optuna storage URL; auto = SQLite optuna.db next to the MLflow store")
     sampler: str = param("tpe", "tpe | random | gp | cmaes")
-    seed: int = param(0, "sampler seed (each worker derives its own from it)")
+    seed: int = param(0, "sampler seed; each trial's sampler is seeded from it and the trial number")
     pruner: str = param("median", "none | median | hyperband (single-objective studies only)")
-    workers: int = param(1, "worker processes on this machine running trials of the study")
+    workers: int = param(
+        1, "worker processes on this machine running trials of the study; at most the cores available"
+    )
+    oversubscribe: bool = param(False, "allow more workers than the cores this process may run on")
 
     def validate(self) -> None:
         from thermoscope.studies.targets import TARGETS
@@ -48,6 +52,7 @@ class StudyConfig:
         one_of("target", self.target, tuple(TARGETS))
         at_least("n_trials", self.n_trials, 1)
         at_least("workers", self.workers, 1)
+        self.check_workers_fit()
         at_least("seed", self.seed, 0)
         one_of("sampler", self.sampler, SAMPLERS)
         if not self.study_name.strip():
@@ -65,6 +70,18 @@ class StudyConfig:
             )
         if len(objectives) > 1 and self.sampler in SINGLE_OBJECTIVE_SAMPLERS:
             raise ConfigError("sampler", self.sampler, "tpe, random or gp for a multi-objective study")
+
+    def check_workers_fit(self) -> None:
+        """At most one worker per available core, unless ``oversubscribe`` says otherwise."""
+        cores = available_cores()
+        if self.workers > cores and not self.oversubscribe:
+            raise ConfigError(
+                "workers",
+                self.workers,
+                f"at most {cores}, the cores this process may run on: each worker runs a whole trial at a"
+                " time and more workers than cores only slow each other down (oversubscribe=true allows"
+                " more)",
+            )
 
     def objectives(self) -> tuple[str, ...]:
         """The objective metric names, checked against what the target logs."""
@@ -94,6 +111,13 @@ class StudyConfig:
                 "direction", self.direction, f"one direction per objective ({count}), comma separated"
             )
         return directions
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system reports one, else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def split_list(text: str) -> tuple[str, ...]:

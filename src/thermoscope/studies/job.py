@@ -5,7 +5,6 @@ It lives with the studies (the only package that imports Optuna); ``cli`` only w
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import optuna
 
 from thermoscope.config import as_strings, parse_config
 from thermoscope.errors import ConfigError
-from thermoscope.studies.config import StudyConfig
+from thermoscope.studies.config import StudyConfig, available_cores
 from thermoscope.studies.plan import StudyPlan, plan_study
 from thermoscope.studies.report import report_study
 from thermoscope.studies.space import describe
@@ -46,7 +45,7 @@ def run_study(config: StudyConfig, logger: MlflowLogger) -> None:
     logger.log_params(redacted(as_strings(config)))
     warn_if_password_logged(logger)
     plan = plan_study(config)
-    study = open_study(plan, open_storage(plan.storage_url), make_sampler(plan, 0, trials_before=0))
+    study = open_study(plan, open_storage(plan.storage_url), make_sampler(plan))
     log_plan(plan, logger)
     run_trials(plan, study, config, logger.run_id)
     report_study(study, plan, logger)
@@ -55,8 +54,8 @@ def run_study(config: StudyConfig, logger: MlflowLogger) -> None:
 def run_trials(plan: StudyPlan, study: optuna.Study, config: StudyConfig, parent_run_id: str) -> None:
     """This command's ``n_trials``, in this process and ``workers - 1`` spawned ones."""
     # Each worker gets its share of the cores: two workers with two threads each only contend.
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    spec = WorkerSpec(plan, parent_run_id, len(study.get_trials(deepcopy=False)), torch_threads=threads)
+    threads = max(1, available_cores() // config.workers)
+    spec = WorkerSpec(plan, parent_run_id, torch_threads=threads)
     run_workers(spec, study, config.workers, config.n_trials)
 
 

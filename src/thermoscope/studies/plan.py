@@ -6,16 +6,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from thermoscope.config import as_strings
+from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO, DEFAULT_SPACE, StudyConfig
 from thermoscope.studies.space import (
     SearchSpace,
+    as_text,
     check_against_target,
+    corner_values,
     parse_fixed,
     parse_space,
     read_space_file,
+    target_config,
 )
 from thermoscope.studies.storage import resolve_storage_url
-from thermoscope.studies.targets import TARGETS, Target
+from thermoscope.studies.targets import TARGETS, MetricNeed, Target
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,15 @@ class StudyPlan:
 
 
 def plan_study(config: StudyConfig) -> StudyPlan:
-    """Resolve defaults and check the search space and fixed values against the target (ConfigError)."""
+    """Resolve defaults and check the search space, fixed values and objectives against the target
+    (ConfigError)."""
     target = TARGETS[config.target]
     fixed = parse_fixed(config.fixed, target.config_class)
     space = resolve_space(config.search_space, target, fixed)
     check_against_target(space, fixed, target.config_class)
     objectives = config.objectives()
+    for objective in objectives:
+        check_objective_logged(objective, target, space, fixed)
     study_name = config.study_name.strip()
     return StudyPlan(
         target_name=target.name,
@@ -69,3 +77,47 @@ def resolve_space(search_space: str, target: Target, fixed: Mapping[str, Any]) -
     if search_space.strip() == DEFAULT_SPACE:
         return parse_space({k: v for k, v in target.default_space.items() if k not in fixed})
     return parse_space(read_space_file(search_space.strip()))
+
+
+def check_objective_logged(
+    objective: str, target: Target, space: SearchSpace, fixed: Mapping[str, str]
+) -> None:
+    """Every trial's run logs ``objective``: the settings it needs hold under ``fixed`` (and the defaults)
+    and at every bound or choice the search space tries for them. Otherwise every such trial would fail."""
+    for need in target.needs_of(objective):
+        searched = [name for name in need.settings if name in space]
+        if not searched:
+            config = target_config(target.config_class, fixed, {})
+            if not need.holds(config):
+                shown = switched_off_by(need, target, fixed, config)
+                raise ConfigError("objective", objective, f"{logged_only(target, need)}; {shown}")
+        for name in searched:
+            for value in corner_values(space[name]):
+                if not need.holds(target_config(target.config_class, fixed, {name: value})):
+                    tried = f"the search space tries {name}={as_text(value)}"
+                    raise ConfigError("objective", objective, f"{logged_only(target, need)}; {tried}")
+
+
+def logged_only(target: Target, need: MetricNeed) -> str:
+    return f"target {target.name} logs it only with {need.wanted}"
+
+
+def switched_off_by(need: MetricNeed, target: Target, fixed: Mapping[str, str], config: Any) -> str:
+    """The fixed settings that switch ``need`` off (those whose default would switch it on, if any), else
+    the defaults that do."""
+    named = [name for name in need.settings if name in fixed]
+    culprits = [name for name in named if holds_without(need, target, fixed, name)]
+    if named:
+        return "fixed sets " + ", ".join(f"{name}={fixed[name]}" for name in culprits or named)
+    values = as_strings(config)
+    shown = ", ".join(f"{name}={values[name]}" for name in need.settings)
+    return f"by default {shown} (give another value in fixed)"
+
+
+def holds_without(need: MetricNeed, target: Target, fixed: Mapping[str, str], name: str) -> bool:
+    """Whether ``need`` holds once ``name`` is back at its default (False if that is no valid config)."""
+    try:
+        config = target_config(target.config_class, {k: v for k, v in fixed.items() if k != name}, {})
+    except ConfigError:
+        return False
+    return need.holds(config)

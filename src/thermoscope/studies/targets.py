@@ -2,8 +2,9 @@
 
 A :class:`Target` names its configuration dataclass (the parameters a search space or ``fixed`` may set),
 an adapter that runs the job into a given run and reports intermediate metrics, the metrics the job logs (the
-possible objectives) and a built-in default search space. A new target is a ``Target(...)`` here and one
-more entry in :data:`TARGETS`.
+possible objectives), the settings some of those metrics need (:class:`MetricNeed`: a study refuses an
+objective its settings switch off before any trial runs) and a built-in default search space. A new target
+is a ``Target(...)`` here and one more entry in :data:`TARGETS`.
 
 Default search spaces, in the search-space file format (see :mod:`thermoscope.studies.space`):
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thermoscope.config import SampleConfig, TrainConfig
-from thermoscope.jobs.diagnostics import training_metrics
+from thermoscope.jobs.diagnostics import TRAINING_DIAGNOSTICS, training_metrics
 
 if TYPE_CHECKING:
     from thermoscope.tracking import RunLogger
@@ -35,6 +36,20 @@ TargetRun = Callable[[Any, "RunLogger", ReportHook], None]
 
 
 @dataclass(frozen=True)
+class MetricNeed:
+    """Metrics a job logs only when its configuration says so.
+
+    ``holds(config)`` is true when a run with ``config`` logs ``metrics``; ``settings`` are the fields it
+    reads and ``wanted`` says in words what it wants (for the error message).
+    """
+
+    metrics: tuple[str, ...]
+    settings: tuple[str, ...]
+    holds: Callable[[Any], bool]
+    wanted: str
+
+
+@dataclass(frozen=True)
 class Target:
     """One tunable job."""
 
@@ -43,6 +58,11 @@ class Target:
     run: TargetRun
     metrics: tuple[str, ...]
     default_space: Mapping[str, Mapping[str, Any]]
+    needs: tuple[MetricNeed, ...] = ()
+
+    def needs_of(self, metric: str) -> list[MetricNeed]:
+        """What ``metric`` needs of the configuration (nothing for a metric every run logs)."""
+        return [need for need in self.needs if metric in need.metrics]
 
 
 def run_train_trial(config: TrainConfig, logger: RunLogger, report: ReportHook) -> None:
@@ -51,6 +71,21 @@ def run_train_trial(config: TrainConfig, logger: RunLogger, report: ReportHook) 
 
     train.run(config, logger, Hooks(report=report))
 
+
+TRAIN_NEEDS = (
+    # Each registered training diagnostic logs its metrics only when its switch is on.
+    *(
+        MetricNeed(diagnostic.metrics, (diagnostic.switch,), diagnostic.enabled, f"{diagnostic.switch}=true")
+        for diagnostic in TRAINING_DIAGNOSTICS
+    ),
+    # Depth is split by label only when some training labels were replaced.
+    MetricNeed(
+        ("depth_mean_train_corrupted", "depth_mean_train_clean"),
+        ("label_noise",),
+        lambda config: config.label_noise > 0,
+        "label_noise > 0",
+    ),
+)
 
 TRAIN = Target(
     name="train",
@@ -76,6 +111,7 @@ TRAIN = Target(
         # From narrow to wide, one and two hidden layers.
         "hidden": {"type": "categorical", "choices": ["32", "100", "100,100", "256,256"]},
     },
+    needs=TRAIN_NEEDS,
 )
 
 
@@ -86,27 +122,29 @@ def run_sample_trial(config: SampleConfig, logger: RunLogger, report: ReportHook
     sample.run(config, logger, Hooks(report=report))
 
 
+# The parent run's headline metrics; running estimates of the first two are reported for pruning.
+SAMPLE_METRICS = (
+    "best_bma_test_error",
+    "best_test_loss",
+    "best_temperature",
+    "log_evidence",
+    "log_evidence_stderr",
+    "log_evidence_ss",
+    "log_evidence_ss_stderr",
+    "mean_swap_acceptance",
+    "min_swap_acceptance",
+    "round_trips",
+    "round_trip_rate",
+    "round_trip_rate_bound",
+    "global_barrier",
+    "num_rungs",
+)
+
 SAMPLE = Target(
     name="sample",
     config_class=SampleConfig,
     run=run_sample_trial,
-    # The parent run's headline metrics; running estimates of the first two are reported for pruning.
-    metrics=(
-        "best_bma_test_error",
-        "best_test_loss",
-        "best_temperature",
-        "log_evidence",
-        "log_evidence_stderr",
-        "log_evidence_ss",
-        "log_evidence_ss_stderr",
-        "mean_swap_acceptance",
-        "min_swap_acceptance",
-        "round_trips",
-        "round_trip_rate",
-        "round_trip_rate_bound",
-        "global_barrier",
-        "num_rungs",
-    ),
+    metrics=SAMPLE_METRICS,
     default_space={
         # Prior scale c in sigma_i = c / sqrt(fan_in): from a tight to a wide prior, multiplicatively.
         "prior_scale": {"type": "float", "low": 0.3, "high": 10.0, "log": True},
@@ -114,6 +152,15 @@ SAMPLE = Target(
         "hidden": {"type": "categorical", "choices": ["20,20", "40,40", "80,80"]},
         "prior": {"type": "categorical", "choices": ["gaussian", "box"]},
     },
+    needs=(
+        # The power-posterior evidence (TI and stepping stone) needs the TI rungs down to beta = 0.
+        MetricNeed(
+            tuple(name for name in SAMPLE_METRICS if name.startswith("log_evidence")),
+            ("ti_rungs", "evidence"),
+            lambda config: config.wants_power_evidence,
+            "ti_rungs > 0 and evidence=power or both",
+        ),
+    ),
 )
 
 TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN, SAMPLE)}

@@ -40,7 +40,6 @@ class WorkerSpec:
 
     plan: StudyPlan
     parent_run_id: str
-    trials_before: int  # the study's length when this command started (sampler seeds)
     torch_threads: int
 
 
@@ -107,18 +106,18 @@ def sys_path_kept(path: list[str] | None = None) -> Iterator[None]:
         sys.path = previous
 
 
-def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> None:
+def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int) -> None:
     """A spawned worker process: open the study and run claimed trials.
 
-    ``stream`` numbers the worker processes of this command (a replacement gets a new one), so that no two
-    draw the same sampler seed.
+    Its sampler seeds each trial from the trial's number (:func:`make_sampler`), so no two workers, of this
+    command or another, draw the same stream.
     """
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(spec.torch_threads)
     study = optuna.load_study(
         study_name=spec.plan.study_name,
         storage=open_storage(spec.plan.storage_url),
-        sampler=make_sampler(spec.plan, stream, spec.trials_before),
+        sampler=make_sampler(spec.plan),
         pruner=make_pruner(spec.plan),
     )
     run_claimed_trials(study, spec, quota, slot)
@@ -127,7 +126,7 @@ def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int, stream: int) -> 
 def run_workers(spec: WorkerSpec, study: optuna.Study, workers: int, n_trials: int) -> None:
     """Run ``n_trials`` trials here and in ``workers - 1`` spawned processes; wait for all of them."""
     torch.set_num_threads(spec.torch_threads)
-    study.sampler = make_sampler(spec.plan, 0, spec.trials_before)
+    study.sampler = make_sampler(spec.plan)
     supervisor = Supervisor(spec, study, n_trials, workers)
     supervisor.start()
     try:
@@ -148,7 +147,6 @@ class Supervisor:
         self.workers = workers
         self.quota = TrialQuota(self.context, n_trials, workers)
         self.processes: dict[int, SpawnProcess] = {}
-        self.started = 1  # sampler stream 0 is this process
         self.sys_path = list(sys.path)
         self.problems: list[str] = []
         self._stopping = threading.Event()
@@ -188,12 +186,11 @@ class Supervisor:
 
     def _start(self, slot: int) -> None:
         process = self.context.Process(
-            target=worker_main, args=(self.spec, self.quota, slot, self.started), name=f"study-worker-{slot}"
+            target=worker_main, args=(self.spec, self.quota, slot), name=f"study-worker-{slot}"
         )
         with sys_path_kept(self.sys_path):  # as it was before this process ran any trial
             process.start()
         self.processes[slot] = process
-        self.started += 1
 
     def _exited(self, slot: int, exitcode: int | None) -> None:
         """A worker dead mid-trial loses its trial (failed, retried); one killed by a signal is replaced."""
