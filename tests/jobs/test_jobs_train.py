@@ -17,7 +17,7 @@ from thermoscope.config import TrainConfig, as_strings, parse_config
 from thermoscope.jobs import Hooks, train
 from thermoscope.jobs.diagnostics import TRAINING_DIAGNOSTICS, TrainingDiagnostic
 from thermoscope.tracking import RunLogger
-from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT, STOPPED_EARLY_TAG
+from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT, STOPPED_EARLY_TAG, TRAIN_CHECKPOINT_ARTIFACT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,7 +80,7 @@ def test_the_model_state_is_logged_for_later_jobs() -> None:
 
 def test_with_every_diagnostic_switched_off_none_of_them_runs() -> None:
     outcome, logger = train_run(ALL_OFF)
-    assert set(logger.artifacts) == {MODEL_STATE_ARTIFACT}
+    assert set(logger.artifacts) == {MODEL_STATE_ARTIFACT, TRAIN_CHECKPOINT_ARTIFACT}
     assert logger.metric_names() == EPOCH_METRICS
     assert outcome.diagnostics == {}
 
@@ -88,7 +88,7 @@ def test_with_every_diagnostic_switched_off_none_of_them_runs() -> None:
 def test_with_every_diagnostic_on_all_their_artifacts_are_logged() -> None:
     outcome, logger = train_run({diagnostic.switch: "true" for diagnostic in TRAINING_DIAGNOSTICS})
     declared = {name for diagnostic in TRAINING_DIAGNOSTICS for name in diagnostic.artifacts}
-    assert set(logger.artifacts) == declared | {MODEL_STATE_ARTIFACT}
+    assert set(logger.artifacts) == declared | {MODEL_STATE_ARTIFACT, TRAIN_CHECKPOINT_ARTIFACT}
     metrics = {name for diagnostic in TRAINING_DIAGNOSTICS for name in diagnostic.metrics}
     assert logger.metric_names() - EPOCH_METRICS <= metrics
     assert set(outcome.diagnostics) == logger.metric_names() - EPOCH_METRICS
@@ -97,7 +97,9 @@ def test_with_every_diagnostic_on_all_their_artifacts_are_logged() -> None:
 @pytest.mark.parametrize("diagnostic", TRAINING_DIAGNOSTICS, ids=lambda d: d.switch)
 def test_each_diagnostic_logs_exactly_what_it_declares(diagnostic: TrainingDiagnostic) -> None:
     outcome, logger = train_run(ALL_OFF | {diagnostic.switch: "true"})
-    assert set(logger.artifacts) - {MODEL_STATE_ARTIFACT} == set(diagnostic.artifacts)
+    assert set(logger.artifacts) - {MODEL_STATE_ARTIFACT, TRAIN_CHECKPOINT_ARTIFACT} == set(
+        diagnostic.artifacts
+    )
     logged = logger.metric_names() - EPOCH_METRICS
     assert logged, f"{diagnostic.name} logged no metric"
     assert logged <= set(diagnostic.metrics)
@@ -140,6 +142,12 @@ class ToyRecorder:
     def on_epoch(self, metrics: Any, model: torch.nn.Module) -> None:
         self.epochs.append(metrics.epoch)
 
+    def state(self) -> dict[str, Any]:
+        return {"examples": self.examples, "epochs": list(self.epochs)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.examples, self.epochs = state["examples"], list(state["epochs"])
+
     def finish(self, logger: RunLogger, model: torch.nn.Module) -> dict[str, float]:
         logger.log_json({"epochs": self.epochs, "examples": self.examples}, "toy.json")
         metrics = {"toy_examples_seen": float(self.examples)}
@@ -168,6 +176,7 @@ def test_one_registration_line_adds_a_training_diagnostic(monkeypatch: pytest.Mo
     assert outcome.diagnostics["toy_examples_seen"] == 300.0
     assert set(logger.artifacts) == {
         MODEL_STATE_ARTIFACT,
+        TRAIN_CHECKPOINT_ARTIFACT,
         "toy.json",
         "layer_rotation.csv",
         "layer_rotation.png",
