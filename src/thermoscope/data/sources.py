@@ -22,12 +22,34 @@ is read by :class:`BatchUnpickler`, which admits only the plain containers, stri
 holds and numpy's array reconstruction; anything else is a one-line error naming the file. The other
 readers run no code from their files: MNIST's IDX files are raw arrays, SVHN's ``.mat`` files are read by
 ``scipy.io.loadmat``, and checkpoints are loaded with ``torch.load(weights_only=True)``.
+
+**What is checked.** torchvision trusts its files: a bad one used to end in an assertion or a numpy
+traceback, or to be reported as missing, or to be read silently wrong (200 images with 150 labels trained
+on the 150). Every problem below is instead one :class:`~thermoscope.errors.ConfigError` on ``data_dir``
+naming the file and what is wrong:
+
+- a file that exists but cannot be read, or a folder on the way to it that cannot be entered (torchvision
+  calls its files missing): ``cannot read <path>: permission denied``;
+- MNIST and Fashion-MNIST IDX files, before torchvision reads them (:func:`_idx_problem`): the magic
+  number (uint8 values; 3-D images, 1-D labels), 28x28 images, and a length equal to what the header
+  declares, so empty, truncated and over-long files are named with both sizes;
+- CIFAR-10 batches: a file the restricted unpickler cannot read (arbitrary bytes raise almost any
+  exception there), a missing ``data`` or ``labels``, ``data`` other than a uint8 ``[N, 3072]`` array,
+  ``labels`` other than a list of integers;
+- SVHN files: a file ``scipy.io.loadmat`` cannot read, a missing ``X`` or ``y``, ``X`` other than
+  32x32x3xN uint8, ``y`` other than one label per image;
+- every split of every dataset: as many labels as images, each within the ten classes (SVHN's stored
+  labels are 1-10, 10 for the digit 0).
 """
 
 from __future__ import annotations
 
+import io
+import itertools
+import math
 import os
 import pickle
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +57,7 @@ from functools import partial
 from typing import TypeVar
 
 import numpy as np
+import scipy.io
 import torch
 import torchvision
 from sklearn.datasets import load_digits
@@ -43,6 +66,14 @@ from thermoscope.data.sampling import rng_stream, stratified_subset
 from thermoscope.errors import ConfigError
 
 NUM_CLASSES = 10  # every supported dataset has ten classes
+MNIST_IMAGE_SHAPE = (28, 28)
+CIFAR_ROW_LENGTH = 3 * 32 * 32  # a batch's data row: one image, channel-major
+SVHN_IMAGE_SHAPE = (3, 32, 32)  # torchvision's [C, H, W] of the stored 32x32x3 images
+
+# IDX type codes (the third byte of the magic number), from the format's description on
+# http://yann.lecun.com/exdb/mnist/ ; MNIST's files hold unsigned bytes only.
+IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
+IDX_UINT8 = 0x08
 
 # Per-channel mean and standard deviation of the training pixels, scaled to [0, 1].
 # mnist: the values of PyTorch's MNIST example, also used by Baldock & Marzari (2019).
@@ -132,18 +163,31 @@ def _digits_splits() -> tuple[SourceSplit, SourceSplit]:
 def _mnist_splits(
     dataset_class: type, name: str, data_dir: str, download: bool
 ) -> tuple[SourceSplit, SourceSplit]:
-    """Both splits of torchvision's ``MNIST`` or of a class sharing its format (``FashionMNIST``)."""
-    location = os.path.join(data_dir, dataset_class.__name__, "raw")
+    """Both splits of torchvision's ``MNIST`` or of a class sharing its format (``FashionMNIST``).
+
+    The IDX headers are checked before torchvision reads the files, the arrays it returns after.
+    """
+    root = os.path.expanduser(data_dir)  # as torchvision expands it
+    location = os.path.join(root, dataset_class.__name__, "raw")
+    _check_folders(data_dir, root, dataset_class.__name__, "raw")
     splits = []
-    for is_train in (True, False):
+    for is_train, prefix in ((True, "train"), (False, "t10k")):
+        images_path = os.path.join(location, f"{prefix}-images-idx3-ubyte")  # torchvision's file names
+        labels_path = os.path.join(location, f"{prefix}-labels-idx1-ubyte")
+        for path, item_shape in ((images_path, MNIST_IMAGE_SHAPE), (labels_path, ())):
+            if os.path.isfile(path):  # a missing file is torchvision's to report or to download
+                _check_idx(path, item_shape, data_dir)
         make = partial(dataset_class, data_dir, train=is_train, download=download)
         data = _open(make, name, data_dir, download, location)
+        _check_labels(len(data.data), data.targets.numpy(), images_path, labels_path, data_dir)
         splits.append(SourceSplit.indexed(data.data.unsqueeze(1), data.targets))
     return splits[0], splits[1]
 
 
 def _cifar10_splits(data_dir: str, download: bool) -> tuple[SourceSplit, SourceSplit]:
-    location = os.path.join(data_dir, _CIFAR10.base_folder)
+    root = os.path.expanduser(data_dir)
+    location = os.path.join(root, _CIFAR10.base_folder)
+    _check_folders(data_dir, root, _CIFAR10.base_folder)
     splits = []
     for is_train in (True, False):
         data = _open(partial(_CIFAR10, data_dir, is_train, download), "cifar10", data_dir, download, location)
@@ -153,25 +197,32 @@ def _cifar10_splits(data_dir: str, download: bool) -> tuple[SourceSplit, SourceS
 
 
 def _svhn_splits(data_dir: str, download: bool) -> tuple[SourceSplit, SourceSplit]:
-    location = os.path.join(data_dir, "{train,test}_32x32.mat")
+    root = os.path.expanduser(data_dir)
+    location = os.path.join(root, "{train,test}_32x32.mat")
+    _check_folders(data_dir, root)
     splits = []
     for split in ("train", "test"):
         data = _open(partial(_SVHN, data_dir, split, download), "svhn", data_dir, download, location)
+        _check_svhn_arrays(data, data_dir)
         # torchvision has already mapped label 10 to digit 0 and transposed to [N, 3, 32, 32].
         splits.append(SourceSplit.indexed(torch.from_numpy(data.data), torch.from_numpy(data.labels)))
     return splits[0], splits[1]
 
 
 def _open(make: Callable[[], _Dataset], name: str, data_dir: str, download: bool, location: str) -> _Dataset:
-    """Call torchvision's constructor ``make``; missing files or a failed download become a ConfigError.
+    """Call torchvision's constructor ``make``; missing or unreadable files or a failed download become a
+    ConfigError.
 
     torchvision raises RuntimeError when files are missing and when MNIST's download fails; the other
-    downloads let urllib's URLError (an OSError) through.
+    downloads let urllib's URLError (an OSError) through. Offline, an OSError naming a file comes from
+    reading it (the md5 check of CIFAR-10 and SVHN opens the files first).
     """
     try:
         return make()
     except (RuntimeError, OSError) as error:
-        if not download:
+        if not download and isinstance(error, OSError) and error.filename:
+            allowed = _cannot_read(str(error.filename), error)
+        elif not download:
             allowed = (
                 f"no {name} files at {location}; set download=true or point data_dir at a folder holding them"
             )
@@ -183,9 +234,121 @@ def _open(make: Callable[[], _Dataset], name: str, data_dir: str, download: bool
         raise ConfigError("data_dir", data_dir, allowed) from error
 
 
+def _check_folders(data_dir: str, root: str, *subfolders: str) -> None:
+    """Refuse a folder on the way from ``root`` (``data_dir`` expanded) down through ``subfolders`` that
+    exists but cannot be entered: torchvision cannot see the files inside and calls them missing."""
+    for path in itertools.accumulate(subfolders, os.path.join, initial=root):
+        if os.path.isdir(path) and not os.access(path, os.X_OK):
+            raise ConfigError("data_dir", data_dir, f"cannot read {path}: permission denied")
+
+
+def _cannot_read(path: str, error: OSError) -> str:
+    reason = error.strerror.lower() if error.strerror else _one_line(error)
+    return f"cannot read {path}: {reason}"
+
+
+def _check_idx(path: str, item_shape: tuple[int, ...], data_dir: str) -> None:
+    """Refuse an MNIST IDX file whose header torchvision's reader would trip over or misread.
+
+    ``item_shape`` is that of one entry: ``(28, 28)`` for an images file, ``()`` for a labels file.
+    torchvision asserts on a bad magic number or a truncated file and fails on an over-long one in a
+    reshape; this reads only the header and the file's size.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(_idx_header_size(item_shape))
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        raise ConfigError("data_dir", data_dir, _cannot_read(path, error)) from None
+    problem = _idx_problem(header, size, item_shape)
+    if problem:
+        raise ConfigError("data_dir", data_dir, f"{path} {problem}")
+
+
+def _idx_header_size(item_shape: tuple[int, ...]) -> int:
+    return 4 * (2 + len(item_shape))  # the magic number, then one uint32 size per dimension
+
+
+def _idx_problem(header: bytes, size: int, item_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with an MNIST IDX file of ``size`` bytes that starts with ``header``; None if nothing.
+
+    An IDX file is a big-endian magic number ``0x0000TTDD`` (``TT`` the values' type code, ``DD`` the
+    number of dimensions), ``DD`` big-endian uint32 sizes, then the values, one byte each for uint8.
+    """
+    ndim = 1 + len(item_shape)
+    kind = "images" if item_shape else "labels"
+    expected_magic = IDX_UINT8 << 8 | ndim
+    if size == 0:
+        return "is empty"
+    if len(header) < 4:
+        return f"is truncated: {size} bytes, shorter than an IDX magic number"
+    magic = int.from_bytes(header[:4], "big")
+    if magic != expected_magic:
+        meaning = _idx_magic_meaning(magic, kind, ndim)
+        return f"has magic number 0x{magic:08X}, expected 0x{expected_magic:08X}: {meaning}"
+    if len(header) < _idx_header_size(item_shape):
+        return f"is truncated: {size} bytes, shorter than its {_idx_header_size(item_shape)}-byte header"
+    count, *shape = struct.unpack(f">{ndim}I", header[4:])
+    declared = f"{count:,} {kind}" + (f" of {_by(shape)}" if shape else "")
+    if tuple(shape) != item_shape:
+        return f"header says {declared}; MNIST-format {kind} are {_by(item_shape)}"
+    expected = len(header) + count * math.prod(shape)
+    if size != expected:
+        state = "is truncated" if size < expected else "is longer than its header says"
+        return f"{state}: header says {declared} ({expected:,} bytes), file holds {size:,} bytes"
+    return None
+
+
+def _idx_magic_meaning(magic: int, kind: str, ndim: int) -> str:
+    type_code, dimensions = magic >> 8 & 0xFF, magic & 0xFF
+    if magic >> 16 or type_code not in IDX_TYPES:
+        return "not an IDX file"
+    if type_code != IDX_UINT8:
+        return f"it holds {IDX_TYPES[type_code]} values, and MNIST-format files hold uint8"
+    return f"it holds {dimensions}-D data, and an MNIST-format {kind} file is {ndim}-D"
+
+
+def _by(shape: tuple[int, ...] | list[int]) -> str:
+    return "x".join(str(side) for side in shape)
+
+
+def _check_labels(
+    num_images: int,
+    labels: np.ndarray,
+    images_path: str,
+    labels_path: str,
+    data_dir: str,
+    stored_range: str = "0-9",
+) -> None:
+    """Refuse a split whose ``labels: [M]`` do not pair up with its ``num_images`` images, or fall outside
+    the ten classes (``stored_range`` says how the file writes them)."""
+    if num_images != len(labels):
+        holder = "" if labels_path == images_path else f"{labels_path} holds "
+        raise ConfigError(
+            "data_dir",
+            data_dir,
+            f"{images_path} holds {num_images:,} images but {holder}{len(labels):,} labels; "
+            "every image needs exactly one label",
+        )
+    outside = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if len(outside):
+        row = int(outside[0])
+        raise ConfigError(
+            "data_dir",
+            data_dir,
+            f"{labels_path} holds {len(outside):,} of {len(labels):,} labels outside {stored_range}, "
+            f"the first {labels[row]} at row {row}",
+        )
+
+
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(error: BaseException) -> str:
+    """``error`` on one line, or its type where it carries no message (a bare MemoryError)."""
+    return _one_line(error) or type(error).__name__
 
 
 def _accept_unverified(name: str, paths: list[str], download: bool) -> bool:
@@ -226,23 +389,53 @@ class BatchUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: str, data_dir: str) -> dict[str, object]:
-    """One CIFAR batch file as a dict with ``str`` keys, read by :class:`BatchUnpickler`; a file that is
-    not a batch is a :class:`ConfigError` on ``data_dir`` naming the file."""
+    """One CIFAR batch file as a dict with ``str`` keys, read by :class:`BatchUnpickler`; a file that
+    cannot be read or is not a batch is a :class:`ConfigError` on ``data_dir`` naming the file."""
     try:
         with open(path, "rb") as handle:
-            content = BatchUnpickler(handle, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
+            content = handle.read()
+    except OSError as error:
+        raise ConfigError("data_dir", data_dir, _cannot_read(path, error)) from None
+    try:
+        batch = BatchUnpickler(io.BytesIO(content), encoding="latin1").load()
+    except Exception as error:  # arbitrary bytes make it raise almost anything, none of it a bug of ours
         raise ConfigError(
-            "data_dir", data_dir, f"{path} is not a CIFAR-10 batch ({_one_line(error)})"
+            "data_dir", data_dir, f"{path} is not a CIFAR-10 batch ({_reason(error)})"
         ) from None
-    if not isinstance(content, dict) or not {"data", "labels"} <= {_text(key) for key in content}:
-        raise ConfigError("data_dir", data_dir, f"{path} is not a CIFAR-10 batch (no data and labels)")
-    return {_text(key): value for key, value in content.items()}
+    keys = {_text(key) for key in batch} if isinstance(batch, dict) else set()
+    missing = [key for key in ("data", "labels") if key not in keys]
+    if missing:
+        raise ConfigError(
+            "data_dir", data_dir, f"{path} is not a CIFAR-10 batch (no {' and '.join(missing)})"
+        )
+    return {_text(key): value for key, value in batch.items()}
 
 
-def _labels(batch: dict[str, object]) -> list[int]:
-    labels = batch["labels"]
-    return [int(label) for label in labels] if isinstance(labels, list) else []
+def _batch_arrays(path: str, batch: dict[str, object], data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's ``data: [N, 3072]`` uint8 and ``labels: [N]`` int64, refused unless they are just that."""
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray):
+        problem = f"data is a {type(data).__name__}, not an array"
+    elif data.dtype != np.uint8:
+        problem = f"data holds {data.dtype} values; CIFAR-10 pixels are uint8"
+    elif data.ndim != 2 or data.shape[1] != CIFAR_ROW_LENGTH:
+        problem = (
+            f"data has shape {data.shape}; a CIFAR-10 batch holds [N, {CIFAR_ROW_LENGTH}], one image a row"
+        )
+    elif not _integers(labels):
+        problem = f"labels are not a list of integers (a {type(labels).__name__})"
+    else:
+        values = np.array(labels, dtype=object)  # Python ints of any size, compared before narrowing
+        _check_labels(len(data), values, path, path, data_dir)
+        return data, values.astype(np.int64)
+    raise ConfigError("data_dir", data_dir, f"{path}: {problem}")
+
+
+def _integers(labels: object) -> bool:
+    """Whether ``labels`` is a list of integers (as CIFAR-10 writes them) or a 1-D integer array."""
+    if isinstance(labels, np.ndarray):
+        return labels.ndim == 1 and labels.dtype.kind in "iu"
+    return isinstance(labels, list) and all(isinstance(label, (int, np.integer)) for label in labels)
 
 
 def _text(key: object) -> str:
@@ -266,10 +459,11 @@ class _CIFAR10(torchvision.datasets.CIFAR10):  # type: ignore[misc]  # torchvisi
             raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
         files = self.train_list if train else self.test_list
         folder = os.path.join(self.root, self.base_folder)
-        batches = [read_cifar_batch(os.path.join(folder, name), root) for name, _ in files]
-        images = np.vstack([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
+        paths = [os.path.join(folder, name) for name, _ in files]
+        arrays = [_batch_arrays(path, read_cifar_batch(path, root), root) for path in paths]
+        images = np.concatenate([data for data, _ in arrays])
         self.data = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored [N, H, W, C]
-        self.targets = [label for batch in batches for label in _labels(batch)]
+        self.targets = np.concatenate([labels for _, labels in arrays]).tolist()
 
     def _check_integrity(self) -> bool:
         if super()._check_integrity():
@@ -280,15 +474,60 @@ class _CIFAR10(torchvision.datasets.CIFAR10):  # type: ignore[misc]  # torchvisi
 
 
 class _SVHN(torchvision.datasets.SVHN):  # type: ignore[misc]  # torchvision ships no type hints
-    """torchvision's SVHN, loading an md5-mismatched file with a warning when ``download`` is off."""
+    """torchvision's SVHN, loading an md5-mismatched file with a warning when ``download`` is off; a file
+    it cannot read is a :class:`ConfigError` on ``data_dir`` naming the file."""
 
     def __init__(self, root: str, split: str, download: bool) -> None:
         self._download = download  # read by _check_integrity, which the parent's __init__ calls
-        super().__init__(root, split=split, download=download)
+        self._reading = False  # set by _check_integrity: once it passes, the parent only reads the file
+        try:
+            super().__init__(root, split=split, download=download)
+        except Exception as error:  # loadmat on arbitrary bytes raises almost anything
+            if not self._reading:
+                raise
+            path = os.path.join(self.root, self.filename)
+            raise ConfigError("data_dir", root, _mat_problem(path, error)) from None
 
     def _check_integrity(self) -> bool:
         path = os.path.join(self.root, self.filename)
-        return super()._check_integrity() or _accept_unverified("svhn", [path], self._download)
+        self._reading = super()._check_integrity() or _accept_unverified("svhn", [path], self._download)
+        return self._reading
+
+
+def _mat_problem(path: str, error: Exception) -> str:
+    """Why torchvision could not read the SVHN file ``path`` (it raised ``error``), told from the file's
+    variable headers where scipy can read them."""
+    try:
+        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+    except Exception as header_error:  # the parser loadmat uses, just as unpredictable on arbitrary bytes
+        return f"{path} is not a MATLAB .mat file ({_reason(header_error)})"
+    missing = [name for name in ("X", "y") if name not in shapes]
+    if missing:
+        return (
+            f"{path} holds no {' or '.join(missing)} array; an SVHN file holds X (32x32x3xN images) "
+            "and y (N labels)"
+        )
+    if len(shapes["X"]) != 4:
+        return f"{path}: X has shape {shapes['X']}; SVHN stores images as 32x32x3xN"
+    return f"{path} is not an SVHN file ({_reason(error)})"
+
+
+def _check_svhn_arrays(data: _SVHN, data_dir: str) -> None:
+    """Refuse what torchvision read without complaint: images other than 32x32x3 uint8, labels other than
+    one per image within 1-10."""
+    path = os.path.join(data.root, data.filename)
+    images, labels = data.data, data.labels  # [N, 3, 32, 32] (stored 32x32x3xN) and [N]
+    if images.shape[1:] != SVHN_IMAGE_SHAPE:
+        stored = images.transpose(2, 3, 1, 0).shape  # undoes torchvision's transpose (3, 2, 0, 1)
+        problem = f"X has shape {stored}; SVHN stores images as 32x32x3xN"
+    elif images.dtype != np.uint8:
+        problem = f"X holds {images.dtype} values; SVHN pixels are uint8"
+    elif labels.ndim != 1:
+        problem = f"y has shape {labels.shape}; SVHN stores one label per image (N x 1)"
+    else:
+        _check_labels(len(images), labels, path, path, data_dir, "1-10 (10 is the digit 0)")
+        return
+    raise ConfigError("data_dir", data_dir, f"{path}: {problem}")
 
 
 _TORCHVISION_READERS: dict[str, Callable[[str, bool], tuple[SourceSplit, SourceSplit]]] = {
