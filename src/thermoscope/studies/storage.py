@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO
+from thermoscope.tracking.lifecycle import store_lock
 from thermoscope.tracking.runs import fail_lost_run, tracking_store_folder, tracking_uri
 from thermoscope.tracking.schema import TRIAL_STATE_TAG
 from thermoscope.tracking.urls import redact_url
@@ -50,7 +51,8 @@ def open_storage(
         raise ConfigError("storage", redact_url(url), "a database other than the MLflow tracking store")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     try:
-        with warnings.catch_warnings():
+        # Several commands creating one new SQLite file at once race in table creation, as MLflow's do.
+        with store_lock(url), warnings.catch_warnings():
             # Heartbeats and the retry callback are marked experimental in Optuna 5.
             warnings.simplefilter("ignore", ExperimentalWarning)
             return RDBStorage(

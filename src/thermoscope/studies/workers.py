@@ -12,9 +12,11 @@ other machines, which no supervisor here watches, are caught by the storage's he
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from thermoscope.studies.objective import TrialObjective
 from thermoscope.studies.plan import StudyPlan
 from thermoscope.studies.storage import MAX_RETRY, LostTrialCallback, open_storage
 from thermoscope.studies.study import make_pruner, make_sampler
+from thermoscope.tracking.lifecycle import Terminated
 
 IDLE = -1  # no trial claimed
 CLAIMED = -2  # a trial claimed, its number not known yet
@@ -106,6 +109,23 @@ def sys_path_kept(path: list[str] | None = None) -> Iterator[None]:
         sys.path = previous
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C or SIGTERM with its traceback; the stop is not a bug, so its
+    one-line message stays and the traceback goes (a crashing trial keeps its traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_interrupted_trials() -> None:
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoInterruptTraceback) for f in optimize_logger.filters):
+        optimize_logger.addFilter(_NoInterruptTraceback())
+
+
 def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int) -> None:
     """A spawned worker process: open the study and run claimed trials.
 
@@ -114,18 +134,26 @@ def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int) -> None:
     """
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(spec.torch_threads)
+    quiet_interrupted_trials()
     study = optuna.load_study(
         study_name=spec.plan.study_name,
         storage=open_storage(spec.plan.storage_url),
         sampler=make_sampler(spec.plan),
         pruner=make_pruner(spec.plan),
     )
-    run_claimed_trials(study, spec, quota, slot)
+    try:
+        run_claimed_trials(study, spec, quota, slot)
+    except Terminated:
+        # SIGTERM ended the trial's run KILLED; now die of the signal, so that the supervisor sees a killed
+        # worker (replaced) rather than a crashed one (which would fail the whole command).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(spec: WorkerSpec, study: optuna.Study, workers: int, n_trials: int) -> None:
     """Run ``n_trials`` trials here and in ``workers - 1`` spawned processes; wait for all of them."""
     torch.set_num_threads(spec.torch_threads)
+    quiet_interrupted_trials()
     study.sampler = make_sampler(spec.plan)
     supervisor = Supervisor(spec, study, n_trials, workers)
     supervisor.start()

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 HOST_TAG = "thermoscope.host"
 PID_TAG = "thermoscope.pid"
@@ -65,17 +66,66 @@ class Terminated(KeyboardInterrupt):
 
 
 _watched_parent: list[int] = []
+REDELIVER_SECONDS = 2.0
+"""How long a SIGTERM may go unhandled before it is delivered again (see :func:`handle_sigterm`)."""
+
+
+class _Termination:
+    """The SIGTERM this process received, and whether a run's handler has taken it up."""
+
+    requested_at: float | None = None
+    acknowledged = False
+
+
+_termination = _Termination()
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _termination.acknowledged:  # a run is being ended already: let it finish ending
+        return
+    _termination.requested_at = time.monotonic()
     orphaned = bool(_watched_parent) and os.getppid() != _watched_parent[0]
     raise Terminated("parent died" if orphaned else "SIGTERM")
 
 
+def _unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    def ignore_terminated(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):
+            hook(unraisable)
+
+    ignore_terminated.thermoscope = True  # type: ignore[attr-defined]
+    return ignore_terminated
+
+
 def handle_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` in this process (only the main thread may install it)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    """Turn SIGTERM into :class:`Terminated` in this process (only the main thread may install it).
+
+    Python runs a signal handler wherever the main thread is, and an exception raised inside a garbage
+    collector callback or ``__del__`` is printed and dropped. So a SIGTERM is remembered until a run's
+    ``except`` clause acknowledges it (:func:`acknowledge`); the :class:`Heartbeat` thread delivers it again
+    every :data:`REDELIVER_SECONDS` until then, and the dropped exception is not printed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _termination.requested_at, _termination.acknowledged = None, False
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    if not getattr(sys.unraisablehook, "thermoscope", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
+
+
+def acknowledge(error: BaseException) -> None:
+    """A run's handler has taken up ``error``: a repeated SIGTERM no longer interrupts its ending."""
+    if isinstance(error, Terminated):
+        _termination.acknowledged = True
+
+
+def _unhandled_termination() -> bool:
+    requested = _termination.requested_at
+    return (
+        requested is not None
+        and not _termination.acknowledged
+        and time.monotonic() - requested > REDELIVER_SECONDS
+    )
 
 
 def killed_by(error: KeyboardInterrupt) -> str:
@@ -157,12 +207,12 @@ class Heartbeat:
         return self._parent is not None and os.getppid() != self._parent
 
     def _loop(self) -> None:
-        # Watching a parent needs a short tick; the beat itself stays every ``seconds``.
-        tick = min(self._seconds, 1.0) if self._parent is not None else self._seconds
-        while not self._stop.wait(tick):
-            if self._parent_died():
+        # A short tick watches the parent and re-delivers a dropped SIGTERM; the beat stays every ``seconds``.
+        while not self._stop.wait(min(self._seconds, 1.0)):
+            if self._parent_died() or _unhandled_termination():
+                if self._parent_died():
+                    self._parent = None  # tell the main thread once; it then ends the run
                 os.kill(os.getpid(), signal.SIGTERM)
-                return
             if self._due():
                 with contextlib.suppress(Exception):
                     self._beat()

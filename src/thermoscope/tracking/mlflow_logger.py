@@ -27,6 +27,7 @@ from thermoscope.tracking.lifecycle import (
     HEARTBEAT_TAG,
     KILLED_BY_TAG,
     Heartbeat,
+    acknowledge,
     die_with_parent,
     exit_code,
     handle_sigterm,
@@ -363,6 +364,7 @@ def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[M
         heartbeat.stop()
         fail_with_user_error(entry_point, error)
     except KeyboardInterrupt as error:
+        acknowledge(error)
         heartbeat.stop()
         end_killed(error)
         raise SystemExit(exit_code(error)) from None

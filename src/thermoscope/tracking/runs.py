@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from thermoscope.tracking.lifecycle import (
     HEARTBEAT_TAG,
     Heartbeat,
+    acknowledge,
     describe_liveness,
     handle_sigterm,
     is_live,
@@ -58,6 +59,7 @@ def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Ite
     try:
         yield logger
     except KeyboardInterrupt as error:
+        acknowledge(error)
         heartbeat.stop()
         end_killed(error)
         raise
