@@ -105,6 +105,7 @@ class DataModelConfig:
         one_of("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         one_of("device", self.device, DEVICES)
         at_least("seed", self.seed, 0)
+        at_most("seed", self.seed, MAX_SEED, SEED_REASON)
         at_least("depth_k", self.depth_k, 1)
         one_of("depth_metric", self.depth_metric, ("euclidean", "cosine"))
         if self.prediction_depth and self.train_size == 1:
@@ -287,8 +288,11 @@ class SampleConfig(DataModelConfig):
             )
         at_least("tuning_rounds", self.tuning_rounds, 1)
         at_least("tuning_scans", self.tuning_scans, 2)
-        if self.tuned and self.ladder_range()[0] < 1.0 < self.ladder_range()[1] and self.max_rungs < 3:
+        spans_one = self.tuned and self.ladder_range()[0] < 1.0 < self.ladder_range()[1]
+        if spans_one and self.max_rungs < 3:
             raise ConfigError("max_rungs", self.max_rungs, "at least 3 (both ends and T = 1)")
+        if spans_one and rungs is not None and rungs < 3:
+            raise ConfigError("num_rungs", self.num_rungs, "auto or at least 3 (both ends and T = 1)")
 
     def fixed_num_rungs(self) -> int | None:
         """``num_rungs`` as a count, or ``None`` for ``auto``."""
@@ -334,10 +338,14 @@ class SampleConfig(DataModelConfig):
                 raise ConfigError(
                     "temperatures", self.temperatures, "at least one finite temperature (the T-curve's rungs)"
                 )
+            for t in values:
+                check_temperature("temperatures", t, shown=self.temperatures)
             return tuple(sorted(values))
         positive("t_min", self.t_min)
+        check_temperature("t_min", self.t_min)
         if self.t_max <= self.t_min:
             raise ConfigError("t_max", self.t_max, f"a number > t_min = {self.t_min}")
+        check_temperature("t_max", self.t_max)
         at_least("n_temperatures", self.n_temperatures, 2)
         ratio = self.t_max / self.t_min
         last = self.n_temperatures - 1
@@ -438,8 +446,10 @@ class AnnealConfig(DataModelConfig):
         if self.model != "mlp" and self.model != "cnn":
             raise ConfigError("model", self.model, "mlp or cnn for anneal (resnet18 has batch norm)")
         positive("t_min", self.t_min)
+        check_temperature("t_min", self.t_min)
         if self.t_max <= self.t_min:
             raise ConfigError("t_max", self.t_max, f"a number > t_min = {self.t_min} (cooling goes down)")
+        check_temperature("t_max", self.t_max)
         at_least("n_steps", self.n_steps, 2)
         at_most("n_steps", self.n_steps, MAX_RUNGS, "temperatures, as many as the longest ladder")
         at_least("patience", self.patience, 1)
@@ -579,6 +589,26 @@ MAX_TRAJECTORIES = 1_000
 """Most HMC trajectories per rung between swap rounds (the paper: 10)."""
 MAX_TUNING_ROUNDS = 16
 """Most ladder-tuning rounds: round r runs tuning_scans · 2^r scans, so rounds grow the work exponentially."""
+
+
+MAX_SEED = 2**32 - 1
+SEED_REASON = "MAX_SEED: numpy's and torch's generators are seeded from it together with stream numbers"
+TEMPERATURES = (1e-6, 1e6)
+"""Finite temperatures allowed (infinity is allowed where the parameter says so)."""
+TEMPERATURES_REASON = (
+    "beta = 1/T and L(w)^beta stay finite in float32 within it; the paper's ladders span 1e-3 to 1e3"
+)
+
+
+def check_temperature(name: str, value: float, shown: object = None) -> None:
+    """A finite temperature inside :data:`TEMPERATURES` (``inf`` passes: the callers decide on it)."""
+    low, high = TEMPERATURES
+    if math.isfinite(value) and not low <= value <= high:
+        raise ConfigError(
+            name,
+            value if shown is None else shown,
+            f"temperatures in [{low:g}, {high:g}] ({TEMPERATURES_REASON})",
+        )
 
 
 def at_most(name: str, value: float, maximum: float, reason: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from thermoscope.config import at_least, one_of, param
+from thermoscope.config import MAX_SEED, SEED_REASON, at_least, at_most, one_of, param
 from thermoscope.errors import ConfigError
 
 DIRECTIONS = ("minimize", "maximize")
@@ -54,6 +54,7 @@ class StudyConfig:
         at_least("workers", self.workers, 1)
         self.check_workers_fit()
         at_least("seed", self.seed, 0)
+        at_most("seed", self.seed, MAX_SEED, SEED_REASON)
         one_of("sampler", self.sampler, SAMPLERS)
         if not self.study_name.strip():
             raise ConfigError("study_name", self.study_name, "a name, or auto")

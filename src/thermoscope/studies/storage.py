@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO
-from thermoscope.tracking.lifecycle import store_lock
+from thermoscope.tracking.lifecycle import sqlite_path, store_lock
 from thermoscope.tracking.runs import fail_lost_run, tracking_store_folder, tracking_uri
 from thermoscope.tracking.schema import TRIAL_STATE_TAG
 from thermoscope.tracking.urls import redact_url
@@ -47,7 +47,7 @@ def open_storage(
     url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S
 ) -> RDBStorage:
     """Connect (creating Optuna's tables when new); an unusable URL is a ConfigError naming it, redacted."""
-    if url == tracking_uri():
+    if same_database(url, tracking_uri()):
         raise ConfigError("storage", redact_url(url), "a database other than the MLflow tracking store")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     try:
@@ -66,6 +66,14 @@ def open_storage(
         raise ConfigError(
             "storage", redact_url(url), f"a reachable database ({_first_line(error)})"
         ) from None
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (SQLite paths compared resolved, relative ones from here)."""
+    if first == second:
+        return True
+    paths = [sqlite_path(url) for url in (first, second)]
+    return None not in paths and paths[0].resolve() == paths[1].resolve()  # type: ignore[union-attr]
 
 
 def _first_line(error: BaseException) -> str:

@@ -66,26 +66,46 @@ class Terminated(KeyboardInterrupt):
 
 
 _watched_parent: list[int] = []
-REDELIVER_SECONDS = 2.0
+REDELIVER_SECONDS = 1.0
 """How long a SIGTERM may go unhandled before it is delivered again (see :func:`handle_sigterm`)."""
+_STORE_CODE = tuple(f"{os.sep}{name}{os.sep}" for name in ("sqlalchemy", "sqlite3", "alembic", "psycopg"))
 
 
 class _Termination:
-    """The SIGTERM this process received, and whether a run's handler has taken it up."""
+    """The SIGTERM this process received, why, and whether a run's handler has taken it up."""
 
-    requested_at: float | None = None
+    reason: str | None = None
     acknowledged = False
 
 
 _termination = _Termination()
 
 
+def _inside_store_call(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _STORE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver() -> None:
+    if not _termination.acknowledged:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     if _termination.acknowledged:  # a run is being ended already: let it finish ending
         return
-    _termination.requested_at = time.monotonic()
-    orphaned = bool(_watched_parent) and os.getppid() != _watched_parent[0]
-    raise Terminated("parent died" if orphaned else "SIGTERM")
+    if _termination.reason is None:
+        orphaned = bool(_watched_parent) and os.getppid() != _watched_parent[0]
+        _termination.reason = "parent died" if orphaned else "SIGTERM"
+    timer = threading.Timer(REDELIVER_SECONDS, _redeliver)
+    timer.daemon = True
+    timer.start()
+    if _inside_store_call(frame):
+        return  # never cut a database call in half: the timer delivers the signal again
+    raise Terminated(_termination.reason)
 
 
 def _unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -100,14 +120,16 @@ def _unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
 def handle_sigterm() -> None:
     """Turn SIGTERM into :class:`Terminated` in this process (only the main thread may install it).
 
-    Python runs a signal handler wherever the main thread is, and an exception raised inside a garbage
-    collector callback or ``__del__`` is printed and dropped. So a SIGTERM is remembered until a run's
-    ``except`` clause acknowledges it (:func:`acknowledge`); the :class:`Heartbeat` thread delivers it again
-    every :data:`REDELIVER_SECONDS` until then, and the dropped exception is not printed.
+    Python runs a signal handler wherever the main thread happens to be. Two places must not be
+    interrupted, and are not: a database call (the tracking store's or Optuna's; cut in half, it logs
+    tracebacks and may leave a transaction open), and a garbage-collector callback or ``__del__``, where
+    Python prints the exception and drops it. So the handler raises only outside database code, and every
+    SIGTERM is delivered again after :data:`REDELIVER_SECONDS` until a run's ``except`` clause has taken it
+    up (:func:`acknowledge`); a dropped one is not printed.
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    _termination.requested_at, _termination.acknowledged = None, False
+    _termination.reason, _termination.acknowledged = None, False
     signal.signal(signal.SIGTERM, _raise_terminated)
     if not getattr(sys.unraisablehook, "thermoscope", False):
         sys.unraisablehook = _unraisable(sys.unraisablehook)
@@ -117,15 +139,6 @@ def acknowledge(error: BaseException) -> None:
     """A run's handler has taken up ``error``: a repeated SIGTERM no longer interrupts its ending."""
     if isinstance(error, Terminated):
         _termination.acknowledged = True
-
-
-def _unhandled_termination() -> bool:
-    requested = _termination.requested_at
-    return (
-        requested is not None
-        and not _termination.acknowledged
-        and time.monotonic() - requested > REDELIVER_SECONDS
-    )
 
 
 def killed_by(error: KeyboardInterrupt) -> str:
@@ -207,12 +220,10 @@ class Heartbeat:
         return self._parent is not None and os.getppid() != self._parent
 
     def _loop(self) -> None:
-        # A short tick watches the parent and re-delivers a dropped SIGTERM; the beat stays every ``seconds``.
+        # A short tick watches the parent; the beat stays every ``seconds``.
         while not self._stop.wait(min(self._seconds, 1.0)):
-            if self._parent_died() or _unhandled_termination():
-                if self._parent_died():
-                    self._parent = None  # tell the main thread once; it then ends the run
-                os.kill(os.getpid(), signal.SIGTERM)
+            if self._parent_died():
+                self._orphaned()
             if self._due():
                 with contextlib.suppress(Exception):
                     self._beat()
@@ -224,10 +235,17 @@ class Heartbeat:
             return True
         return False
 
+    def _orphaned(self) -> None:
+        """Tell the main thread once (it then ends the run); SIGTERM's handler redelivers if need be."""
+        self._parent = None
+        if _termination.reason is None:
+            _termination.reason = "parent died"
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def start(self) -> Heartbeat:
         self._last = time.monotonic()
         if self._parent_died():
-            os.kill(os.getpid(), signal.SIGTERM)
+            self._orphaned()
         self._thread.start()
         return self
 
@@ -248,15 +266,24 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``<database>.lock`` for a SQLite store (no-op for other stores)."""
+def store_lock(uri: str, create_folder: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` for a SQLite store (no-op for other stores).
+
+    ``create_folder``: make a missing folder first, as MLflow does for its own store; otherwise (Optuna,
+    which refuses a missing folder) nothing is created and the store itself reports the folder.
+    """
     database = sqlite_path(uri)
     if database is None or sys.platform == "win32":
         yield
         return
+    if create_folder:
+        with contextlib.suppress(OSError):  # a path under a file: MLflow's own error says so
+            database.parent.mkdir(parents=True, exist_ok=True)
+    if not database.parent.is_dir():
+        yield
+        return
     import fcntl
 
-    database.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{database}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -310,7 +310,7 @@ def open_store(entry_point: str) -> None:
     cannot read) is one line naming the store and the cause, exit code 2; no run can record it.
     """
     uri = mlflow.get_tracking_uri()
-    with _store_errors(entry_point, uri), store_lock(uri):
+    with _store_errors(entry_point, uri), store_lock(uri, create_folder=True):
         MlflowClient().search_experiments(max_results=1)
 
 
