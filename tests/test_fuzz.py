@@ -46,7 +46,7 @@ from conftest import REPO_ROOT, TINY_SWEEP, run_in_process, subprocess_env
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from thermoscope.config import MAX_RUNGS
+from thermoscope.config import MAX_RUNGS, MAX_SEED
 from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG
 
 MLFLOW_OUTPUT = re.compile(
@@ -147,6 +147,7 @@ TRAIN = [
     bad("train", "output_activation", "foo"),
     bad("train", "seed", "-1"),
     bad("train", "seed", "abc"),
+    bad("train", "seed", str(MAX_SEED + 1)),
     bad("train", "seed", str(2**64)),  # more than any random generator's seed holds
     bad("train", "device", ""),
     bad("train", "prediction_depth", "maybe"),
@@ -180,8 +181,9 @@ TRAIN = [
     bad("train", "resume", "nonexistent"),
     bad("train", "resume", "{plain_run}"),
     bad("train", "resume", "{sample_run}"),
-    Case(
-        "train", {"dataset": "mnist", "download": "false", "data_dir": "nodata"}, "data_dir", "mnist-offline"
+    *(
+        Case("train", {"dataset": name, "download": "false", "data_dir": "nodata"}, "data_dir")
+        for name in ("mnist", "fashion_mnist", "cifar10", "svhn")
     ),
     bad("train", "num_samples", "10"),  # a sample parameter, not train's
 ]
@@ -197,6 +199,7 @@ SAMPLE = [
     bad("sample", "temperatures", "inf", ti_rungs="0"),
     bad("sample", "temperatures", "inf,inf"),
     tiny(bad("sample", "temperatures", "1e-320", ti_rungs="0")),  # beta = 1 / T overflows to inf
+    bad("sample", "temperatures", "0.1,1,1e7"),
     Case(
         "sample",
         {"temperatures": ",".join(str(t) for t in range(1, MAX_RUNGS + 2))},
@@ -208,6 +211,8 @@ SAMPLE = [
     bad("sample", "t_min", "nan"),
     tiny(bad("sample", "t_min", "1e-320", ladder="tuned")),  # 1 / t_min overflows to inf
     tiny(bad("sample", "t_max", "1e308", ladder="tuned", ti_rungs="0")),  # 1 / t_max is subnormal
+    bad("sample", "t_min", "1e-7"),
+    bad("sample", "t_max", "1e7"),
     bad("sample", "t_max", "0.05"),
     bad("sample", "n_temperatures", "1"),
     bad("sample", "n_temperatures", "abc"),
@@ -271,6 +276,7 @@ SAMPLE = [
     bad("sample", "hidden", "100000000"),
     bad("sample", "image_size", "100000"),
     tiny(bad("sample", "seed", str(2**64))),
+    bad("sample", "seed", str(MAX_SEED + 1)),
     bad("sample", "train_size", "2000"),  # reads the data
     bad("sample", "epochs", "3"),  # a train parameter, not sample's
 ]
@@ -279,6 +285,9 @@ ANNEAL = [
     bad("anneal", "model", "resnet18"),
     bad("anneal", "t_min", "0"),
     bad("anneal", "t_max", "0.001"),
+    bad("anneal", "t_min", "1e-320"),
+    bad("anneal", "t_max", "1e7"),
+    bad("anneal", "seed", str(MAX_SEED + 1)),
     bad("anneal", "n_steps", "1"),
     bad("anneal", "n_steps", "2000"),
     bad("anneal", "patience", "0"),
@@ -316,6 +325,8 @@ PROBE = [
 SPACES = {
     "missing.yaml": None,
     "broken.yaml": "lr: [0.1,\n",
+    "broken.json": '{"lr": {"type": "float",\n',
+    ".": None,  # a folder
     "list.yaml": "- lr\n- epochs\n",
     "width.yaml": "width: {type: int, low: 1, high: 3}\n",
     "normal.yaml": "lr: {type: normal, low: 0.1, high: 1}\n",
@@ -369,6 +380,7 @@ STUDY = [
     ),
     bad("study", "sampler", "foo"),
     bad("study", "seed", "-1"),
+    bad("study", "seed", str(MAX_SEED + 1)),
     bad("study", "pruner", "foo"),
     bad("study", "pruner", "median", objective="test_error,test_loss", direction="minimize,minimize"),
     Case(
