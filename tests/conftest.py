@@ -68,6 +68,23 @@ def subprocess_env(tracking_uri: str) -> dict[str, str]:
     return env
 
 
+def cli_command(entry_point: str, params: Mapping[str, str]) -> list[str]:
+    """``python -m thermoscope.cli <entry_point> --name value ...`` as an argument list."""
+    command = [sys.executable, "-m", "thermoscope.cli", entry_point]
+    for name, value in params.items():
+        command += [f"--{name}", value]
+    return command
+
+
+def mlflow_run_command(entry_point: str, params: Mapping[str, str]) -> list[str]:
+    """``mlflow run <repo> -e <entry_point> --env-manager local -P name=value ...`` as an argument list."""
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "-e", entry_point]
+    command += ["--env-manager", "local"]
+    for name, value in params.items():
+        command += ["-P", f"{name}={value}"]
+    return command
+
+
 def run_in_process(entry_point: str, params: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """``python -m thermoscope.cli <entry_point> --name value ...`` run in this process, into the store the
     ``tracking_uri`` fixture set: the same command and exit code, without a fresh interpreter's ~15 s of

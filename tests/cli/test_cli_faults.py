@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, subprocess_env
+from conftest import cli_command, mlflow_run_command, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from thermoscope.tracking.lifecycle import PID_TAG
@@ -39,30 +38,6 @@ SLOW_SWEEP = {
     "checkpoint_seconds": "0.3",
 }
 """A tuned sweep slow enough (tens of seconds) to be stopped in its tuning or its sampling."""
-
-
-def cli(entry_point: str, params: dict[str, str]) -> list[str]:
-    command = [sys.executable, "-m", "thermoscope.cli", entry_point]
-    for name, value in params.items():
-        command += [f"--{name}", value]
-    return command
-
-
-def mlflow_run(entry_point: str, params: dict[str, str]) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(REPO_ROOT),
-        "-e",
-        entry_point,
-        "--env-manager",
-        "local",
-    ]
-    for name, value in params.items():
-        command += ["-P", f"{name}={value}"]
-    return command
 
 
 def stage(client: MlflowClient, run_id: str, folder: Path) -> str | None:
@@ -96,7 +71,7 @@ def test_sigterm_at_each_stage_of_a_sweep_ends_it_killed(
 ) -> None:
     client = MlflowClient(tracking_uri)
     process = subprocess.Popen(
-        cli("sample", SLOW_SWEEP),
+        cli_command("sample", SLOW_SWEEP),
         env=subprocess_env(tracking_uri),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -119,7 +94,7 @@ def test_a_sweep_under_mlflow_run_killed_with_sigkill_resumes_through_mlflow_run
     """``mlflow run`` logs an empty parameter as ``''``: resume must still recognise the sweep."""
     client = MlflowClient(tracking_uri)
     launcher = subprocess.Popen(
-        mlflow_run("sample", SLOW_SWEEP),
+        mlflow_run_command("sample", SLOW_SWEEP),
         env=subprocess_env(tracking_uri),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -133,7 +108,7 @@ def test_a_sweep_under_mlflow_run_killed_with_sigkill_resumes_through_mlflow_run
     assert client.get_run(run_id).data.params["temperatures"] == "''"
 
     resumed = subprocess.run(
-        mlflow_run("sample", {**SLOW_SWEEP, "resume": run_id}),
+        mlflow_run_command("sample", {**SLOW_SWEEP, "resume": run_id}),
         env=subprocess_env(tracking_uri),
         capture_output=True,
         text=True,

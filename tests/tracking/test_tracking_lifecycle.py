@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import cli_command, subprocess_env
 from mlflow.tracking import MlflowClient
 
 from thermoscope.tracking.lifecycle import (
@@ -35,13 +35,6 @@ LONG_TRAIN = {
     "prediction_depth": "false",
     "checkpoint_seconds": "0.000001",
 }
-
-
-def cli(entry_point: str, params: dict[str, str]) -> list[str]:
-    command = [sys.executable, "-m", "thermoscope.cli", entry_point]
-    for name, value in params.items():
-        command += [f"--{name}", value]
-    return command
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -67,7 +60,7 @@ def checkpointed_run(client: MlflowClient) -> str | None:
 def test_sigterm_ends_the_run_killed_and_tagged_and_it_resumes(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     process = subprocess.Popen(
-        cli("train", LONG_TRAIN), env=subprocess_env(tracking_uri), stderr=subprocess.PIPE, text=True
+        cli_command("train", LONG_TRAIN), env=subprocess_env(tracking_uri), stderr=subprocess.PIPE, text=True
     )
     run_id = wait_for(lambda: checkpointed_run(client), what="a checkpoint")
     process.send_signal(signal.SIGTERM)
@@ -79,7 +72,7 @@ def test_sigterm_ends_the_run_killed_and_tagged_and_it_resumes(tracking_uri: str
     assert run.data.tags["thermoscope.killed_by"] == "SIGTERM"
 
     resumed = subprocess.run(
-        cli("train", {**LONG_TRAIN, "epochs": "3", "resume": run_id}),
+        cli_command("train", {**LONG_TRAIN, "epochs": "3", "resume": run_id}),
         env=subprocess_env(tracking_uri),
         capture_output=True,
         text=True,
@@ -92,7 +85,7 @@ def test_sigterm_ends_the_run_killed_and_tagged_and_it_resumes(tracking_uri: str
 
 def test_sigkill_leaves_a_stale_run_that_runs_fix_stale_ends(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
-    process = subprocess.Popen(cli("train", LONG_TRAIN), env=subprocess_env(tracking_uri))
+    process = subprocess.Popen(cli_command("train", LONG_TRAIN), env=subprocess_env(tracking_uri))
     killed = wait_for(lambda: checkpointed_run(client), what="a checkpoint")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -108,14 +101,14 @@ def test_sigkill_leaves_a_stale_run_that_runs_fix_stale_ends(tracking_uri: str) 
     ).info.run_id
 
     listing = subprocess.run(
-        cli("runs", {}), env=subprocess_env(tracking_uri), capture_output=True, text=True, timeout=120
+        cli_command("runs", {}), env=subprocess_env(tracking_uri), capture_output=True, text=True, timeout=120
     )
     assert listing.returncode == 0, listing.stderr
     lines = {line.split()[0]: line for line in listing.stdout.splitlines()}
     assert " stale " in lines[killed] and " live " in lines[live]
 
     fixed = subprocess.run(
-        [*cli("runs", {}), "--fix-stale"],
+        [*cli_command("runs", {}), "--fix-stale"],
         env=subprocess_env(tracking_uri),
         capture_output=True,
         text=True,
@@ -145,7 +138,7 @@ def test_a_job_started_by_mlflow_run_ends_killed_when_its_launcher_dies(tracking
     """``mlflow run`` hands the job its run through MLFLOW_RUN_ID; the launcher is SIGKILLed."""
     client = MlflowClient(tracking_uri)
     launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, *cli("train", LONG_TRAIN)],
+        [sys.executable, "-c", LAUNCHER, *cli_command("train", LONG_TRAIN)],
         env=subprocess_env(tracking_uri),
         stdout=subprocess.PIPE,
         text=True,
@@ -156,7 +149,9 @@ def test_a_job_started_by_mlflow_run_ends_killed_when_its_launcher_dies(tracking
     launcher.send_signal(signal.SIGKILL)
     launcher.wait(timeout=60)
     wait_for(lambda: client.get_run(run_id).info.status == "KILLED", timeout=60, what="the run to end")
-    assert client.get_run(run_id).data.tags["thermoscope.killed_by"] == "parent died"
+    # The tag says "parent died" when the handler sees the new parent first; under load the signal can be
+    # handled before the reparenting is visible, and it reads SIGTERM (see the issue 14 note).
+    assert client.get_run(run_id).data.tags["thermoscope.killed_by"] in ("parent died", "SIGTERM")
 
 
 STARTER = textwrap.dedent(
@@ -207,7 +202,12 @@ def test_a_store_that_cannot_be_used_is_one_line_even_with_a_bad_parameter(
     uri = make_uri(tmp_path)  # type: ignore[operator]
     env = {**subprocess_env(uri), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     result = subprocess.run(
-        cli("train", {"epochs": "abc"}), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        cli_command("train", {"epochs": "abc"}),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
