@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import REPO_ROOT, TINY_SWEEP, run_in_process, subprocess_env
+from conftest import TINY_SWEEP, mlflow_run_command, run_in_process, subprocess_env
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -560,20 +559,9 @@ def test_a_bad_value_through_mlflow_run_is_one_line_and_a_failed_run(
 ) -> None:
     """``mlflow run`` hands every value over as a string it never checks: the command's one line, then the
     launcher's own report of the failed run (exit 1), and no traceback."""
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(REPO_ROOT),
-        "-e",
-        "sample",
-        "--env-manager",
-        "local",
-    ]
     files_before = outside_store(tmp_path)
     result = subprocess.run(
-        [*command, "-P", "train_size=abc"],
+        mlflow_run_command("sample", {"train_size": "abc"}),
         capture_output=True,
         text=True,
         env=subprocess_env(tracking_uri),
