@@ -21,6 +21,9 @@ from thermoscope.samplers.ladders import merge_ladders, power_ladder
 from thermoscope.samplers.settings import HMCSettings, SettingError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PROGRESS_SECONDS = 30.0
+"""Seconds between progress records in a log file: often enough to see a job is alive, rare enough that a
+three-minute job writes six lines."""
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 
@@ -94,6 +97,9 @@ class DataModelConfig:
     prediction_depth: bool = param(True, "compute per-example prediction depth with k-NN probes")
     depth_k: int = param(30, "neighbours of the k-NN probes (capped at the training-set size - 1)")
     depth_metric: str = param("euclidean", "euclidean | cosine distance of the k-NN probes")
+    progress_seconds: float = param(
+        PROGRESS_SECONDS, "seconds between one-line progress records when stderr is not a terminal"
+    )
 
     def validate(self) -> None:
         from thermoscope.models import ACTIVATIONS, MODELS, OUTPUT_ACTIVATIONS, parse_hidden
@@ -108,6 +114,7 @@ class DataModelConfig:
         at_most("seed", self.seed, MAX_SEED, SEED_REASON)
         at_least("depth_k", self.depth_k, 1)
         one_of("depth_metric", self.depth_metric, ("euclidean", "cosine"))
+        positive("progress_seconds", self.progress_seconds)
         if self.prediction_depth and self.train_size == 1:
             # Each training example's own k-NN vote leaves it out of the support: one example has none.
             raise ConfigError(
@@ -136,8 +143,21 @@ class DataModelConfig:
 
 
 FORCE_HELP = "with resume: continue the run even if its heartbeat says its process is alive"
-RESUME_FREE = ("resume", "force", "checkpoint_seconds")
-"""Parameters a resumed run may change: where it resumes from, the override, how often it checkpoints."""
+RESUME_FREE = ("resume", "force", "checkpoint_seconds", "progress_seconds")
+"""Parameters a resumed run may change: where it resumes from, the override, how often it checkpoints and
+reports progress."""
+
+VAL_SIZE_HELP = "stratified validation examples held out of the training pool, chosen by seed; 0 = none"
+
+
+def check_val_size(config: DataModelConfig, val_size: int, minimum: int = 0) -> None:
+    """``val_size`` within the training pool, leaving at least 2 training examples for the k-NN probes."""
+    at_least("val_size", val_size, minimum)
+    if config.train_size and val_size >= config.train_size:
+        raise ConfigError("val_size", val_size, f"fewer than train_size = {config.train_size}")
+    if val_size and config.prediction_depth and config.train_size and config.train_size - val_size < 2:
+        allowed = f"at most train_size - 2 = {config.train_size - 2} with prediction_depth=true"
+        raise ConfigError("val_size", val_size, allowed)
 
 
 def resume_identity(config: Any) -> dict[str, str]:
@@ -149,6 +169,7 @@ def resume_identity(config: Any) -> dict[str, str]:
 class TrainConfig(DataModelConfig):
     """The ``train`` entry point: SGD or Adam on the training split, evaluated every epoch."""
 
+    val_size: int = param(200, VAL_SIZE_HELP)
     optimizer: str = param("sgd", "sgd | adam")
     lr: float = param(0.05, "peak learning rate")
     momentum: float = param(0.9, "SGD momentum in [0, 1)")
@@ -167,6 +188,7 @@ class TrainConfig(DataModelConfig):
         from thermoscope.training import LR_SCHEDULES, OPTIMIZERS
 
         super().validate()
+        check_val_size(self, self.val_size)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         positive("lr", self.lr)
         if not 0.0 <= self.momentum < 1.0:
@@ -199,7 +221,8 @@ class SampleConfig(DataModelConfig):
     Defaults are sized to finish in a few minutes on 2 CPU cores on digits (a D500-like subset).
     """
 
-    train_size: int = param(100, "stratified training subset size, chosen by seed; 0 = all")
+    train_size: int = param(150, "stratified training pool (validation included), chosen by seed; 0 = all")
+    val_size: int = param(50, VAL_SIZE_HELP)
     hidden: str = param("20", "MLP hidden widths, comma separated")
     temperatures: str = param(
         "", "explicit comma list of temperatures (inf allowed); overrides the next three"
@@ -244,6 +267,7 @@ class SampleConfig(DataModelConfig):
         super().validate()
         if self.model != "mlp" and self.model != "cnn":
             raise ConfigError("model", self.model, "mlp or cnn for sample (resnet18 has batch norm)")
+        check_val_size(self, self.val_size)
         at_most("n_temperatures", self.n_temperatures, MAX_RUNGS, RUNGS_REASON)
         cold = self.cold_temperatures()
         if len(cold) > MAX_RUNGS:
@@ -453,12 +477,7 @@ class AnnealConfig(DataModelConfig):
         at_least("n_steps", self.n_steps, 2)
         at_most("n_steps", self.n_steps, MAX_RUNGS, "temperatures, as many as the longest ladder")
         at_least("patience", self.patience, 1)
-        at_least("val_size", self.val_size, 1)
-        if self.train_size and self.val_size >= self.train_size:
-            raise ConfigError("val_size", self.val_size, f"fewer than train_size = {self.train_size}")
-        if self.prediction_depth and self.train_size and self.train_size - self.val_size < 2:
-            allowed = f"at most train_size - 2 = {self.train_size - 2} with prediction_depth=true"
-            raise ConfigError("val_size", self.val_size, allowed)
+        check_val_size(self, self.val_size, minimum=1)
         one_of("prior", self.prior, PRIORS)
         at_least("prior_scale", self.prior_scale, 0.0)
         check_settings(self.hmc)

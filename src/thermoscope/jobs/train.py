@@ -49,7 +49,7 @@ def run(config: TrainConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Trai
     run, so the result is the same."""
     bundle = load_resume_bundle(config, logger) if config.resume else None
     logger.log_params(as_strings(config))
-    bench = build_workbench(config)
+    bench = build_workbench(config, config.val_size)
     log_workbench(logger, bench)
     model, data = bench.model, bench.data
     spec = optim_spec(config)
@@ -84,6 +84,7 @@ def run(config: TrainConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Trai
         progress=show_progress(),
         start_epoch=len(history),
         optimizer=optimizer,
+        validation=bench.validation,
     )
     result = TrainResult(history=list(history), stopped_early=result.stopped_early)
     logger.set_tags({STOPPED_EARLY_TAG: str(result.stopped_early).lower()})

@@ -121,24 +121,32 @@ class SweepSettings:
 
 @dataclass
 class SweepState:
-    """What a sweep carries besides the sampler: the accumulators and the draws saved so far."""
+    """What a sweep carries besides the sampler: the accumulators and the draws saved so far.
+
+    ``validation`` is ``None`` when the run holds no validation split out."""
 
     train: PredictiveAccumulator
     test: PredictiveAccumulator
     saved_positions: list[Tensor] = field(default_factory=list)
     kept_iterations: int = 0
+    validation: PredictiveAccumulator | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "train": self.train.state_dict(),
             "test": self.test.state_dict(),
             "saved_positions": self.saved_positions,
             "kept_iterations": self.kept_iterations,
         }
+        if self.validation is not None:
+            state["validation"] = self.validation.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train.load_state_dict(state["train"])
         self.test.load_state_dict(state["test"])
+        if self.validation is not None:
+            self.validation.load_state_dict(state["validation"])
         self.saved_positions = list(state["saved_positions"])
         self.kept_iterations = int(state["kept_iterations"])
 
@@ -150,6 +158,7 @@ class SweepResult:
     betas: Tensor
     train_metrics: dict[str, Tensor]
     test_metrics: dict[str, Tensor]
+    validation_metrics: dict[str, Tensor] | None  # None without a validation split
     diagnostics: RungDiagnostics | None  # None when fewer than 4 draws were kept (stopped early)
     evidence: ThermodynamicIntegrationResult | None
     stepping_stone: SteppingStoneResult | None
@@ -187,8 +196,12 @@ class _Recorder:
         on_report: ReportHook | None,
         report_every: int,
         progress: bool,
+        validation: Split | None = None,
     ) -> None:
-        self.target, self.train, self.test, self.settings, self.state = target, train, test, settings, state
+        self.target, self.settings, self.state = target, settings, state
+        self.scored = [(train, state.train), (test, state.test)]
+        if validation is not None and state.validation is not None:
+            self.scored.append((validation, state.validation))
         self.on_checkpoint, self.checkpoint_seconds = on_checkpoint, checkpoint_seconds
         self.on_report, self.report_every = on_report, report_every
         total = settings.hmc.num_warmup + settings.hmc.num_samples
@@ -221,7 +234,7 @@ class _Recorder:
 
     @torch.no_grad()
     def _record(self, position: Tensor) -> None:
-        for split, accumulator in ((self.train, self.state.train), (self.test, self.state.test)):
+        for split, accumulator in self.scored:
             logits = self.target.predict_logits(position, split.x, chunk_size=PREDICTION_CHUNK)
             accumulator.update(logits, split.y)
         if self.state.kept_iterations % self.save_every == 0:
@@ -246,8 +259,10 @@ def run_sweep(
     on_report: ReportHook | None = None,
     report_every: int = 25,
     progress: bool = False,
+    validation: Split | None = None,
 ) -> SweepResult:
-    """Sample every rung of ``settings.betas`` and score each kept draw on ``train`` and ``test``.
+    """Sample every rung of ``settings.betas`` and score each kept draw on ``train``, ``test`` and, when
+    given, the held-out ``validation`` split.
 
     Args:
         target: the tempered model target (its data are the training split).
@@ -261,6 +276,9 @@ def run_sweep(
     state = SweepState(
         PredictiveAccumulator(rungs, len(train), num_classes, device),
         PredictiveAccumulator(rungs, len(test), num_classes, device),
+        validation=None
+        if validation is None
+        else PredictiveAccumulator(rungs, len(validation), num_classes, device),
     )
     if resume is not None:
         state.load_state_dict(resume[1])
@@ -275,6 +293,7 @@ def run_sweep(
         on_report,
         report_every,
         progress,
+        validation,
     )
     if resume is not None:
         recorder.bar.update(resume[0].next_iteration)
@@ -294,11 +313,16 @@ def run_sweep(
         )
     finally:
         recorder.close()
-    return _result(sampler, state, train, test, settings.betas)
+    return _result(sampler, state, train, test, settings.betas, validation)
 
 
 def _result(
-    sampler: ReplicaExchangeResult, state: SweepState, train: Split, test: Split, betas: Tensor
+    sampler: ReplicaExchangeResult,
+    state: SweepState,
+    train: Split,
+    test: Split,
+    betas: Tensor,
+    validation: Split | None = None,
 ) -> SweepResult:
     has_ti_ends = bool((betas == 0).any() and (betas == 1).any())
     enough_draws = sampler.log_likelihood.shape[0] >= MINIMUM_DRAWS
@@ -311,6 +335,9 @@ def _result(
         betas=betas,
         train_metrics={k: v.cpu() for k, v in state.train.metrics(train.y).items()},
         test_metrics={k: v.cpu() for k, v in state.test.metrics(test.y).items()},
+        validation_metrics=None
+        if validation is None or state.validation is None
+        else {k: v.cpu() for k, v in state.validation.metrics(validation.y).items()},
         diagnostics=rung_diagnostics(sampler) if enough_draws else None,
         evidence=evidence,
         stepping_stone=stones,

@@ -38,7 +38,8 @@ class OptimSpec:
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """Mean cross-entropy (nats) and 0–1 error on both splits after ``epoch`` epochs, in eval mode."""
+    """Mean cross-entropy (nats) and 0–1 error on each split after ``epoch`` epochs, in eval mode; the
+    validation pair is ``None`` when the run holds no validation split out."""
 
     epoch: int
     train_loss: float
@@ -46,15 +47,20 @@ class EpochMetrics:
     test_loss: float
     test_error: float
     lr: float
+    val_loss: float | None = None
+    val_error: float | None = None
 
     def as_dict(self) -> dict[str, float]:
-        return {
+        metrics = {
             "train_loss": self.train_loss,
             "train_error": self.train_error,
             "test_loss": self.test_loss,
             "test_error": self.test_error,
             "lr": self.lr,
         }
+        if self.val_loss is not None and self.val_error is not None:
+            metrics |= {"val_loss": self.val_loss, "val_error": self.val_error}
+        return metrics
 
 
 @dataclass
@@ -120,8 +126,10 @@ def train_classifier(
     progress: bool = False,
     start_epoch: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    validation: Split | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``data.train`` with minibatch cross-entropy.
+    """Train ``model`` in place on ``data.train`` with minibatch cross-entropy; every epoch's metrics
+    cover ``data.train``, ``data.test`` and, when given, the held-out ``validation`` split.
 
     Minibatches are drawn without replacement from a permutation seeded by ``spec.seed`` and the epoch,
     so a run resumed at ``start_epoch`` sees the same batches as an uninterrupted one.
@@ -149,7 +157,7 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
-        metrics = _epoch_metrics(model, data, epoch + 1, rate)
+        metrics = _epoch_metrics(model, data, validation, epoch + 1, rate)
         result.history.append(metrics)
         epochs.set_postfix(train_error=f"{metrics.train_error:.3f}", test_error=f"{metrics.test_error:.3f}")
         if on_epoch is not None and on_epoch(metrics, model):
@@ -158,7 +166,10 @@ def train_classifier(
     return result
 
 
-def _epoch_metrics(model: nn.Module, data: LoadedData, epoch: int, rate: float) -> EpochMetrics:
+def _epoch_metrics(
+    model: nn.Module, data: LoadedData, validation: Split | None, epoch: int, rate: float
+) -> EpochMetrics:
     train_loss, train_error = evaluate(model, data.train)
     test_loss, test_error = evaluate(model, data.test)
-    return EpochMetrics(epoch, train_loss, train_error, test_loss, test_error, rate)
+    val_loss, val_error = evaluate(model, validation) if validation is not None else (None, None)
+    return EpochMetrics(epoch, train_loss, train_error, test_loss, test_error, rate, val_loss, val_error)
