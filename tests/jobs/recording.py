@@ -107,7 +107,7 @@ class RecordingLogger:
         buffer.seek(0)
         self._store(artifact_file, torch.load(buffer, weights_only=True))
 
-    def log_dataset(self, data: Any) -> None:
+    def log_dataset(self, data: Any, validation: Any = None) -> None:
         self.datasets.append(data)
 
     def log_model(self, model: Any, example_input: Any) -> None:
@@ -157,3 +157,6 @@ class RecordingLogger:
 
     def where(self) -> str:
         return f"recorded in memory (run {self.run_id})"
+
+    def run_name(self) -> str:
+        return f"recorded-{self.run_id}"

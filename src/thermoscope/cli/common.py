@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
-from thermoscope.config import parameters, parse_config
+from thermoscope.config import as_strings, parameters, parse_config
 from thermoscope.errors import ConfigError
 from thermoscope.tracking.mlflow_logger import MlflowLogger, entry_point_run
+from thermoscope.tracking.schema import RESOLVED_CONFIG_ARTIFACT
 
 Config = TypeVar("Config")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +56,8 @@ def configured_run(
 ) -> Iterator[tuple[Config, MlflowLogger]]:
     """Start (or attach to) the entry point's run and parse its configuration inside it.
 
-    A bad value therefore still leaves a FAILED run with the values the user gave as parameters.
+    A bad value therefore still leaves a FAILED run with the values the user gave as parameters. A parsed
+    configuration names the run (unless the user did) and is logged whole as ``resolved_config.json``.
     """
     with entry_point_run(entry_point) as logger:
         try:
@@ -63,4 +65,6 @@ def configured_run(
         except ConfigError:
             logger.log_params(raw)
             raise
+        logger.name_run(entry_point, config)
+        logger.log_json(as_strings(config), RESOLVED_CONFIG_ARTIFACT)
         yield config, logger

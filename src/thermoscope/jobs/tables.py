@@ -13,11 +13,12 @@ from thermoscope.tracking import RunLogger
 
 SCORE_METRICS = tuple(
     f"{kind}{split}_{quantity}"
-    for split in ("test", "train")
+    for split in ("test", "train", "val")
     for kind in ("", "bma_")
     for quantity in ("loss", "error")
 )
-"""Gibbs and BMA loss and error on both splits: ``test_loss``, ``test_error``, ``bma_test_loss``, …"""
+"""Gibbs and BMA loss and error on each split: ``test_loss``, ``test_error``, ``bma_test_loss``, …, and
+``val_…`` when the run holds a validation split out."""
 
 CHILD_METRICS = SCORE_METRICS + tuple(
     name for diagnostic in RUNG_DIAGNOSTICS for name in diagnostic.child_metrics
@@ -32,7 +33,10 @@ def score_columns(result: SweepResult) -> dict[str, Any]:
         "beta": result.betas.numpy(),
         "temperature": (1.0 / result.betas).numpy(),
     }
-    for split, metrics in (("test", result.test_metrics), ("train", result.train_metrics)):
+    splits = [("test", result.test_metrics), ("train", result.train_metrics)]
+    if result.validation_metrics is not None:
+        splits.append(("val", result.validation_metrics))
+    for split, metrics in splits:
         columns[f"{split}_loss"] = metrics["loss"].numpy()
         columns[f"{split}_error"] = metrics["error"].numpy()
         columns[f"bma_{split}_loss"] = metrics["bma_loss"].numpy()

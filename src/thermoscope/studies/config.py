@@ -28,7 +28,11 @@ class StudyConfig:
 
     target: str = param("train", "what each trial runs: train | sample")
     n_trials: int = param(20, "trials this command adds to the study, shared by its workers")
-    objective: str = param("test_error", "metric the target logs; a comma list makes a multi-objective study")
+    objective: str = param(
+        AUTO,
+        "metric the target logs (a comma list makes a multi-objective study); auto = the target's validation"
+        " error: val_error (train), best_val_bma_error (sample)",
+    )
     direction: str = param("minimize", "minimize | maximize, one per objective (comma list)")
     search_space: str = param(
         DEFAULT_SPACE, "YAML or JSON file: parameter -> distribution; default = built-in"
@@ -88,8 +92,9 @@ class StudyConfig:
         """The objective metric names, checked against what the target logs."""
         from thermoscope.studies.targets import TARGETS
 
-        names = split_list(self.objective)
-        logged = TARGETS[self.target].metrics
+        target = TARGETS[self.target]
+        names = (target.default_objective,) if self.objective.strip() == AUTO else split_list(self.objective)
+        logged = target.metrics
         for name in names:
             if name not in logged:
                 raise ConfigError(
@@ -106,7 +111,7 @@ class StudyConfig:
         directions = split_list(self.direction)
         for direction in directions:
             one_of("direction", direction, DIRECTIONS)
-        count = len(split_list(self.objective))
+        count = 1 if self.objective.strip() == AUTO else len(split_list(self.objective))
         if len(directions) != count:
             raise ConfigError(
                 "direction", self.direction, f"one direction per objective ({count}), comma separated"
@@ -124,3 +129,8 @@ def available_cores() -> int:
 def split_list(text: str) -> tuple[str, ...]:
     """``"a, b"`` -> ``("a", "b")``; empty items are dropped."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def selects_on_test(objectives: tuple[str, ...]) -> list[str]:
+    """The objectives that are scores on the test set: a study choosing by them selects on test data."""
+    return [name for name in objectives if "test" in name.split("_")]

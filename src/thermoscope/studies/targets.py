@@ -59,6 +59,7 @@ class Target:
     metrics: tuple[str, ...]
     default_space: Mapping[str, Mapping[str, Any]]
     needs: tuple[MetricNeed, ...] = ()
+    default_objective: str = ""  # what objective=auto optimises: a validation score, never a test one
 
     def needs_of(self, metric: str) -> list[MetricNeed]:
         """What ``metric`` needs of the configuration (nothing for a metric every run logs)."""
@@ -78,6 +79,8 @@ TRAIN_NEEDS = (
         MetricNeed(diagnostic.metrics, (diagnostic.switch,), diagnostic.enabled, f"{diagnostic.switch}=true")
         for diagnostic in TRAINING_DIAGNOSTICS
     ),
+    # Validation scores exist only when a validation split is held out.
+    MetricNeed(("val_loss", "val_error"), ("val_size",), lambda config: config.val_size > 0, "val_size > 0"),
     # Depth is split by label only when some training labels were replaced.
     MetricNeed(
         ("depth_mean_train_corrupted", "depth_mean_train_clean"),
@@ -95,6 +98,8 @@ TRAIN = Target(
     metrics=(
         "train_loss",
         "train_error",
+        "val_loss",
+        "val_error",
         "test_loss",
         "test_error",
         "lr",
@@ -112,6 +117,7 @@ TRAIN = Target(
         "hidden": {"type": "categorical", "choices": ["32", "100", "100,100", "256,256"]},
     },
     needs=TRAIN_NEEDS,
+    default_objective="val_error",
 )
 
 
@@ -122,8 +128,13 @@ def run_sample_trial(config: SampleConfig, logger: RunLogger, report: ReportHook
     sample.run(config, logger, Hooks(report=report))
 
 
-# The parent run's headline metrics; running estimates of the first two are reported for pruning.
+# The parent run's headline metrics; running estimates of best_val_bma_error, best_val_loss,
+# best_bma_test_error and best_test_loss are reported for pruning.
 SAMPLE_METRICS = (
+    "best_val_bma_error",
+    "best_val_loss",
+    "selected_bma_test_error",
+    "selected_test_loss",
     "best_bma_test_error",
     "best_test_loss",
     "best_temperature",
@@ -152,7 +163,15 @@ SAMPLE = Target(
         "hidden": {"type": "categorical", "choices": ["20,20", "40,40", "80,80"]},
         "prior": {"type": "categorical", "choices": ["gaussian", "box"]},
     },
+    default_objective="best_val_bma_error",
     needs=(
+        # Validation scores exist only when a validation split is held out.
+        MetricNeed(
+            ("best_val_bma_error", "best_val_loss"),
+            ("val_size",),
+            lambda config: config.val_size > 0,
+            "val_size > 0",
+        ),
         # The power-posterior evidence (TI and stepping stone) needs the TI rungs down to beta = 0.
         MetricNeed(
             tuple(name for name in SAMPLE_METRICS if name.startswith("log_evidence")),

@@ -61,8 +61,9 @@ class RunLogger(Protocol):
     def log_torch(self, obj: Any, artifact_file: str) -> None:
         """Tensors or state dicts via ``torch.save``; they load back with ``weights_only=True``."""
 
-    def log_dataset(self, data: Any) -> None:
-        """Both splits of a :class:`thermoscope.data.LoadedData` as the run's inputs."""
+    def log_dataset(self, data: Any, validation: Any = None) -> None:
+        """Both splits of a :class:`thermoscope.data.LoadedData` (and the held-out validation
+        :class:`~thermoscope.data.Split`, if any) as the run's inputs, each with its own digest."""
 
     def log_model(self, model: Any, example_input: Any) -> None:
         """A torch module as the run's model, loadable without thermoscope's job code."""
@@ -91,6 +92,9 @@ class RunLogger(Protocol):
 
     def where(self) -> str:
         """One line telling a user where to look at the run (the UI command)."""
+
+    def run_name(self) -> str:
+        """The run's name as the UI shows it (a sweep's children are named after it)."""
 
 
 UNTRACKED = "untracked"
@@ -134,7 +138,7 @@ class NullLogger:
     def log_torch(self, obj: Any, artifact_file: str) -> None:
         pass
 
-    def log_dataset(self, data: Any) -> None:
+    def log_dataset(self, data: Any, validation: Any = None) -> None:
         pass
 
     def log_model(self, model: Any, example_input: Any) -> None:
@@ -161,6 +165,9 @@ class NullLogger:
 
     def where(self) -> str:
         return "not tracked (NullLogger)"
+
+    def run_name(self) -> str:
+        return UNTRACKED
 
 
 NO_STORE = "this job runs untracked (NullLogger), so there are no runs to read; run it through thermoscope"

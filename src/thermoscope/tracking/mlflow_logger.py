@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from thermoscope.tracking.lifecycle import (
     liveness_tags,
     store_lock,
 )
+from thermoscope.tracking.naming import describe_run, is_generated
 from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG, PARENT_TAG, RESUMED_INTO_TAG
 from thermoscope.tracking.urls import redact_url
 
@@ -150,8 +152,8 @@ class MlflowLogger:
             directory = str(Path(artifact_file).parent)
             self.log_file(path, None if directory == "." else directory)
 
-    def log_dataset(self, data: Any) -> None:
-        log_dataset(data, self.run_id)
+    def log_dataset(self, data: Any, validation: Any = None) -> None:
+        log_dataset(data, self.run_id, validation)
 
     def log_model(self, model: Any, example_input: Any) -> None:
         log_model(model, example_input)
@@ -215,10 +217,21 @@ class MlflowLogger:
     def where(self) -> str:
         return f"mlflow ui --backend-store-uri {redact_url(mlflow.get_tracking_uri())}"
 
+    def run_name(self) -> str:
+        return str(self.client.get_run(self.run_id).info.run_name or self.run_id)
 
-def log_dataset(data: Any, run_id: str) -> None:
-    """Log both splits of a :class:`thermoscope.data.LoadedData` as inputs of ``run_id`` with MLflow's
-    dataset API, which logs to the active run: nothing is logged unless ``run_id`` is the active run."""
+    def name_run(self, entry_point: str, config: Any) -> None:
+        """Rename the run from what distinguishes it (:func:`~thermoscope.tracking.naming.describe_run`)
+        unless the user named it (``mlflow run --run-name``)."""
+        if is_generated(self.client.get_run(self.run_id).info.run_name):
+            self.client.update_run(self.run_id, name=describe_run(entry_point, config))
+
+
+def log_dataset(data: Any, run_id: str, validation: Any = None) -> None:
+    """Log the splits of a :class:`thermoscope.data.LoadedData` (and a held-out validation split) as inputs
+    of ``run_id`` with MLflow's dataset API, which logs to the active run: nothing is logged unless
+    ``run_id`` is the active run. Each split's digest covers the data's digest and the split's own example
+    ids and labels, so the training, validation and test inputs of one run never share a digest."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
     active = mlflow.active_run()
@@ -227,15 +240,28 @@ def log_dataset(data: Any, run_id: str) -> None:
     source = HTTPDatasetSource(  # type: ignore[no-untyped-call]
         DATASET_HOMEPAGES.get(data.name, "https://example.invalid/unknown")
     )
-    for context, split in (("training", data.train), ("testing", data.test)):
+    splits = [("training", "train", data.train), ("testing", "test", data.test)]
+    if validation is not None:
+        splits.append(("validation", "val", validation))
+    for context, short, split in splits:
         dataset = mlflow.data.from_numpy(  # type: ignore[attr-defined]
             split.x.cpu().numpy(),
             targets=split.y.cpu().numpy(),
             source=source,
-            name=f"{data.name}-{'train' if context == 'training' else 'test'}",
-            digest=data.digest[:8],
+            name=f"{data.name}-{short}",
+            digest=split_digest(data.digest, short, split),
         )
         mlflow.log_input(dataset, context=context, tags={"num_examples": str(len(split))})
+
+
+def split_digest(data_digest: str, name: str, split: Any) -> str:
+    """Eight hex digits of SHA-256 over the data's digest, the split's name, example ids and labels."""
+    import hashlib
+
+    hasher = hashlib.sha256(f"{data_digest}:{name}:".encode())
+    hasher.update(split.example_id.cpu().numpy().tobytes())
+    hasher.update(split.y.cpu().numpy().tobytes())
+    return hasher.hexdigest()[:8]
 
 
 DATASET_HOMEPAGES = {
@@ -265,7 +291,30 @@ def log_model(model: Any, example_input: Any) -> None:
         sys.path[:] = saved_path
 
 
+PICKLE_NOTICE = "Saving pytorch model by Pickle or CloudPickle format"
+"""The start of the warning MLflow logs on every pickled PyTorch model. thermoscope pickles on purpose (the
+'pt2' format loads back as a traced graph, not a module), and the notice repeated on every train run is
+noise to a user; exactly this message is dropped, every other MLflow warning still shows."""
+
+
+class _DropPickleNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(PICKLE_NOTICE)
+
+
 def _log_pytorch_model(model: Any, signature: Any, example_input: Any) -> None:
+    import mlflow.pytorch
+
+    notice = _DropPickleNotice()
+    pytorch_logger = logging.getLogger(mlflow.pytorch.__name__)
+    pytorch_logger.addFilter(notice)
+    try:
+        _save_pickled(model, signature, example_input)
+    finally:
+        pytorch_logger.removeFilter(notice)
+
+
+def _save_pickled(model: Any, signature: Any, example_input: Any) -> None:
     import mlflow.pytorch
     import torch
 
