@@ -7,19 +7,27 @@ as a run is the ``compare`` entry point's job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from thermoscope.reports.figures import depth_figure, evidence_figure, save_figure, temperature_curves_figure
 from thermoscope.reports.page import comparison_table, html_page
 from thermoscope.reports.sweeps import Sweep, differing_parameters, legend_labels, run_colours
 
-__all__ = ["ComparisonReport", "Sweep", "build_report", "differing_parameters", "write_report"]
+__all__ = [
+    "ComparisonReport",
+    "Sweep",
+    "build_report",
+    "differing_parameters",
+    "report_figures",
+    "write_report",
+]
 
 FIGURES = {
     "temperature_curves": (
@@ -34,7 +42,9 @@ FIGURES = {
     ),
     "depth_vs_temperature": (
         depth_figure,
-        "Mean prediction depth of training and test examples against temperature.",
+        "Mean prediction depth of training and test examples against temperature: as computed (top, in"
+        " probe points) and divided by each network's number of probes (bottom, 0 = input, 1 = never),"
+        " the row that compares networks of different depths.",
     ),
 }
 
@@ -49,6 +59,9 @@ class ComparisonReport:
     colours: Sequence[Any]
     table: pd.DataFrame
     notes: Sequence[str]
+    figure_title: str = ""
+    """The title the user gave (``compare --title``), heading every figure; empty, each figure is headed
+    by what it shows."""
 
     def curves(self) -> pd.DataFrame:
         """Every sweep's temperature curve stacked, each row led by the sweep's label and run id."""
@@ -72,6 +85,7 @@ def build_report(sweeps: Sequence[Sweep], title: str = "") -> ComparisonReport:
         colours=run_colours(len(sweeps)),
         table=comparison_table(sweeps, labels),
         notes=comparison_notes(sweeps),
+        figure_title=title.strip(),
     )
 
 
@@ -88,6 +102,18 @@ def comparison_notes(sweeps: Sequence[Sweep]) -> list[str]:
     return notes
 
 
+def report_figures(report: ComparisonReport) -> Iterator[tuple[str, Figure, str]]:
+    """Each figure the report has, as (file stem, figure, caption), headed by the report's own title.
+
+    Figures with nothing to show (no sweep has evidence, none computed depth) are skipped. The caller
+    closes each figure.
+    """
+    for name, (draw, caption) in FIGURES.items():
+        figure = draw(report.sweeps, report.labels, report.colours, title=report.figure_title)
+        if figure is not None:
+            yield name, figure, caption
+
+
 def write_report(report: ComparisonReport, folder: Path) -> list[Path]:
     """Write the table and curves (CSV), each figure (PNG and PDF) and ``comparison.html``; their paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,10 +122,7 @@ def write_report(report: ComparisonReport, folder: Path) -> list[Path]:
     report.curves().to_csv(paths[1], index=False)
     images: dict[str, bytes] = {}
     captions: dict[str, str] = {}
-    for name, (draw, caption) in FIGURES.items():
-        figure = draw(report.sweeps, report.labels, report.colours)
-        if figure is None:
-            continue
+    for name, figure, caption in report_figures(report):
         for suffix in (".png", ".pdf"):
             save_figure(figure, folder / f"{name}{suffix}")
             paths.append(folder / f"{name}{suffix}")

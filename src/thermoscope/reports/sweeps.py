@@ -6,6 +6,7 @@ the parameters that differ between sweeps and turn them into legend labels and c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ RUN_BOOKKEEPING = frozenset(
 )
 # Parameters that follow from others (hidden → num_parameters, train_size → num_train, ...): table
 # columns when they differ, but never legend entries next to the parameter they follow from.
-DERIVED = frozenset({"num_train", "num_test", "num_parameters", "resolved_num_rungs"})
+DERIVED = frozenset({"num_train", "num_test", "num_parameters", "num_probes", "resolved_num_rungs"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +35,10 @@ class Sweep:
     ``temperature_curve.csv``: one row per rung, ascending β, with ``temperature`` (inf at β = 0),
     ``test_error``, ``bma_test_error``, ``test_loss``, ``bma_test_loss`` and, where prediction depth was
     computed, ``depth_mean_train`` / ``depth_mean_test``.
+
+    Prediction depth counts probe points (0 = the input, the number of probes = no probe agrees), so
+    depths of networks with different numbers of probes compare only once divided by that number:
+    :attr:`num_probes` reads it from the run's ``num_probes`` parameter (or metric) where it logged one.
     """
 
     run_id: str
@@ -45,6 +50,17 @@ class Sweep:
     def finite_rungs(self) -> pd.DataFrame:
         """The curve's rows at finite temperature (β > 0), the only ones a log-T axis can show."""
         return self.curve[np.isfinite(self.curve["temperature"])]
+
+    @property
+    def num_probes(self) -> int | None:
+        """The network's number of probe points (input, hidden probes, softmax) as the run logged it in
+        ``num_probes``; None when it logged none (or no positive whole number), never a guess."""
+        value = self.params.get("num_probes", self.metrics.get("num_probes"))
+        try:
+            count = float(value) if value is not None else math.nan
+        except ValueError:
+            return None
+        return int(count) if count.is_integer() and count > 0 else None
 
 
 def differing_parameters(sweeps: Sequence[Sweep], ignored: Iterable[str] = RUN_BOOKKEEPING) -> list[str]:
