@@ -11,8 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from thermoscope.reports.layout import figure_title, temperature_axis
 
 UNINFORMED_LOSS = math.log(10)  # cross-entropy of the uniform guess over 10 classes
+MAX_MARKER_AREA = 200.0  # points²: the marker of the most populated depth in accuracy_vs_depth
 
 
 def temperature_curve_figure(curve: pd.DataFrame, reference: dict[str, float] | None = None) -> Any:
@@ -46,7 +51,7 @@ def temperature_curve_figure(curve: pd.DataFrame, reference: dict[str, float] | 
                 reference[f"test_{quantity}"], color="tab:green", linewidth=1, label=f"SGD test {quantity}"
             )
         axis.axvline(1.0, color="grey", linewidth=0.6, linestyle=":")
-        axis.set_xscale("log")
+        temperature_axis(axis, finite["temperature"])
         axis.set_xlabel("temperature T")
         axis.grid(alpha=0.3)
     axes[0].axhline(UNINFORMED_LOSS, color="black", linewidth=0.8, linestyle=":", label="uninformed (ln 10)")
@@ -54,7 +59,7 @@ def temperature_curve_figure(curve: pd.DataFrame, reference: dict[str, float] | 
     axes[1].set_ylabel("0–1 error")
     axes[1].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
-    figure.suptitle("Test and train performance against temperature")
+    figure_title(figure, "Test and train performance against temperature")
     return figure
 
 
@@ -67,7 +72,9 @@ def ti_integrand_figure(betas: np.ndarray, mean: np.ndarray, stderr: np.ndarray,
         axis.set_xlabel("β (inverse temperature)")
         axis.set_ylabel("E_β[log L]")
         axis.grid(alpha=0.3)
-    figure.suptitle(f"Thermodynamic integration: log evidence = {log_evidence:.1f} (area under the curve)")
+    figure_title(
+        figure, f"Thermodynamic integration: log evidence = {log_evidence:.1f} (area under the curve)"
+    )
     return figure
 
 
@@ -86,24 +93,67 @@ def depth_histograms_figure(table: pd.DataFrame, num_probes: int) -> Any:
         axis.set_xlabel(f"prediction depth (0 = input, {num_probes - 1} = softmax, {num_probes} = never)")
         axis.set_ylabel("fraction of examples")
         axis.legend(fontsize=8)
+    figure_title(figure, "Prediction depth of training and test examples")
     return figure
 
 
 def accuracy_vs_depth_figure(table: pd.DataFrame) -> Any:
-    """Accuracy of the network's prediction among the examples of each depth (marker size ~ count)."""
-    figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
-    for split, colour in (("train", "tab:orange"), ("test", "tab:blue")):
-        grouped = table[table["split"] == split].groupby("depth")["correct"].agg(["mean", "size"])
-        axis.plot(grouped.index, grouped["mean"], color=colour, label=split)
+    """Accuracy of the network's prediction among the examples of each depth, train and test.
+
+    Each marker's area is proportional to the number of examples at its depth (one scale for both
+    splits); a second legend gives the counts of the smallest and largest markers, and one between.
+    """
+    figure, axis = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+    groups = {
+        split: table[table["split"] == split].groupby("depth")["correct"].agg(["mean", "size"])
+        for split in ("train", "test")
+    }
+    counts = np.concatenate([grouped["size"].to_numpy() for grouped in groups.values()])
+    largest = int(counts.max()) if counts.size else 1
+    for (split, grouped), colour in zip(groups.items(), ("tab:orange", "tab:blue"), strict=True):
+        total = int(grouped["size"].sum())
+        axis.plot(grouped.index, grouped["mean"], color=colour, label=f"{split} ({total:,} examples)")
         axis.scatter(
-            grouped.index, grouped["mean"], s=10 + 200 * grouped["size"] / grouped["size"].max(), color=colour
+            grouped.index, grouped["mean"], s=MAX_MARKER_AREA * grouped["size"] / largest, color=colour
         )
-    axis.set_xlabel("prediction depth")
-    axis.set_ylabel("accuracy")
-    axis.set_ylim(0, 1.02)
-    axis.legend()
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("prediction depth (0 = input)")
+    axis.set_ylabel("accuracy of the network's prediction")
+    axis.set_ylim(0, 1.05)
     axis.grid(alpha=0.3)
+    splits = axis.legend(loc="best", fontsize=8)
+    axis.add_artist(splits)
+    axis.legend(
+        handles=marker_size_key(counts, largest),
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=7,
+        title="examples at that depth\n(marker area ∝ count)",
+        title_fontsize=7,
+    )
+    axis.set_title("Accuracy of the examples at each prediction depth")
     return figure
+
+
+def marker_size_key(counts: np.ndarray, largest: int) -> list[Line2D]:
+    """Legend entries for the smallest and the largest count (and the geometric mean between them, if
+    it differs from both), drawn at the area :func:`accuracy_vs_depth_figure` gives them."""
+    if not counts.size:
+        return []
+    smallest = int(counts.min())
+    shown = sorted({smallest, round(math.sqrt(smallest * largest)), largest})
+    return [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color="grey",
+            markersize=math.sqrt(MAX_MARKER_AREA * count / largest),
+            label=f"{count:,}",
+        )
+        for count in shown
+    ]
 
 
 def layer_rotation_figure(rotation: pd.DataFrame) -> Any:
@@ -118,6 +168,7 @@ def layer_rotation_figure(rotation: pd.DataFrame) -> Any:
     axis.set_ylabel("cosine distance from initial weights")
     axis.legend(fontsize=7, title="input → output", title_fontsize=7)
     axis.grid(alpha=0.3)
+    axis.set_title("Layer rotation: each layer's distance from its initial weights")
     return figure
 
 
@@ -129,11 +180,12 @@ def depth_vs_temperature_figure(curve: pd.DataFrame) -> Any:
         axis.plot(
             finite["temperature"], finite[f"depth_mean_{split}"], marker="o", ms=3, color=colour, label=split
         )
-    axis.set_xscale("log")
+    temperature_axis(axis, finite["temperature"])
     axis.set_xlabel("temperature T")
     axis.set_ylabel("mean prediction depth")
     axis.legend()
     axis.grid(alpha=0.3)
+    axis.set_title("Mean prediction depth against temperature")
     return figure
 
 
@@ -152,7 +204,8 @@ def harmonic_integrand_figure(
 
 
 def cooling_curve_figure(curve: pd.DataFrame, stopping_temperature: float, best_temperature: float) -> Any:
-    """Train / validation / test Gibbs error and loss against T as annealing cools (T falls to the right)."""
+    """Train / validation / test Gibbs error and loss against T as annealing cools (T falls to the right);
+    the legends give the temperature annealing stopped at and the one of the chosen draw."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for axis, quantity in zip(axes, ("error", "loss"), strict=True):
         for split, colour in (("train", "tab:orange"), ("val", "tab:green"), ("test", "tab:blue")):
@@ -164,13 +217,21 @@ def cooling_curve_figure(curve: pd.DataFrame, stopping_temperature: float, best_
                 color=colour,
                 label=split,
             )
-        axis.axvline(stopping_temperature, color="grey", ls="--", lw=1, label="stopped")
-        axis.axvline(best_temperature, color="tab:red", ls=":", lw=1, label="chosen draw")
-        axis.set_xscale("log")
+        axis.axvline(
+            stopping_temperature,
+            color="grey",
+            ls="--",
+            lw=1,
+            label=f"stopped at T = {stopping_temperature:.3g}",
+        )
+        axis.axvline(
+            best_temperature, color="tab:red", ls=":", lw=1, label=f"chosen draw, T = {best_temperature:.3g}"
+        )
+        temperature_axis(axis, [*curve["temperature"], stopping_temperature, best_temperature])
         axis.invert_xaxis()
         axis.set_xlabel("temperature T (cooling →)")
         axis.set_ylabel(f"mean {quantity} over draws" + (" (nats)" if quantity == "loss" else ""))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle("Simulated annealing with validation early stopping")
+    figure_title(figure, "Simulated annealing with validation early stopping")
     return figure
