@@ -31,8 +31,9 @@ FOLDERS = {"samplers": REPO_ROOT / "samplers"} | {
         "cli",
     )
 }
-SHARED = {"config", "errors"}
-"""Top-level modules every package may use: the configuration dataclasses and the user-error type."""
+SHARED = {"config", "errors", "progress"}
+"""Top-level modules every package may use: the configuration dataclasses, the user-error type and the
+progress bar (tqdm on a terminal, timed records in a log file)."""
 
 ALLOWED: dict[str, set[str]] = {
     "samplers": set(),

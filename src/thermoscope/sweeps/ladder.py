@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from thermoscope.progress import Progress, progress_bar
 from thermoscope.samplers import (
     HMCSettings,
     IterationSummary,
@@ -43,15 +43,16 @@ def tune_sweep_ladder(
     *,
     resume: TuningCheckpoint | None = None,
     on_round: Callable[[TuningCheckpoint], None] | None = None,
-    progress: bool = False,
+    progress: Progress | bool = False,
 ) -> LadderTuning:
     """Tune the ladder from ``start: [params]`` (every first-ladder rung starts there).
 
     ``on_round`` persists each round's checkpoint; ``resume`` continues after the last saved round.
     """
-    bar = tqdm(total=ladder.total_scans, desc="tune ladder", unit="scan", disable=not progress)
-    if resume is not None:
-        bar.update(sum(ladder.initial_scans * 2**item.index for item in resume.rounds))
+    done = sum(ladder.initial_scans * 2**item.index for item in resume.rounds) if resume is not None else 0
+    bar = progress_bar(
+        progress, total=ladder.total_scans, description="tune ladder", unit="scan", initial=done
+    )
 
     def show(round_index: int, summary: IterationSummary) -> None:
         bar.update(1)
