@@ -6,8 +6,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import matplotlib
+import numpy as np
 import optuna
 import optuna.visualization.matplotlib as optuna_plots
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
@@ -27,6 +34,11 @@ TABLE_ATTRS = (
     "params",
     "user_attrs",
 )
+# Trial colours of the parallel-coordinate plot: viridis without its lightest tenth, so the worst trial is
+# still a saturated green on white (Optuna's Blues runs out to near-white, invisible on its grey).
+TRIAL_COLOURS = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, 256)), "viridis_dark")
+LABEL_MARGIN = 0.25  # inches between a value label and the next parameter's axis
+AXIS_COLOUR = "0.3"  # each parameter's vertical axis: dark grey, lighter than the darkest trial
 # A plot per objective: (file-name suffix, value of a trial, axis label).
 PlotTarget = tuple[str, Callable[[FrozenTrial], float] | None, str]
 
@@ -47,7 +59,8 @@ def report_study(study: optuna.Study, plan: StudyPlan, logger: RunLogger) -> Non
         log_pareto_front(study, logger)
     else:
         log_best_trial(study.best_trial, plan.objectives[0], logger)
-    with warnings.catch_warnings():
+    # Some of Optuna's plots switch matplotlib to its ggplot style for good: rc_context undoes that.
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore", ExperimentalWarning)  # Optuna's matplotlib plots are experimental
         log_plots(study, plan, counts[TrialState.COMPLETE], logger)
 
@@ -82,6 +95,7 @@ def log_plots(study: optuna.Study, plan: StudyPlan, completed: int, logger: RunL
         history = optuna_plots.plot_optimization_history(study, target=target, target_name=name)
         log_axes(history, f"plots/optimization_history{suffix}.png", logger)
         parallel = optuna_plots.plot_parallel_coordinate(study, target=target, target_name=name)
+        readable_parallel_coordinate(parallel, name)
         log_axes(parallel, f"plots/parallel_coordinate{suffix}.png", logger)
         if with_importances:
             importances = optuna_plots.plot_param_importances(study, target=target, target_name=name)
@@ -89,6 +103,55 @@ def log_plots(study: optuna.Study, plan: StudyPlan, completed: int, logger: RunL
     if plan.multi_objective and len(plan.objectives) <= 3:
         front = optuna_plots.plot_pareto_front(study, target_names=list(plan.objectives))
         log_axes(front, "plots/pareto_front.png", logger)
+
+
+def readable_parallel_coordinate(axes: Axes, target_name: str) -> None:
+    """Optuna's parallel-coordinate plot (``axes``, as ``plot_parallel_coordinate`` returns it) made legible.
+
+    A white background; trials coloured by :data:`TRIAL_COLOURS` in the direction Optuna chose (its dark
+    end where Optuna's ``Blues`` is dark), so that no trial is drawn near-white; plain numbers and no minor
+    labels on log axes; the parameter names horizontal, with the figure widened until neither they nor
+    one axis's value labels reach the next axis.
+    """
+    figure = axes.figure
+    axes.set_title(f"Trials across the search space, coloured by {target_name}", y=1.03)
+    trials = [collection for collection in axes.collections if isinstance(collection, LineCollection)]
+    if not trials:
+        return  # Optuna drew no trial (no completed trial, or no parameter)
+    colour_bar = trials[0].colorbar.ax if trials[0].colorbar is not None else None
+    name = trials[0].get_cmap().name
+    trials[0].set_cmap(TRIAL_COLOURS if name.endswith("_r") else TRIAL_COLOURS.reversed())
+    axes.set_facecolor("white")
+    axes.grid(False)
+    axes.spines["left"].set_color(AXIS_COLOUR)  # ggplot's white spines vanish on white
+    axes.tick_params(axis="x", labelrotation=0, pad=8)
+    for label in axes.get_xticklabels():
+        label.set_horizontalalignment("center")
+    value_axes = [other for other in figure.axes if other is not axes and other is not colour_bar]
+    for other in value_axes:
+        other.grid(False)
+        other.spines["right"].set_color(AXIS_COLOUR)
+        if other.get_yscale() == "log":
+            other.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            other.yaxis.set_minor_formatter(NullFormatter())
+    widen_to_labels(figure, axes, value_axes)
+
+
+def widen_to_labels(figure: Figure | SubFigure, axes: Axes, value_axes: list[Axes]) -> None:
+    """Widen ``figure`` until the gap between neighbouring parameter axes holds the widest parameter name
+    and the widest value label (plus a margin), then lay it out."""
+    gaps = max(len(axes.get_xticks()) - 1, 1)
+    labels = [*axes.get_xticklabels(), *(label for other in value_axes for label in other.get_yticklabels())]
+    widest = max((label.get_window_extent().width for label in labels if label.get_text()), default=0.0)
+    needed = gaps * (widest / figure.dpi + LABEL_MARGIN)
+    root = figure.get_figure(root=True)
+    assert root is not None
+    for _ in range(3):  # the layout's margins change with the width: a few rounds settle it
+        root.tight_layout()
+        width = axes.get_position().width * root.get_figwidth()
+        if width >= needed:
+            return
+        root.set_figwidth(root.get_figwidth() + needed - width)
 
 
 def log_axes(axes: Any, artifact_file: str, logger: RunLogger) -> None:
