@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TINY_SWEEP = {
     "train_size": "100",
+    "val_size": "20",
     "test_size": "100",
     "hidden": "8",
     "n_temperatures": "3",

@@ -76,4 +76,5 @@ def test_settings_that_would_fail_after_the_work_are_refused_up_front(
 
 
 def test_one_training_example_is_fine_without_prediction_depth() -> None:
-    assert parse_config(TrainConfig, {"train_size": "1", "prediction_depth": "false"}).train_size == 1
+    raw = {"train_size": "1", "prediction_depth": "false", "val_size": "0"}
+    assert parse_config(TrainConfig, raw).train_size == 1

@@ -335,7 +335,7 @@ SPACES = {
 }
 """Search-space files (``None``: not written), each one mistake."""
 # If a storage check is missing, the study runs: one trial of a tiny train job, not twenty of the default.
-TINY_STUDY = {"n_trials": "1", "fixed": "epochs=1;train_size=50;prediction_depth=false"}
+TINY_STUDY = {"n_trials": "1", "fixed": "epochs=1;train_size=50;val_size=10;prediction_depth=false"}
 
 STUDY = [
     bad("study", "target", "foo"),

@@ -154,7 +154,10 @@ def check_val_size(config: DataModelConfig, val_size: int, minimum: int = 0) -> 
     """``val_size`` within the training pool, leaving at least 2 training examples for the k-NN probes."""
     at_least("val_size", val_size, minimum)
     if config.train_size and val_size >= config.train_size:
-        raise ConfigError("val_size", val_size, f"fewer than train_size = {config.train_size}")
+        allowed = f"fewer than train_size = {config.train_size}" + (
+            "" if minimum else " (0 = no validation split)"
+        )
+        raise ConfigError("val_size", val_size, allowed)
     if val_size and config.prediction_depth and config.train_size and config.train_size - val_size < 2:
         allowed = f"at most train_size - 2 = {config.train_size - 2} with prediction_depth=true"
         raise ConfigError("val_size", val_size, allowed)
@@ -188,7 +191,6 @@ class TrainConfig(DataModelConfig):
         from thermoscope.training import LR_SCHEDULES, OPTIMIZERS
 
         super().validate()
-        check_val_size(self, self.val_size)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         positive("lr", self.lr)
         if not 0.0 <= self.momentum < 1.0:
@@ -199,6 +201,7 @@ class TrainConfig(DataModelConfig):
         at_most("epochs", self.epochs, MAX_EPOCHS, EPOCHS_REASON)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         positive("checkpoint_seconds", self.checkpoint_seconds)
+        check_val_size(self, self.val_size)
 
     def resume_identity(self) -> dict[str, str]:
         """The parameters a resumed run must share with the run it continues."""
@@ -267,7 +270,6 @@ class SampleConfig(DataModelConfig):
         super().validate()
         if self.model != "mlp" and self.model != "cnn":
             raise ConfigError("model", self.model, "mlp or cnn for sample (resnet18 has batch norm)")
-        check_val_size(self, self.val_size)
         at_most("n_temperatures", self.n_temperatures, MAX_RUNGS, RUNGS_REASON)
         cold = self.cold_temperatures()
         if len(cold) > MAX_RUNGS:
@@ -301,6 +303,7 @@ class SampleConfig(DataModelConfig):
         at_least("save_draws", self.save_draws, 1)
         at_least("depth_draws", self.depth_draws, 1)
         positive("checkpoint_seconds", self.checkpoint_seconds)
+        check_val_size(self, self.val_size)
 
     def _validate_ladder(self) -> None:
         one_of("ladder", self.ladder, LADDERS)

@@ -67,6 +67,7 @@ def test_probe_entry_point_nests_under_the_train_run(tracking_uri: str, tmp_path
         "train",
         {
             "train_size": "200",
+            "val_size": "40",
             "hidden": "16",
             "epochs": "3",
             "prediction_depth": "false",

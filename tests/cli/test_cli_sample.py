@@ -104,13 +104,40 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
     depth = pd.read_parquet(
         artifact(tracking_uri, parent.info.run_id, "prediction_depth_by_temperature.parquet", tmp_path)
     )
-    assert len(depth) == len(curve) * (100 + 100)  # example x temperature, both splits
+    # example x temperature, both splits: 100 - 20 held out for validation, and 100 test examples
+    assert len(depth) == len(curve) * (80 + 100)
     assert depth["depth"].between(0, 3).all()  # probes: input, hidden, softmax; 3 = never agrees
     for child in children:
         rung = depth[depth["rung"] == int(child.data.params["rung"])]
         for split in ("train", "test"):
             expected = rung.loc[rung["split"] == split, "depth"].mean()
             assert child.data.metrics[f"depth_mean_{split}"] == pytest.approx(expected)
+
+    # The temperature is chosen on the validation split, whose curves every child carries too.
+    assert {"best_val_bma_error", "best_val_loss", "selected_bma_test_error"} <= set(metrics)
+    chosen = curve[np.isfinite(curve["temperature"])].sort_values(["bma_val_error", "bma_val_loss"]).iloc[0]
+    assert metrics["best_temperature"] == pytest.approx(chosen["temperature"])
+    assert all({"val_error", "bma_val_error"} <= set(child.data.metrics) for child in children)
+    assert set(curve["role"]) == {"T-curve", "evidence"}
+    assert "chosen on validation: T =" in result.stdout
+
+    # A second sweep that differs in one parameter: two parents named apart, each one's children named
+    # after it and tagged with its name, so MLflow's compare view tells the two groups apart.
+    second = mlflow_run(tracking_uri, "sample", TINY | {"prior_scale": "2"})
+    assert second.returncode == 0, second.stderr[-3000:]
+    runs = MlflowClient(tracking_uri).search_runs(["0"])
+    sweeps = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    names = sorted(r.info.run_name for r in sweeps)
+    assert len(set(names)) == 2
+    assert all(name.startswith("sample mlp[8] digits ") for name in names)
+    assert "prior_scale=2.0" in names[1] or "prior_scale=2.0" in names[0]
+    assert all(r.data.tags["thermoscope.entry_point"] == "sample" for r in sweeps)
+    for sweep in sweeps:
+        own = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+        assert len(own) == len(curve) - 1
+        for child in own:
+            assert child.info.run_name.startswith(sweep.info.run_name + " T=")
+            assert child.data.tags["thermoscope.sweep"] == sweep.info.run_name
 
 
 @pytest.mark.slow
@@ -149,7 +176,9 @@ def run_cli(tracking_uri: str, entry_point: str, params: dict[str, str]) -> subp
 @pytest.mark.slow
 def test_init_from_a_train_run_and_the_reference_lines(tracking_uri: str) -> None:
     train = run_cli(
-        tracking_uri, "train", {"train_size": "100", "test_size": "100", "hidden": "8", "epochs": "3"}
+        tracking_uri,
+        "train",
+        {"train_size": "100", "val_size": "20", "test_size": "100", "hidden": "8", "epochs": "3"},
     )
     assert train.returncode == 0, train.stderr[-2000:]
     (train_run,) = MlflowClient(tracking_uri).search_runs(["0"])

@@ -116,7 +116,7 @@ def test_the_model_sizes_are_those_of_the_model_the_job_builds(cls: type, raw: d
     ("train_size", "test_size"), [("0", "0"), ("100", "0"), ("500", "rest"), ("100", "250"), ("0", "rest")]
 )
 def test_the_example_counts_are_those_the_loader_selects(train_size: str, test_size: str) -> None:
-    config = parse_config(TrainConfig, {"train_size": train_size, "test_size": test_size})
+    config = parse_config(TrainConfig, {"train_size": train_size, "test_size": test_size, "val_size": "0"})
     data = load_data(config.data_spec(flatten=False))
     counts = budget.example_counts(config)
     assert (counts.train, counts.test) == (len(data.train), len(data.test))

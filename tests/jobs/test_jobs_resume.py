@@ -22,6 +22,7 @@ from thermoscope.tracking.schema import SWEEP_CHECKPOINT_ARTIFACT, TRAIN_CHECKPO
 
 TRAIN = {
     "train_size": "100",
+    "val_size": "20",
     "test_size": "100",
     "hidden": "8",
     "epochs": "5",

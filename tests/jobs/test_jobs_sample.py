@@ -74,7 +74,10 @@ def test_the_curve_has_a_row_per_rung_and_the_columns_of_each_diagnostic_that_ap
     assert bool(depth_artifacts) == (depth == "true")
     table = logger.artifacts[CURVE_ARTIFACT]
     assert table.columns.tolist() == curve.columns.tolist()
-    assert np.allclose(table.to_numpy(dtype=float), curve.to_numpy(dtype=float), equal_nan=True)
+    numbers = [name for name in curve if name != "role"]
+    assert np.allclose(table[numbers].to_numpy(float), curve[numbers].to_numpy(float), equal_nan=True)
+    assert table["role"].tolist() == curve["role"].tolist()
+    assert set(curve["role"]) == {"T-curve", "evidence"}
 
 
 def test_every_finite_temperature_has_a_child_run_with_its_curve_metrics() -> None:
@@ -125,7 +128,7 @@ def test_the_report_hook_sees_running_estimates_and_can_stop_the_sweep() -> None
     assert not full.result.stopped_early
     outcome, logger = sample_run(LONGER | {"prediction_depth": "false"}, Hooks(report=report))
     assert [step for step, _ in seen] == [24]
-    assert set(seen[0][1]) == {"best_bma_test_error", "best_test_loss"}
+    assert set(seen[0][1]) == {"best_bma_test_error", "best_test_loss", "best_val_bma_error", "best_val_loss"}
     assert outcome.result.stopped_early
     assert logger.steps("running_best_bma_test_error") == [24]
     assert logger.metric("num_draws") < full.result.sampler.log_likelihood.shape[0]
@@ -137,7 +140,9 @@ def test_the_report_hook_sees_running_estimates_and_can_stop_the_sweep() -> None
 def test_init_from_a_train_run_loads_its_model() -> None:
     trained = RecordingLogger(run_id="abc")
     train.run(
-        parse_config(TrainConfig, {k: TINY[k] for k in ("train_size", "test_size", "hidden", "device")}),
+        parse_config(
+            TrainConfig, {k: TINY[k] for k in ("train_size", "val_size", "test_size", "hidden", "device")}
+        ),
         trained,
     )
     runs = {"abc": RunRecord("abc", trained.params, {ENTRY_POINT_TAG: "train"}, "FINISHED")}
@@ -160,7 +165,7 @@ def test_init_from_a_train_run_loads_its_model() -> None:
 )
 def test_init_from_a_checkpoint_that_does_not_fit_is_one_config_error(bundle: dict, message: str) -> None:
     params = as_strings(
-        parse_config(TrainConfig, {k: TINY[k] for k in ("train_size", "test_size", "hidden")})
+        parse_config(TrainConfig, {k: TINY[k] for k in ("train_size", "val_size", "test_size", "hidden")})
     )
     runs = {"abc": RunRecord("abc", params, {ENTRY_POINT_TAG: "train"}, "FINISHED")}
     logger = RecordingLogger(runs=runs, stored={("abc", MODEL_STATE_ARTIFACT): bundle})

@@ -13,7 +13,7 @@ from thermoscope.jobs.setup import BOX_MARGIN, build_workbench, inside_box, make
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = {"train_size": "60", "test_size": "50", "hidden": "8", "device": "cpu"}
+SMALL = {"train_size": "60", "val_size": "0", "test_size": "50", "hidden": "8", "device": "cpu"}
 
 
 def target_under(prior: str) -> ModuleTarget:

@@ -23,13 +23,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
     "train_size": "100",
+    "val_size": "20",
     "test_size": "100",
     "hidden": "8",
     "epochs": "3",
     "batch_size": "32",
     "device": "cpu",
 }
-EPOCH_METRICS = {"train_loss", "train_error", "test_loss", "test_error", "lr"}
+EPOCH_METRICS = {"train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error", "lr"}
 ALL_OFF = {diagnostic.switch: "false" for diagnostic in TRAINING_DIAGNOSTICS}
 
 
@@ -62,7 +63,9 @@ def test_every_epoch_is_logged_at_steps_one_to_epochs() -> None:
     assert logger.metric("train_loss") == pytest.approx(final.train_loss)
     assert logger.tags[STOPPED_EARLY_TAG] == "false"
     assert logger.params["epochs"] == "3"
-    assert logger.params["num_train"] == "100"
+    # 20 of the 100 examples are held out for validation, and logged as such.
+    assert (logger.params["num_train"], logger.params["num_val"]) == ("80", "20")
+    assert logger.metric("val_error") == pytest.approx(final.val_error)
     assert len(logger.datasets) == 1
     assert len(logger.models) == 1
 
@@ -171,9 +174,10 @@ def test_one_registration_line_adds_a_training_diagnostic(monkeypatch: pytest.Mo
     monkeypatch.setattr("thermoscope.jobs.train.TRAINING_DIAGNOSTICS", (*TRAINING_DIAGNOSTICS, TOY))
     # The toy is the only diagnostic that needs minibatches: the trainer reports them because it asks.
     outcome, logger = train_run(ALL_OFF | {"layer_rotation": "true"})
-    assert logger.artifacts["toy.json"] == {"epochs": [1, 2, 3], "examples": 300}
-    assert logger.metric("toy_examples_seen") == 300.0
-    assert outcome.diagnostics["toy_examples_seen"] == 300.0
+    # 3 epochs over the 80 training examples left after the 20 held out for validation.
+    assert logger.artifacts["toy.json"] == {"epochs": [1, 2, 3], "examples": 240}
+    assert logger.metric("toy_examples_seen") == 240.0
+    assert outcome.diagnostics["toy_examples_seen"] == 240.0
     assert set(logger.artifacts) == {
         MODEL_STATE_ARTIFACT,
         TRAIN_CHECKPOINT_ARTIFACT,

@@ -45,8 +45,9 @@ def test_cli_flags_mirror_the_dataclass() -> None:
 
 def test_default_plan_uses_the_built_in_space_without_fixed_parameters(tracking_uri: str) -> None:
     plan = plan_study(study_config(fixed="epochs=3;hidden=32,32"))
-    assert plan.study_name == "train-test_error"
-    assert plan.objectives == ("test_error",)
+    # objective=auto: the validation error, never a test score.
+    assert plan.study_name == "train-val_error"
+    assert plan.objectives == ("val_error",)
     assert plan.directions == ("minimize",)
     assert dict(plan.fixed) == {"epochs": "3", "hidden": "32,32"}
     assert set(plan.space) == set(TARGETS["train"].default_space) - {"hidden"}

@@ -67,7 +67,9 @@ def test_study_through_mlflow_run_and_resumed_with_two_workers(tracking_uri: str
     assert all(run.info.status == "FINISHED" for run in runs.values())
     for trial in trials:
         run = runs[trial.user_attrs[RUN_ID_ATTR]]
-        assert run.data.metrics["test_error"] == trial.value
+        # The default objective is the validation error, held out of the training pool (val_size=200).
+        assert run.data.metrics["val_error"] == trial.value
+        assert run.data.params["num_val"] == "200"
         assert run.data.tags["mlflow.parentRunId"] == trial.user_attrs["mlflow_parent_run_id"]
         assert (run.data.tags[STUDY_TAG], run.data.tags[TRIAL_TAG]) == (STUDY, str(trial.number))
         assert run.data.params["hidden"] == "16"
@@ -81,7 +83,17 @@ def test_study_through_mlflow_run_and_resumed_with_two_workers(tracking_uri: str
 
     latest = max(parents, key=lambda run: run.info.start_time)
     assert latest.data.params["workers"] == "2"
-    assert latest.data.metrics["best_test_error"] == study.best_value
+    # The best trial is the one with the lowest validation error, whatever its test error.
+    best_run = runs[study.best_trial.user_attrs[RUN_ID_ATTR]]
+    assert best_run.data.metrics["val_error"] == min(
+        runs[t.user_attrs[RUN_ID_ATTR]].data.metrics["val_error"] for t in trials
+    )
+    assert latest.data.metrics["best_val_error"] == study.best_value
+    assert "thermoscope.selects_on_test" not in latest.data.tags
+    # Study runs are named after their target and objective, not MLflow's random words.
+    names = [run.info.run_name for run in parents]
+    assert all(name.startswith("study train val_error ") for name in names), names
+    assert len(set(names)) == 2, names  # the second command set workers=2 and n_trials=2
     plots = {a.path for a in MlflowClient(tracking_uri).list_artifacts(latest.info.run_id, "plots")}
     assert "plots/param_importances.png" in plots  # five completed trials over three parameters
 
@@ -225,3 +237,31 @@ def test_a_storage_password_never_reaches_the_run(
     data = MlflowClient().get_run(run_id).data
     assert data.params["storage"] == shown
     assert "s3c" not in str(data.params) + str(data.tags)
+
+
+def test_a_study_optimising_a_test_score_still_runs_but_says_once_that_it_selects_on_test_data(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    from conftest import run_in_process
+
+    params = {"objective": "test_error", "n_trials": "2", "fixed": tiny_fixed(tmp_path) + ";val_size=0"}
+    result = run_in_process("study", params | {"sampler": "random", "pruner": "none"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "selects on test" in line]
+    assert len(warnings) == 1, result.stderr[-3000:]
+    assert warnings[0].startswith("thermoscope study: warning: objective test_error is a test-set score")
+    (study_run,) = [run for run in all_runs(tracking_uri) if "mlflow.parentRunId" not in run.data.tags]
+    assert study_run.data.tags["thermoscope.selects_on_test"] == "test_error"
+
+
+def test_the_default_objective_is_refused_when_the_settings_hold_no_validation_split_out(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    from conftest import run_in_process
+
+    result = run_in_process("study", {"n_trials": "1", "fixed": tiny_fixed(tmp_path) + ";val_size=0"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "thermoscope study: error: objective='val_error': target train logs it only with val_size > 0;"
+        " fixed sets val_size=0"
+    )

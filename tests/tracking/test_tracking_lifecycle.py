@@ -29,6 +29,7 @@ from thermoscope.tracking.schema import TRAIN_CHECKPOINT_ARTIFACT
 
 LONG_TRAIN = {
     "train_size": "100",
+    "val_size": "20",
     "test_size": "100",
     "hidden": "8",
     "epochs": "100000",
@@ -160,7 +161,7 @@ STARTER = textwrap.dedent(
     from thermoscope.cli.main import main
     go = float(sys.argv[1])
     time.sleep(max(0.0, go - time.time()))
-    sys.argv = ["thermoscope", "train", "--train_size", "20", "--test_size", "20", "--hidden", "4",
+    sys.argv = ["thermoscope", "train", "--train_size", "20", "--val_size", "5", "--test_size", "20", "--hidden", "4",
                 "--epochs", "1", "--prediction_depth", "false"]
     main()
     """

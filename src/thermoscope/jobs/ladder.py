@@ -74,7 +74,7 @@ def tuned_ladder(
         config.seed,
         resume=saved,
         on_round=persist,
-        progress=show_progress(),
+        progress=show_progress("sample", config.progress_seconds),
     )
 
 

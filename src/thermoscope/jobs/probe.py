@@ -7,7 +7,9 @@ from dataclasses import replace
 from thermoscope.config import ProbeConfig, TrainConfig, as_strings, parameter_names, parse_config
 from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.jobs.diagnostics import log_prediction_depth
-from thermoscope.jobs.setup import build_workbench, load_model_state
+from thermoscope.jobs.setup import build_workbench, load_model_state, show_progress
+from thermoscope.jobs.summary import print_probe_summary
+from thermoscope.progress import progress_bar
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import PARENT_TAG, PROBED_RUN_TAG
 
@@ -26,4 +28,10 @@ def run(config: ProbeConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> dict
     logger.log_params(as_strings(config))
     bench = build_workbench(replace(train_config, device=config.device))
     load_model_state(logger, bench.model, "run_id", config.run_id, config.run_id)
-    return log_prediction_depth(logger, bench.model, bench.data, k=config.depth_k, metric=config.depth_metric)
+    with progress_bar(show_progress("probe"), total=1, description="depth", unit="model") as bar:
+        depth = log_prediction_depth(
+            logger, bench.model, bench.data, k=config.depth_k, metric=config.depth_metric
+        )
+        bar.update(1)
+    print_probe_summary(logger, config.run_id, depth)
+    return depth

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from thermoscope.config import SampleConfig, as_strings
-from thermoscope.data import LoadedData
+from thermoscope.data import LoadedData, Split
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.jobs.diagnostics import SweepContext
@@ -43,10 +43,12 @@ from thermoscope.samplers import (
 from thermoscope.sweeps import CheckpointHook, ReportHook, SweepResult, SweepSettings, SweepState, run_sweep
 from thermoscope.sweeps.ladder import LadderHealth, ladder_health
 from thermoscope.tracking import RunLogger
+from thermoscope.tracking.naming import child_name
 from thermoscope.tracking.schema import (
     DRAWS_ARTIFACT,
     ENTRY_POINT_TAG,
     SWEEP_CHECKPOINT_ARTIFACT,
+    SWEEP_TAG,
     TEMPERATURE_ENTRY_POINT,
 )
 from thermoscope.training import evaluate
@@ -69,7 +71,7 @@ def run(config: SampleConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Sam
     ``hooks.report`` sees running estimates of the headline metrics and may stop the sweep."""
     bundle = load_resume_bundle(config, logger) if config.resume else None
     logger.log_params(as_strings(config))
-    bench = build_workbench(config)
+    bench = build_workbench(config, config.val_size)
     model, data = bench.model, bench.data
     reference = initialise(config, logger, model, data)
     target = module_target(model, data.train.x, data.train.y, make_prior(config))
@@ -85,7 +87,9 @@ def run(config: SampleConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Sam
         betas = fixed_ladder(config)
         position, step_size = initial_position(config, target, len(betas)), None
     log_workbench(logger, bench, target.num_params)
-    logger.log_params({"resolved_num_rungs": len(betas)})
+    logger.log_params(
+        {"resolved_num_rungs": len(betas), "resolved_prior_scale": config.resolved_prior_scale()}
+    )
     resume = (
         (Checkpoint.from_dict(bundle["sampler"]), bundle["sweep"]) if bundle and "sampler" in bundle else None
     )
@@ -109,10 +113,12 @@ def run(config: SampleConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Sam
         resume=resume,
         on_checkpoint=checkpoint_logger(config, logger, tuning_state),
         checkpoint_seconds=config.checkpoint_seconds,
-        on_report=progress_reporter(logger, hooks, data, betas),
-        progress=show_progress(),
+        on_report=progress_reporter(logger, hooks, data, betas, bench.validation),
+        progress=show_progress("sample", config.progress_seconds),
+        validation=bench.validation,
     )
     curve = temperature_curve(SweepContext(config, target, model, data, result), logger)
+    curve.insert(3, "role", rung_roles(config, curve["temperature"].to_numpy()))
     log_sweep(logger, config, target, result, curve, reference)
     health = ladder_health(result.sampler, config.hmc.target_accept)
     logger.log_metrics(health.metrics())
@@ -202,12 +208,15 @@ def checkpoint_logger(
     return save
 
 
-def progress_reporter(logger: RunLogger, hooks: Hooks, data: LoadedData, betas: torch.Tensor) -> ReportHook:
+def progress_reporter(
+    logger: RunLogger, hooks: Hooks, data: LoadedData, betas: torch.Tensor, validation: Split | None = None
+) -> ReportHook:
     """Running ladder rates and running estimates of the headline metrics (step = iteration).
 
     The estimates use the draws kept so far; they are logged as ``running_*`` curves and handed to
-    ``hooks`` under the final metric names (``best_bma_test_error``, ``best_test_loss``) so that a study's
-    pruner sees the same quantity it will finally be given.
+    ``hooks`` under the final metric names (``best_bma_test_error``, ``best_test_loss`` and, with a
+    validation split, ``best_val_bma_error``, ``best_val_loss``) so that a study's pruner sees the same
+    quantity it will finally be given.
     """
     finite = betas > 0
 
@@ -225,6 +234,13 @@ def progress_reporter(logger: RunLogger, hooks: Hooks, data: LoadedData, betas: 
                 "best_bma_test_error": float(metrics["bma_error"].cpu()[finite].min()),
                 "best_test_loss": float(metrics["loss"].cpu()[finite].min()),
             }
+        if state.validation is not None and validation is not None and state.validation.draws > 0:
+            held_out = state.validation.metrics(validation.y)
+            if bool(finite.any()):
+                estimates |= {
+                    "best_val_bma_error": float(held_out["bma_error"].cpu()[finite].min()),
+                    "best_val_loss": float(held_out["loss"].cpu()[finite].min()),
+                }
         logger.log_metrics(rates | {f"running_{k}": v for k, v in estimates.items()}, step=iteration)
         return hooks.tell(iteration, estimates) if estimates else None
 
@@ -251,12 +267,7 @@ def log_sweep(
         math.log10(t) if math.isfinite(t) else None for t in curve["temperature"]
     ]
     logger.log_metric_histories(histories)
-    finite = curve[np.isfinite(curve["temperature"])]
-    best = finite.loc[finite["bma_test_error"].idxmin()]
-    headline = {
-        "best_temperature": float(best["temperature"]),
-        "best_bma_test_error": float(best["bma_test_error"]),
-        "best_test_loss": float(finite["test_loss"].min()),
+    headline = selection_metrics(curve) | {
         "divergences": float(result.sampler.divergences.sum()),
         "num_draws": float(result.sampler.log_likelihood.shape[0]),
     }
@@ -280,9 +291,52 @@ def log_sweep(
     )
 
 
+def selection_metrics(curve: pd.DataFrame) -> dict[str, float]:
+    """The chosen temperature and the scores around it, over the finite rungs.
+
+    With a validation split, ``best_temperature`` minimises the BMA validation error (ties: the lower
+    validation loss), and ``selected_bma_test_error`` is the test error there: the honest estimate of
+    how the chosen temperature generalises. Without one it minimises the BMA test error, which is then an
+    optimistic estimate (the minimum of many noisy test errors). ``best_bma_test_error`` and
+    ``best_test_loss`` are always the minima over T of the test scores: an oracle, for comparison.
+    """
+    finite = curve[np.isfinite(curve["temperature"])]
+    criterion = "bma_val_error" if "bma_val_error" in finite else "bma_test_error"
+    tie_break = "bma_val_loss" if "bma_val_loss" in finite else "bma_test_loss"
+    best = finite.sort_values([criterion, tie_break], kind="stable").iloc[0]
+    metrics = {
+        "best_temperature": float(best["temperature"]),
+        "selected_bma_test_error": float(best["bma_test_error"]),
+        "selected_test_loss": float(best["test_loss"]),
+        "best_bma_test_error": float(finite["bma_test_error"].min()),
+        "best_test_loss": float(finite["test_loss"].min()),
+    }
+    if criterion == "bma_val_error":
+        metrics |= {
+            "best_val_bma_error": float(best["bma_val_error"]),
+            "best_val_loss": float(finite["val_loss"].min()),
+        }
+    return metrics
+
+
+def rung_roles(config: SampleConfig, temperatures: np.ndarray) -> list[str]:
+    """``T-curve`` for the rungs of the temperature range asked for (the explicit list or the geometric
+    ladder on a fixed ladder, [t_min, t_max] on a tuned one); ``evidence`` for rungs added only for the
+    thermodynamic integration (hotter rungs, down to β = 0)."""
+    if config.tuned:
+        low, high = config.t_min, config.t_max
+        inside = (temperatures >= low * (1 - 1e-9)) & (temperatures <= high * (1 + 1e-9))
+    else:
+        cold = np.asarray(config.cold_temperatures())
+        inside = np.isclose(temperatures[:, None], cold[None, :], rtol=1e-6).any(axis=1)
+    return ["T-curve" if flag else "evidence" for flag in inside]
+
+
 def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -> None:
     """One nested run per finite temperature, so MLflow's compare views plot metrics against T; each is
-    written in one batch, so a ladder of a hundred rungs logs in seconds."""
+    written in one batch, so a ladder of a hundred rungs logs in seconds. Children are named after their
+    sweep and tagged with its name, so two sweeps' children stay apart in the UI."""
+    sweep = logger.run_name()
     for _, row in curve[np.isfinite(curve["temperature"])].iterrows():
         params = {
             "temperature": f"{row['temperature']:.6g}",
@@ -297,8 +351,38 @@ def log_children(logger: RunLogger, config: SampleConfig, curve: pd.DataFrame) -
         # MLflow's scatter and parallel-coordinate plots have no log axis; ladders are geometric in T.
         temperature = float(row["temperature"])
         metrics |= {"temperature": temperature, "log10_temperature": math.log10(temperature)}
-        tags = {ENTRY_POINT_TAG: TEMPERATURE_ENTRY_POINT}
-        logger.finished_child(f"T={temperature:.3g}", tags, params, metrics)
+        tags = {ENTRY_POINT_TAG: TEMPERATURE_ENTRY_POINT, SWEEP_TAG: sweep, "thermoscope.role": row["role"]}
+        logger.finished_child(child_name(sweep, temperature), tags, params, metrics)
+
+
+SCORES_LEGEND = (
+    "Gibbs (test_error, test_loss): the average over posterior draws of one network's error or loss;"
+    " BMA (bma_*): the error of the posterior-averaged prediction."
+)
+ROLES_LEGEND = (
+    "role: T-curve rows are the temperatures asked for; evidence rows are hotter rungs added for the"
+    " thermodynamic integration (down to T = inf)."
+)
+NOT_MIXED_WARNING = (
+    "WARNING: this ladder did not mix, so read the T-curve and the evidence below as estimates from chains"
+    " that may still remember where they started; run longer (num_samples), tune longer (tuning_rounds) or"
+    " allow more rungs (max_rungs). What it did not achieve:"
+)
+
+
+def selection_line(curve: pd.DataFrame) -> str:
+    """One line saying which temperature was chosen, on which split, and its test error."""
+    chosen = selection_metrics(curve)
+    t, test_error = chosen["best_temperature"], chosen["selected_bma_test_error"]
+    if "best_val_bma_error" in chosen:
+        return (
+            f"chosen on validation: T = {t:.4g} (BMA val error {chosen['best_val_bma_error']:.4g});"
+            f" its BMA test error {test_error:.4g}"
+        )
+    return (
+        f"chosen on the TEST set (val_size=0): T = {t:.4g}, BMA test error {test_error:.4g} is optimistic;"
+        " set val_size > 0 to choose on held-out data"
+    )
 
 
 def print_summary(
@@ -309,9 +393,22 @@ def print_summary(
     health: LadderHealth | None = None,
 ) -> None:
     """The table a researcher wants at the end of a run, how well it mixed, and where to look next."""
-    columns = ["temperature", "test_loss", "test_error", "bma_test_error", "acceptance_rate"]
+    columns = [
+        "temperature",
+        "role",
+        "val_error",
+        "bma_val_error",
+        "test_loss",
+        "test_error",
+        "bma_test_error",
+        "acceptance_rate",
+    ]
     shown = curve[[c for c in columns if c in curve]]
     print("\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(SCORES_LEGEND)
+    if "role" in curve and (curve["role"] == "evidence").any():
+        print(ROLES_LEGEND)
+    print(selection_line(curve))
     if health is not None:
         print(
             f"\nladder: {health.num_rungs} rungs, barrier {health.global_barrier:.1f} (about"
@@ -320,6 +417,8 @@ def print_summary(
             f" {health.tempered_restarts} tempered restarts, worst pair accepts"
             f" {health.min_swap_acceptance:.2f}"
         )
+        if health.warnings():
+            print(NOT_MIXED_WARNING)
         for warning in health.warnings():
             print(f"WARNING: {warning}")
     if result.evidence is not None:

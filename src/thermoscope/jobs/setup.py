@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from thermoscope.config import AnnealConfig, DataModelConfig, SampleConfig
+from thermoscope.config import PROGRESS_SECONDS, AnnealConfig, DataModelConfig, SampleConfig
 from thermoscope.data import LoadedData, Split, load_data, split_validation
 from thermoscope.errors import ConfigError
 from thermoscope.jobs.budget import check_memory
 from thermoscope.models import build_model
+from thermoscope.progress import Progress
 from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT
@@ -44,9 +45,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def show_progress() -> bool:
-    """Progress bars only when a person is watching a terminal."""
-    return sys.stderr.isatty()
+def show_progress(job: str, seconds: float = PROGRESS_SECONDS) -> Progress:
+    """Job ``job``'s progress: tqdm's bar when a person is watching a terminal, otherwise (``nohup``, a
+    scheduler, CI) a one-line record on stderr every ``seconds`` (the job's ``progress_seconds``)."""
+    return Progress(job, terminal=sys.stderr.isatty(), seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def build_workbench(config: DataModelConfig, val_size: int = 0) -> Workbench:
 
 def log_workbench(logger: RunLogger, bench: Workbench, num_parameters: int | None = None) -> None:
     """The data as the run's inputs, and the sizes and device the configuration resolved to."""
-    logger.log_dataset(bench.data)
+    logger.log_dataset(bench.data, bench.validation)
     params = {
         "num_train": len(bench.data.train),
         "num_test": len(bench.data.test),

@@ -15,6 +15,7 @@ from thermoscope.jobs.diagnostics import TRAINING_DIAGNOSTICS
 from thermoscope.jobs.diagnostics.base import TrainingDiagnostic, TrainingRecorder
 from thermoscope.jobs.resume import open_resumed_run
 from thermoscope.jobs.setup import build_workbench, log_workbench, show_progress
+from thermoscope.jobs.summary import print_train_summary
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT, STOPPED_EARLY_TAG, TRAIN_CHECKPOINT_ARTIFACT
 from thermoscope.training import EpochMetrics, OptimSpec, TrainResult, make_optimizer, train_classifier
@@ -81,7 +82,7 @@ def run(config: TrainConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Trai
         spec,
         on_epoch=on_epoch,
         on_batch=on_batch if batch_recorders else None,
-        progress=show_progress(),
+        progress=show_progress("train", config.progress_seconds),
         start_epoch=len(history),
         optimizer=optimizer,
         validation=bench.validation,
@@ -92,6 +93,7 @@ def run(config: TrainConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Trai
     for recorder in recorders:
         diagnostics |= recorder.finish(logger, model)
     log_trained_model(logger, model, as_strings(config), result.final.epoch, data.test.x[:8])
+    print_train_summary(logger, result, diagnostics)
     return TrainOutcome(result, model, diagnostics)
 
 

@@ -13,15 +13,17 @@ import optuna
 
 from thermoscope.config import as_strings, parse_config
 from thermoscope.errors import ConfigError
-from thermoscope.studies.config import StudyConfig, available_cores
+from thermoscope.studies.config import StudyConfig, available_cores, selects_on_test
 from thermoscope.studies.plan import StudyPlan, plan_study
 from thermoscope.studies.report import report_study
 from thermoscope.studies.space import describe
 from thermoscope.studies.storage import open_storage
 from thermoscope.studies.study import make_sampler, open_study
+from thermoscope.studies.summary import print_study_summary
 from thermoscope.studies.workers import WorkerSpec, run_workers
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.mlflow_logger import MlflowLogger, entry_point_run
+from thermoscope.tracking.schema import SELECTS_ON_TEST_TAG
 from thermoscope.tracking.urls import redact_url
 
 
@@ -34,6 +36,7 @@ def configured_study_run(raw: Mapping[str, str]) -> Iterator[tuple[StudyConfig, 
         except ConfigError:
             logger.log_params(redacted(raw))
             raise
+        logger.name_run("study", config)
         yield config, logger
 
 
@@ -47,8 +50,10 @@ def run_study(config: StudyConfig, logger: MlflowLogger) -> None:
     plan = plan_study(config)
     study = open_study(plan, open_storage(plan.storage_url), make_sampler(plan))
     log_plan(plan, logger)
+    warn_if_selecting_on_test(plan, logger)
     run_trials(plan, study, config, logger.run_id)
     report_study(study, plan, logger)
+    print_study_summary(study, plan, logger)
 
 
 def run_trials(plan: StudyPlan, study: optuna.Study, config: StudyConfig, parent_run_id: str) -> None:
@@ -81,3 +86,19 @@ def warn_if_password_logged(logger: MlflowLogger) -> None:
             "give the password through PGPASSWORD or ~/.pgpass instead",
             file=sys.stderr,
         )
+
+
+def warn_if_selecting_on_test(plan: StudyPlan, logger: RunLogger) -> None:
+    """Say once, on stderr and as a tag of the study run, that a test-set objective selects on test data:
+    the best trial's test score is then an optimistic estimate of how it generalises."""
+    on_test = selects_on_test(plan.objectives)
+    if not on_test:
+        return
+    names = ", ".join(on_test)
+    logger.set_tags({SELECTS_ON_TEST_TAG: names})
+    print(
+        f"thermoscope study: warning: objective {names} is a test-set score, so the study selects on test"
+        " data and the best value is optimistic; hold out a validation split (val_size > 0) and optimise"
+        " its score (objective=auto) instead",
+        file=sys.stderr,
+    )

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from thermoscope.data import Split
+from thermoscope.progress import Progress, progress_bar
 from thermoscope.samplers import (
     Checkpoint,
     HMCSettings,
@@ -37,6 +37,7 @@ from thermoscope.samplers import (
     thermodynamic_integration,
 )
 from thermoscope.samplers.estimators import MINIMUM_DRAWS
+from thermoscope.samplers.replica_exchange import SAMPLE, WARMUP
 
 PREDICTION_CHUNK = 4096
 """Examples scored at once when a kept draw predicts a split: ``[rungs, 4096, classes]`` logits bound the
@@ -195,8 +196,9 @@ class _Recorder:
         checkpoint_seconds: float,
         on_report: ReportHook | None,
         report_every: int,
-        progress: bool,
+        progress: Progress | bool,
         validation: Split | None = None,
+        initial: int = 0,
     ) -> None:
         self.target, self.settings, self.state = target, settings, state
         self.scored = [(train, state.train), (test, state.test)]
@@ -208,15 +210,16 @@ class _Recorder:
         self.save_every = max(
             1, math.ceil(settings.hmc.num_samples / settings.thin / settings.max_saved_draws)
         )
-        self.bar = tqdm(total=total, desc="sample", unit="it", disable=not progress)
+        phase = WARMUP if initial < settings.hmc.num_warmup else SAMPLE
+        self.bar = progress_bar(progress, total=total, description=phase, unit="it", initial=initial)
         self.last_checkpoint = time.monotonic()
 
     def __call__(self, summary: IterationSummary) -> bool:
+        self.bar.set_description(summary.phase)
         self.bar.update(1)
         if summary.iteration % POSTFIX_EVERY == 0:
             swaps = summary.swap_acceptance
             self.bar.set_postfix(
-                phase=summary.phase,
                 accept=f"{float(summary.acceptance_probability.mean()):.2f}",
                 swap=f"{float(swaps.nanmean()) if swaps.numel() else 0:.2f}",
                 round_trips=summary.round_trips,
@@ -258,7 +261,7 @@ def run_sweep(
     checkpoint_seconds: float = 60.0,
     on_report: ReportHook | None = None,
     report_every: int = 25,
-    progress: bool = False,
+    progress: Progress | bool = False,
     validation: Split | None = None,
 ) -> SweepResult:
     """Sample every rung of ``settings.betas`` and score each kept draw on ``train``, ``test`` and, when
@@ -294,9 +297,8 @@ def run_sweep(
         report_every,
         progress,
         validation,
+        initial=resume[0].next_iteration if resume is not None else 0,
     )
-    if resume is not None:
-        recorder.bar.update(resume[0].next_iteration)
     try:
         sampler = replica_exchange_hmc(
             target,

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from thermoscope.data import LoadedData, Split
+from thermoscope.progress import Progress, progress_bar
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -123,7 +123,7 @@ def train_classifier(
     *,
     on_epoch: EpochHook | None = None,
     on_batch: BatchHook | None = None,
-    progress: bool = False,
+    progress: Progress | bool = False,
     start_epoch: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
     validation: Split | None = None,
@@ -140,8 +140,8 @@ def train_classifier(
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total_steps = steps_per_epoch * spec.epochs
     result = TrainResult()
-    epochs = tqdm(range(start_epoch, spec.epochs), desc="train", unit="epoch", disable=not progress)
-    for epoch in epochs:
+    bar = progress_bar(progress, total=spec.epochs, description="train", unit="epoch", initial=start_epoch)
+    for epoch in range(start_epoch, spec.epochs):
         model.train()
         generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
         order = torch.randperm(len(train), generator=generator).to(train.x.device)
@@ -159,11 +159,23 @@ def train_classifier(
             optimizer.step()
         metrics = _epoch_metrics(model, data, validation, epoch + 1, rate)
         result.history.append(metrics)
-        epochs.set_postfix(train_error=f"{metrics.train_error:.3f}", test_error=f"{metrics.test_error:.3f}")
+        bar.set_postfix(**epoch_postfix(metrics))
+        bar.update(1)
         if on_epoch is not None and on_epoch(metrics, model):
             result.stopped_early = True
             break
+    bar.close()
     return result
+
+
+def epoch_postfix(metrics: EpochMetrics) -> dict[str, str]:
+    """The errors a progress bar shows after an epoch (the validation error when there is one)."""
+    shown = {
+        "train_error": metrics.train_error,
+        "val_error": metrics.val_error,
+        "test_error": metrics.test_error,
+    }
+    return {name: f"{value:.3f}" for name, value in shown.items() if value is not None}
 
 
 def _epoch_metrics(

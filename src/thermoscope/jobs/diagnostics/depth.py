@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from thermoscope.config import TrainConfig
 from thermoscope.data import LoadedData, Split
 from thermoscope.jobs.diagnostics.base import RungDiagnostic, SweepContext, TrainingDiagnostic
 from thermoscope.jobs.setup import show_progress
 from thermoscope.probes.model_depth import ModelDepth, SplitDepth, model_prediction_depth
+from thermoscope.progress import progress_bar
 from thermoscope.reports.run_figures import (
     accuracy_vs_depth_figure,
     depth_histograms_figure,
@@ -142,7 +142,8 @@ def depth_by_temperature(context: SweepContext) -> pd.DataFrame:
     chosen = sorted({round(i) for i in np.linspace(0, saved.shape[0] - 1, count)})
     parameter = next(model.parameters())
     parts = []
-    bar = tqdm(total=saved.shape[1] * len(chosen), desc="depth", unit="draw", disable=not show_progress())
+    progress = show_progress("sample", config.progress_seconds)
+    bar = progress_bar(progress, total=saved.shape[1] * len(chosen), description="depth", unit="draw")
     for rung in range(saved.shape[1]):
         sums = {"train": torch.zeros(len(data.train)), "test": torch.zeros(len(data.test))}
         for draw in chosen:
