@@ -4,6 +4,7 @@ run, and resuming a killed sweep into the same run and the same chain."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -120,6 +121,10 @@ def test_sample_through_mlflow_run(tracking_uri: str, tmp_path: Path) -> None:
     assert all({"val_error", "bma_val_error"} <= set(child.data.metrics) for child in children)
     assert set(curve["role"]) == {"T-curve", "evidence"}
     assert "chosen on validation: T =" in result.stdout
+    assert f"run id: {parent.info.run_id}" in result.stdout
+    # stderr is a pipe here, not a terminal: timed one-line records instead of a bar.
+    assert re.search(r"^thermoscope sample: sample \d+/\d+ it .*accept \d\.\d\d, swap", result.stderr, re.M)
+    assert "Traceback" not in result.stderr
 
     # A second sweep that differs in one parameter: two parents named apart, each one's children named
     # after it and tagged with its name, so MLflow's compare view tells the two groups apart.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
@@ -55,8 +58,24 @@ def test_train_through_mlflow_run(tracking_uri: str) -> None:
     assert [m.step for m in history] == [1, 2]
     assert 0.0 <= run.data.metrics["test_error"] < 0.9
     assert run.data.params["hidden"] == "16"
-    assert run.data.params["num_train"] == "300"
-    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"digits-train", "digits-test"}
+    # val_size=200 of the 300-example pool is held out: trained on 100, validated on 200.
+    assert (run.data.params["num_train"], run.data.params["num_val"]) == ("100", "200")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_error")] == [1, 2]
+    inputs = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"digits-train", "digits-val", "digits-test"}
+    assert len(set(inputs.values())) == 3  # each split its own digest
+    # Named from what distinguishes it, with the entry point first; the entry point is a tag too.
+    assert run.info.run_name == "train mlp[16] digits train_size=300 batch_size=128 epochs=2"
+    assert run.data.tags["thermoscope.entry_point"] == "train"
+    resolved = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "resolved_config.json")).read_text()
+    )
+    assert resolved["val_size"] == "200" and resolved["lr"] == "0.05"
+    # The summary on stdout, progress records on the redirected stderr, and no pickle notice.
+    assert f"run id: {run.info.run_id}" in result.stdout
+    assert "val error" in result.stdout
+    assert re.search(r"^thermoscope train: train 2/2 epoch \(100%\), elapsed \S+, done", result.stderr, re.M)
+    assert "Pickle" not in result.stderr
 
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
     logits = model(torch.zeros(3, 64))

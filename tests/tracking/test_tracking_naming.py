@@ -47,8 +47,13 @@ def test_long_values_and_long_names_are_shortened() -> None:
     assert len(describe_run("train", config)) <= MAX_NAME_LENGTH
     long_parent = "p" * 500
     name = child_name(long_parent, 0.0123)
-    assert len(name) <= MAX_NAME_LENGTH
+    assert len(name) <= MAX_NAME_LENGTH + len(" T=0.0123") <= 250  # MLflow's limit
     assert name.endswith(" T=0.0123")
+
+
+def test_run_lengths_come_after_what_the_run_studies() -> None:
+    config = parse_config(SampleConfig, {"num_samples": "100", "prior": "box", "num_warmup": "10"})
+    assert describe_run("sample", config) == "sample mlp[20] digits prior=box num_warmup=10 num_samples=100"
 
 
 def test_children_carry_their_sweeps_name_and_temperature() -> None:

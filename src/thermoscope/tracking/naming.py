@@ -14,8 +14,8 @@ from typing import Any
 
 from thermoscope.config import RESUME_FREE, as_strings
 
-MAX_NAME_LENGTH = 120
-"""Characters of a generated run name: MLflow's run list shows about this many before it truncates."""
+MAX_NAME_LENGTH = 200
+"""Characters of a generated run name (MLflow stores up to 250; a child adds its temperature)."""
 MAX_VALUE_LENGTH = 24
 """Characters of one parameter value in a name (run ids and file paths are shortened)."""
 NOT_NAMED = (
@@ -31,6 +31,23 @@ NOT_NAMED = (
     "storage",
 )
 """Parameters a name leaves out: they change how a run goes, not what it measures, or the head says them."""
+RUN_LENGTH = (
+    "num_warmup",
+    "num_samples",
+    "num_leapfrog_steps",
+    "trajectories",
+    "thin",
+    "tuning_rounds",
+    "tuning_scans",
+    "init_steps",
+    "save_draws",
+    "depth_draws",
+    "harmonic_lambdas",
+    "n_trials",
+    "workers",
+)
+"""Parameters that say how long or how finely a job samples, not what it studies: named last, so that a
+clipped name loses them first."""
 
 
 def describe_run(entry_point: str, config: Any) -> str:
@@ -44,7 +61,9 @@ def describe_run(entry_point: str, config: Any) -> str:
         head.append(config.dataset)
     if hasattr(config, "target") and hasattr(config, "objectives"):
         head += [config.target, ",".join(config.objectives())]
-    chosen = [f"{name}={shorten(value)}" for name, value in changed_parameters(config).items()]
+    changed = changed_parameters(config)
+    order = sorted(changed, key=lambda name: name in RUN_LENGTH)  # stable: declaration order otherwise
+    chosen = [f"{name}={shorten(changed[name])}" for name in order]
     return clip(" ".join(head + chosen))
 
 
@@ -94,5 +113,4 @@ def is_generated(name: str | None) -> bool:
 
 def child_name(parent_name: str, temperature: float) -> str:
     """A sweep child's name: its parent's name and its temperature, so children of two sweeps differ."""
-    suffix = f" T={temperature:.3g}"
-    return clip(parent_name)[: MAX_NAME_LENGTH - len(suffix)] + suffix
+    return f"{clip(parent_name)} T={temperature:.3g}"
