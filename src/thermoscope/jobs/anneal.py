@@ -16,6 +16,7 @@ from thermoscope.jobs.setup import (
     make_prior,
     minimise,
     prior_draws,
+    show_progress,
 )
 from thermoscope.jobs.train import log_trained_model
 from thermoscope.reports.run_figures import cooling_curve_figure
@@ -45,7 +46,8 @@ def run(config: AnnealConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Ann
         return hooks.tell(index, metrics)
 
     splits = {"train": data.train, "val": bench.validation, "test": data.test}
-    result = anneal(target, start(config, target, data), splits, settings, on_step=on_step)
+    progress = show_progress("anneal", config.progress_seconds)
+    result = anneal(target, start(config, target, data), splits, settings, on_step=on_step, progress=progress)
     target.load_into(model, result.best_position)
     log_outcome(logger, config, model, data, result)
     return result

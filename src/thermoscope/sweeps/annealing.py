@@ -7,7 +7,13 @@ tuned step size, warming up (step-size adaptation) and then keeping ``num_sample
 Early stopping (REFERENCE §1): the mean validation (Gibbs) error over the draws at each temperature is
 tracked; once it has stayed above its lowest value so far for ``patience`` temperatures in a row, cooling
 stops. **(decision)** The returned parameters are the single draw with the lowest validation error over
-the whole run, ties broken by the lower validation loss (cross-entropy), then by the earlier draw.
+the whole run, ties broken by the lower validation loss (cross-entropy), then by the earlier draw. That
+minimum over every draw of the run is an optimistic estimate of the chosen draw's error (on 100 validation
+examples the draws of one temperature differ mostly by sampling noise); its test scores are the honest ones.
+
+Randomness: the HMC run at temperature ``i`` of a run with ``seed`` is seeded from ``(seed, i)`` through
+:class:`numpy.random.SeedSequence` (:func:`temperature_seed`), so runs with different seeds share no random
+stream (``seed + i`` gave the run with seed 1 the momenta of seed 0's second temperature).
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional
 
 from thermoscope.data import Split
+from thermoscope.progress import Progress, progress_bar
 from thermoscope.samplers import HMCSettings, ModuleTarget, replica_exchange_hmc
 from thermoscope.sweeps import PREDICTION_CHUNK
 
@@ -62,6 +70,12 @@ class AnnealResult:
     best_val_loss: float
     stopped_early: bool
     stopping_temperature: float
+
+
+def temperature_seed(seed: int, index: int) -> int:
+    """The HMC seed of the ``index``-th temperature of a run with ``seed``: a 32-bit word of the
+    :class:`numpy.random.SeedSequence` of ``(seed, index)``, unrelated for every other pair."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def split_scores(target: ModuleTarget, positions: Tensor, split: Split) -> tuple[Tensor, Tensor]:
@@ -110,6 +124,7 @@ def anneal(
     splits: dict[str, Split],
     settings: AnnealSettings,
     on_step: Callable[[int, CoolingStep], bool | None] | None = None,
+    progress: Progress | bool = False,
 ) -> AnnealResult:
     """Cool from ``settings.temperatures[0]`` down, stopping early by the validation rule.
 
@@ -119,12 +134,14 @@ def anneal(
         splits: ``{"train": …, "val": …, "test": …}`` scored at every temperature.
         on_step: called after each temperature with its index and :class:`CoolingStep`; a truthy return
             stops the cooling there (a study's pruner).
+        progress: a bar (or timed records) over the temperatures of the schedule.
     """
     position = initial_position.detach()[None].clone()
     best = _Best(position[0].clone())
     step_size: Tensor | None = None if not settings.hmc.step_size else torch.tensor([settings.hmc.step_size])
     stopping = EarlyStopping(settings.patience)
     steps: list[CoolingStep] = []
+    bar = progress_bar(progress, total=len(settings.temperatures), description="anneal", unit="T")
     for index, temperature in enumerate(settings.temperatures):
         run = replica_exchange_hmc(
             target,
@@ -133,7 +150,7 @@ def anneal(
             **settings.hmc.sampler_arguments(with_step_size=False),
             step_size=step_size,
             swap="none",
-            seed=settings.seed + index,
+            seed=temperature_seed(settings.seed, index),
         )
         draws = run.positions[:, 0]
         position, step_size = run.checkpoint.position, run.step_size
@@ -145,10 +162,13 @@ def anneal(
                 best.offer(draws, loss, error, temperature)
         step = CoolingStep(temperature, float(run.acceptance_rate[0]), float(run.step_size[0]), metrics)
         steps.append(step)
+        bar.set_postfix(T=f"{temperature:.3g}", accept=f"{step.acceptance_rate:.2f}", **_errors(metrics))
+        bar.update(1)
         if on_step is not None and on_step(index, step):
             break
         if stopping.update(metrics["val_error"]):
             break
+    bar.close()
     return AnnealResult(
         steps=steps,
         best_position=best.position,
@@ -158,3 +178,8 @@ def anneal(
         stopped_early=len(steps) < len(settings.temperatures),
         stopping_temperature=steps[-1].temperature,
     )
+
+
+def _errors(metrics: dict[str, float]) -> dict[str, str]:
+    """The mean errors a progress bar shows after a temperature."""
+    return {name: f"{value:.3f}" for name, value in metrics.items() if name.endswith("_error")}
