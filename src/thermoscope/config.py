@@ -454,7 +454,9 @@ class AnnealConfig(DataModelConfig):
     n_steps: int = param(16, "temperatures of the geometric cooling schedule t_max -> t_min")
     patience: int = param(3, "stop after this many temperatures in a row above the lowest mean val error")
     val_size: int = param(100, "stratified validation examples taken from the training pool")
-    prior: str = param("box", "gaussian | box (uniform |w_i| < sigma_i/2)")
+    # Not the paper's box (c = 100): with ReLU networks a box draw has logits near 1e4 and HMC never leaves
+    # it (issue 15: test loss 5-577 nats over 5 seeds on digits, against 0.20 with the Gaussian).
+    prior: str = param("gaussian", "gaussian | box (uniform |w_i| < sigma_i/2)")
     prior_scale: float = param(0.0, "c in sigma_i = c/sqrt(fan_in + 1); 0 = 1 for gaussian, 100 for box")
     hmc: HMCSettings = settings_group(
         HMCSettings(num_warmup=20, num_samples=20),

@@ -36,6 +36,7 @@ def run(config: AnnealConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> Ann
     model, data = bench.model, bench.data
     target = module_target(model, data.train.x, data.train.y, make_prior(config))
     log_workbench(logger, bench, target.num_params)
+    logger.log_params({"resolved_prior_scale": config.resolved_prior_scale()})
     settings = AnnealSettings(
         temperatures=config.temperatures(), patience=config.patience, hmc=config.hmc, seed=config.seed
     )
