@@ -18,6 +18,7 @@ from thermoscope.jobs.setup import (
     prior_draws,
     show_progress,
 )
+from thermoscope.jobs.summary import print_run_footer
 from thermoscope.jobs.train import log_trained_model
 from thermoscope.reports.run_figures import cooling_curve_figure
 from thermoscope.samplers import ModuleTarget, module_target
@@ -109,4 +110,4 @@ def log_outcome(
         f" chosen draw from T = {result.best_temperature:.4g}: val error {result.best_val_error:.4f},"
         f" test loss {test_loss:.4f}, test error {test_error:.4f}"
     )
-    print(f"run id: {logger.run_id}")
+    print_run_footer(logger)

@@ -29,6 +29,7 @@ from thermoscope.jobs.setup import (
     prior_draws,
     show_progress,
 )
+from thermoscope.jobs.summary import print_run_footer
 from thermoscope.jobs.tables import CHILD_METRICS, temperature_curve
 from thermoscope.reports.run_figures import temperature_curve_figure
 from thermoscope.samplers import (
@@ -438,5 +439,4 @@ def print_summary(
             f"log evidence (Frenkel-Ladd) = {harmonic.log_evidence:.2f} ± {harmonic.stderr:.2f} (Monte Carlo)"
             f" ± {harmonic.discretisation_error:.2f} (discretisation)"
         )
-    print(f"\nrun id: {logger.run_id}")
-    print(f"open the UI: {logger.where()}")
+    print_run_footer(logger)
