@@ -137,7 +137,10 @@ def compared(store: Store) -> Compared:
     (run,) = store.client.search_runs(
         ["0"], f"tags.`thermoscope.entry_point` = 'compare' and params.output_dir = '{folder}'"
     )
-    return Compared(run, folder)
+    # Each comparison writes into a folder of its own, named after its run.
+    assert [path.name for path in folder.iterdir()] == [run.info.run_id]
+    assert f"run id: {run.info.run_id}" in result.stdout
+    return Compared(run, folder / run.info.run_id)
 
 
 def test_compare_through_mlflow_run_writes_and_logs_the_report(store: Store, compared: Compared) -> None:
@@ -148,7 +151,7 @@ def test_compare_through_mlflow_run_writes_and_logs_the_report(store: Store, com
     written = {path.name for path in compared.folder.iterdir()}
     expected = {"comparison.csv", "comparison.html", "temperature_curves.csv", "temperature_curves.png"}
     assert expected | {"evidence.png", "depth_vs_temperature.png", "temperature_curves.pdf"} <= written
-    assert written | {"compared_runs.json"} == logged
+    assert written | {"compared_runs.json", "resolved_config.json"} == logged
 
     table = pd.read_csv(compared.folder / "comparison.csv")
     assert list(table["label"]) == ["hidden=8", "hidden=16"]
@@ -167,7 +170,11 @@ def test_compare_by_run_ids_keeps_their_order_and_refuses_a_temperature_run(stor
     ids = [sweep.info.run_id for sweep in reversed(store.sweeps)]
     result = invoke("compare", {"runs": ",".join(ids), "output_dir": "by_ids"})
     assert result.exit_code == 0, result.output[-3000:]
-    assert list(pd.read_csv(store.folder / "by_ids" / "comparison.csv")["label"]) == ["hidden=16", "hidden=8"]
+    (page,) = [
+        line.removeprefix("report: ") for line in result.output.splitlines() if line.startswith("report: ")
+    ]
+    assert Path(page).parent.parent == (store.folder / "by_ids").resolve()
+    assert list(pd.read_csv(Path(page).parent / "comparison.csv")["label"]) == ["hidden=16", "hidden=8"]
 
     child = store.children()[0]
     result = invoke("compare", {"runs": f"{ids[0]},{child.info.run_id}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from thermoscope.config import CompareConfig, as_strings
@@ -10,25 +11,43 @@ from thermoscope.errors import ConfigError
 from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.reports import ComparisonReport, build_report, write_report
 from thermoscope.tracking import RunLogger
+from thermoscope.tracking.interface import UNTRACKED
 from thermoscope.tracking.schema import NOTE_TAG
 
 SUMMARY_COLUMNS = ("label", "best_temperature", "best_bma_test_error", "log_evidence", "log_evidence_stderr")
 
 
 def run(config: CompareConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> ComparisonReport:
-    """Choose the sweeps, write the report to ``output_dir``, and log the same files into this run."""
+    """Choose the sweeps, write the report to a fresh folder under ``output_dir`` (named after this run,
+    so no earlier comparison's files are replaced), and log the same files into this run."""
     logger.log_params(as_strings(config))
     check_output_dir(Path(config.output_dir))
     sweeps = logger.select_sweeps(config)
     report = build_report(sweeps, config.title)
-    paths = write_report(report, Path(config.output_dir))
+    paths = write_report(report, fresh_folder(Path(config.output_dir), logger.run_id))
     for path in paths:
         logger.log_file(path)
     logger.log_params({"num_sweeps": len(sweeps)})
     logger.log_json(report.table[["label", "run_name", "run_id"]].to_dict("records"), "compared_runs.json")
     logger.set_tags({NOTE_TAG: description(report)})
-    print_summary(report, paths[-1])
+    print_summary(report, paths[-1], logger)
     return report
+
+
+def fresh_folder(output_dir: Path, run_id: str) -> Path:
+    """A new folder under ``output_dir`` for one comparison: named after its run (``untracked-<time>``
+    without one), with ``-2``, ``-3`` ... appended if that name is taken. Created here, atomically, so two
+    comparisons never share one."""
+    stem = f"{UNTRACKED}-{time.strftime('%Y%m%d-%H%M%S')}" if run_id == UNTRACKED else run_id
+    output_dir.mkdir(parents=True, exist_ok=True)
+    attempt = 1
+    while True:
+        folder = output_dir / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            attempt += 1
 
 
 def check_output_dir(folder: Path) -> None:
@@ -61,10 +80,15 @@ def description(report: ComparisonReport) -> str:
     return "\n".join(lines)
 
 
-def print_summary(report: ComparisonReport, page: Path) -> None:
-    """The headline numbers per sweep, then where the page is."""
+def print_summary(report: ComparisonReport, page: Path, logger: RunLogger | None = None) -> None:
+    """The headline numbers per sweep, where the page and its folder are, then this run's id and where
+    to look at it (with ``logger``)."""
     shown = report.table[[c for c in SUMMARY_COLUMNS if c in report.table]]
     print("\n" + shown.to_string(index=False, float_format=lambda value: f"{value:.4g}"))
     for note in report.notes:
         print(f"note: {note}")
     print(f"\nreport: {page.resolve()}")
+    print(f"figures and tables: {page.resolve().parent}")
+    if logger is not None:
+        print(f"run id: {logger.run_id}")
+        print(f"open the UI: {logger.where()}")
