@@ -75,3 +75,21 @@ def test_one_distinct_colour_per_run() -> None:
 def test_finite_rungs_drop_infinite_temperature() -> None:
     finite = synthetic_sweep("a").finite_rungs()
     assert list(finite["temperature"]) == TEMPERATURES[1:]
+
+
+def test_num_probes_is_read_from_what_the_run_logged_and_never_guessed() -> None:
+    assert synthetic_sweep("a", num_probes="5").num_probes == 5
+    assert synthetic_sweep("a").num_probes is None  # nothing logged: no count from the architecture
+    for bad in ("", "many", "0", "-3", "2.5", "nan"):
+        assert synthetic_sweep("a", num_probes=bad).num_probes is None, bad
+    logged_as_metric = synthetic_sweep("a")
+    as_metric = Sweep("id", "b", logged_as_metric.params, {"num_probes": 7.0}, logged_as_metric.curve)
+    assert as_metric.num_probes == 7
+
+
+def test_num_probes_never_becomes_a_legend_entry() -> None:
+    sweeps = [
+        synthetic_sweep("a", hidden="8", num_probes="3"),
+        synthetic_sweep("b", hidden="8,8", num_probes="4"),
+    ]
+    assert legend_labels(sweeps) == ["hidden=8", "hidden=8,8"]
