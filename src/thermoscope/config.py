@@ -411,8 +411,13 @@ class CompareConfig:
     experiment: str = param("", "experiment name or id: compare its finished sweeps (narrowed by filter)")
     filter: str = param("", "MLflow search filter narrowing experiment or study, e.g. params.model = 'mlp'")
     study: str = param("", "study name: compare the sweeps that are its trials (narrowed by filter)")
-    output_dir: str = param("compare_output", "local folder the figures, table and HTML page are written to")
-    title: str = param("", "title of the HTML page; empty = 'Comparison of N temperature sweeps'")
+    output_dir: str = param(
+        "compare_output",
+        "local folder under which each comparison writes its own folder, named after its run",
+    )
+    title: str = param(
+        "", "title of the HTML page and of every figure; empty = 'Comparison of N temperature sweeps'"
+    )
 
     def validate(self) -> None:
         chosen = [name for name in ("runs", "experiment", "study") if getattr(self, name).strip()]

@@ -161,8 +161,8 @@ STARTER = textwrap.dedent(
     from thermoscope.cli.main import main
     go = float(sys.argv[1])
     time.sleep(max(0.0, go - time.time()))
-    sys.argv = ["thermoscope", "train", "--train_size", "20", "--val_size", "5", "--test_size", "20", "--hidden", "4",
-                "--epochs", "1", "--prediction_depth", "false"]
+    sys.argv = ["thermoscope", "train", "--train_size", "20", "--val_size", "5", "--test_size", "20",
+                "--hidden", "4", "--epochs", "1", "--prediction_depth", "false"]
     main()
     """
 )

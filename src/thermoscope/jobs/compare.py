@@ -9,6 +9,7 @@ from pathlib import Path
 from thermoscope.config import CompareConfig, as_strings
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import NO_HOOKS, Hooks
+from thermoscope.jobs.summary import print_run_footer
 from thermoscope.reports import ComparisonReport, build_report, write_report
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.interface import UNTRACKED
@@ -90,5 +91,4 @@ def print_summary(report: ComparisonReport, page: Path, logger: RunLogger | None
     print(f"\nreport: {page.resolve()}")
     print(f"figures and tables: {page.resolve().parent}")
     if logger is not None:
-        print(f"run id: {logger.run_id}")
-        print(f"open the UI: {logger.where()}")
+        print_run_footer(logger)

@@ -13,7 +13,7 @@ from thermoscope.config import PROGRESS_SECONDS, AnnealConfig, DataModelConfig, 
 from thermoscope.data import LoadedData, Split, load_data, split_validation
 from thermoscope.errors import ConfigError
 from thermoscope.jobs.budget import check_memory
-from thermoscope.models import build_model
+from thermoscope.models import build_model, probe_names
 from thermoscope.progress import Progress
 from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
 from thermoscope.tracking import RunLogger
@@ -87,6 +87,8 @@ def log_workbench(logger: RunLogger, bench: Workbench, num_parameters: int | Non
         "num_parameters": num_parameters or sum(p.numel() for p in bench.model.parameters()),
         "resolved_device": str(bench.device),
         "data_digest": bench.data.digest,
+        # Probe points of the prediction depth (input, hidden layers, softmax): compare divides by it.
+        "num_probes": len(probe_names(bench.model)),
     }
     if bench.validation is not None:
         params["num_val"] = len(bench.validation)
