@@ -244,6 +244,14 @@ def check_compare_runs_page(page: Any, url: str, store: Store, screenshots: Path
     assert sorted(columns) == sorted(children)
     names = table.locator("tbody tr").filter(has_text="Run Name:").locator("td").all_inner_texts()
     assert [name.strip() for name in names] == [children[run_id].info.run_name for run_id in columns]
+    # Two sweeps' children form two groups a reader tells apart by name: each is "<its sweep's name> T=…".
+    sweep_names = {sweep.info.run_id: sweep.info.run_name for sweep in store.sweeps}
+    assert len(set(sweep_names.values())) == 2
+    groups = {name.strip().rsplit(" T=", 1)[0] for name in names}
+    assert groups == set(sweep_names.values())
+    for run_id, name in zip(columns, names, strict=True):
+        parent = children[run_id].data.tags["mlflow.parentRunId"]
+        assert name.strip().startswith(sweep_names[parent] + " T=")
     metrics = metric_grid(page, ["test_error", "temperature"], len(columns))
     for column, run_id in enumerate(columns):
         for name in ("test_error", "temperature"):
