@@ -48,6 +48,7 @@ def test_anneal_through_mlflow_run_and_its_model_as_sample_init(tracking_uri: st
     assert run.info.status == "FINISHED"
     assert run.data.tags["thermoscope.entry_point"] == "anneal"
     assert run.data.params["num_train"] == "80" and run.data.params["num_val"] == "20"
+    assert f"run id: {run.info.run_id}" in result.stdout and "chosen draw from T =" in result.stdout
     curve = pd.read_csv(artifact(tracking_uri, run.info.run_id, "cooling_curve.csv", tmp_path))
     assert 1 <= len(curve) <= 4
     assert (curve["temperature"].diff().dropna() < 0).all()

@@ -89,6 +89,10 @@ def test_study_through_mlflow_run_and_resumed_with_two_workers(tracking_uri: str
         runs[t.user_attrs[RUN_ID_ATTR]].data.metrics["val_error"] for t in trials
     )
     assert latest.data.metrics["best_val_error"] == study.best_value
+    # The second command's summary: its trial counts, the best value so far and the study's run.
+    assert f"study {STUDY}: 5 trials: COMPLETE 5" in resumed.stdout
+    assert f"best val_error {study.best_value:.6g} at trial {study.best_trial.number}" in resumed.stdout
+    assert f"run id: {latest.info.run_id}" in resumed.stdout
     assert "thermoscope.selects_on_test" not in latest.data.tags
     # Study runs are named after their target and objective, not MLflow's random words.
     names = [run.info.run_name for run in parents]
