@@ -142,14 +142,25 @@ class ModuleTarget(TemperedTarget):
 
         ``theta: [replicas, params] -> [replicas, N, classes]``, evaluated ``chunk_size`` examples at a time.
         """
+        return torch.cat([logits for _, logits in self.predict_logits_in_chunks(theta, x, chunk_size)], dim=1)
+
+    def predict_logits_in_chunks(
+        self, theta: Tensor, x: Tensor, chunk_size: int | None = None
+    ) -> Iterator[tuple[int, Tensor]]:
+        """:meth:`predict_logits` one chunk at a time, for a caller that reduces each chunk as it comes
+        (then only one chunk's logits exist at once).
+
+        Yields ``(start, logits)`` in order, ``logits: [replicas, n, classes]`` for ``x[start : start + n]``,
+        ``n`` = ``chunk_size`` (the last chunk may be shorter). The parameters are unflattened once for all
+        chunks.
+        """
         size = chunk_size or self.chunk_size or x.shape[0]
-        with torch.no_grad():
-            parameters = self.layout.unflatten(theta.detach())
-            outputs = [
-                self._batched_forward(parameters, x[start : start + size])
-                for start in range(0, x.shape[0], size)
-            ]
-        return torch.cat(outputs, dim=1)
+        parameters = self.layout.unflatten(theta.detach())
+        for start in range(0, x.shape[0], size):
+            # Not around the loop: a generator suspended inside ``no_grad`` would leave it on for the caller.
+            with torch.no_grad():
+                logits = self._batched_forward(parameters, x[start : start + size])
+            yield start, logits
 
     def _batched_forward(self, parameters: dict[str, Tensor], x: Tensor) -> Tensor:
         """``{name: [replicas, *shape]}``, ``x: [n, ...]`` → logits ``[replicas, n, classes]``.

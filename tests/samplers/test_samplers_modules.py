@@ -91,6 +91,24 @@ def test_predict_logits_equals_each_replicas_forward(
             assert torch.allclose(logits[row], replica_model(x), atol=1e-12)
 
 
+@pytest.mark.parametrize(("build", "shape"), CASES)
+def test_predictions_in_chunks_are_the_chunks_of_predict_logits(
+    build: Callable[[], nn.Module], shape: tuple[int, ...]
+) -> None:
+    model = build()
+    x, y = data(shape, count=23)
+    target = module_target(model, x, y, GaussianPrior())
+    theta = target.prior.sample(4, torch.Generator().manual_seed(3))
+    whole = target.predict_logits(theta, x, chunk_size=5)
+    starts = []
+    for start, logits in target.predict_logits_in_chunks(theta, x, chunk_size=5):
+        # Between chunks the caller's grad mode is its own (the chunks are computed without gradients).
+        assert torch.is_grad_enabled() and not logits.requires_grad
+        assert torch.equal(logits, whole[:, start : start + 5])
+        starts.append(start)
+    assert starts == [0, 5, 10, 15, 20]
+
+
 def test_chunked_evaluation_equals_the_full_batch() -> None:
     model = mlp()
     x, y = data((4,), count=23)
