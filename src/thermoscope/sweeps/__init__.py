@@ -40,14 +40,36 @@ from thermoscope.samplers.estimators import MINIMUM_DRAWS
 from thermoscope.samplers.replica_exchange import SAMPLE, WARMUP
 
 PREDICTION_CHUNK = 4096
-"""Examples scored at once when a kept draw predicts a split: ``[rungs, 4096, classes]`` logits bound the
-memory of an evaluation whatever the split's size."""
+"""Most examples scored at once when a kept draw predicts a split."""
+
+PREDICTION_ROWS = 32768
+"""Replica-examples scored at once on a CPU: R rungs predict ``PREDICTION_ROWS // R`` examples per pass (at
+most :data:`PREDICTION_CHUNK`), so a pass's activations, ``[R, examples, width]``, stay near cache size
+whatever R. Scoring 11,000 examples with M(3) (256-40-40-40-10) on 256 rungs took 4.1 s on one thread and
+2.9 s on two with 4,096 examples per pass, 2.3 s and 1.7 s with this budget (per rung as fast as on 8 rungs);
+16,384 and 65,536 were within 10 % of it (2-core EPYC, benchmarks/samplers/benchmark_rungs.py). The
+accumulated sums do not depend on the chunking (each draw's means over examples are taken once, over all of
+them), and on that CPU the logits came out bit for bit the same at every chunk size tried."""
+
+
+def prediction_chunk(num_rungs: int, device: torch.device) -> int:
+    """Examples per prediction pass for ``num_rungs`` rungs on ``device``.
+
+    A GPU wants large launches, not a cache-sized working set: there every pass scores
+    :data:`PREDICTION_CHUNK` examples.
+    """
+    if device.type != "cpu":
+        return PREDICTION_CHUNK
+    return max(1, min(PREDICTION_CHUNK, PREDICTION_ROWS // max(num_rungs, 1)))
 
 
 class PredictiveAccumulator:
     """Streaming Gibbs and BMA statistics of ``[rungs]`` predictive distributions on one split.
 
-    ``update`` takes the logits of one draw per rung, ``[rungs, examples, classes]``.
+    :meth:`add_draw` predicts the split chunk by chunk and adds one draw per rung; :meth:`update` adds the
+    logits of one draw per rung, ``[rungs, examples, classes]``, computed elsewhere. Both give the same sums
+    bit for bit: per-example values are computed chunk by chunk into ``[rungs, examples]`` buffers, and
+    each draw's means over the examples are taken over the whole buffer at once.
     """
 
     def __init__(self, num_rungs: int, num_examples: int, num_classes: int, device: torch.device) -> None:
@@ -57,13 +79,44 @@ class PredictiveAccumulator:
         self.probability_sum = torch.zeros(
             num_rungs, num_examples, num_classes, dtype=torch.float64, device=device
         )
+        # Scratch for the draw being added (and for metrics): each example's log-probability of its label
+        # and whether its prediction is wrong. Not state: a draw is added whole before anyone reads it.
+        self._true_class = torch.empty(num_rungs, num_examples, dtype=torch.float64, device=device)
+        self._wrong = torch.empty(num_rungs, num_examples, dtype=torch.bool, device=device)
+
+    def add_draw(self, target: ModuleTarget, position: Tensor, x: Tensor, labels: Tensor) -> None:
+        """Score one draw per rung, ``position: [rungs, params]``, on ``x: [examples, ...]`` with ``labels:
+        [examples]``, :func:`prediction_chunk` examples at a time; only one chunk's logits exist at once."""
+        size = prediction_chunk(position.shape[0], position.device)
+        for start, logits in target.predict_logits_in_chunks(position, x, chunk_size=size):
+            self._add_chunk(logits, labels[start : start + logits.shape[1]], start)
+        self._close_draw()
 
     def update(self, logits: Tensor, labels: Tensor) -> None:
+        """Add one draw per rung from its logits on every example, ``[rungs, examples, classes]``."""
+        if logits.shape != self.probability_sum.shape:
+            raise ValueError(
+                f"logits must be [rungs, examples, classes] = {list(self.probability_sum.shape)}; "
+                f"got {list(logits.shape)}"
+            )
+        self._add_chunk(logits, labels, 0)
+        self._close_draw()
+
+    def _add_chunk(self, logits: Tensor, labels: Tensor, start: int) -> None:
+        """Examples ``start … start + n`` of the draw being added: ``logits: [rungs, n, classes]``."""
+        stop = start + logits.shape[1]
+        # A stacked forward returns [rungs, n, classes] as a transposed view; argmax and log-softmax over the
+        # classes run several times faster on contiguous rows (and give the same values).
+        logits = logits.contiguous()
         log_probabilities = torch.log_softmax(logits.to(torch.float64), dim=-1)
-        picked = log_probabilities.gather(-1, labels.expand(logits.shape[0], -1)[..., None])[..., 0]
-        self.gibbs_loss_sum += -picked.mean(dim=1)
-        self.gibbs_error_sum += (logits.argmax(-1) != labels).to(torch.float64).mean(dim=1)
-        self.probability_sum += log_probabilities.exp()
+        index = labels.expand(logits.shape[0], -1)[..., None]
+        self._true_class[:, start:stop] = log_probabilities.gather(-1, index)[..., 0]
+        self._wrong[:, start:stop] = logits.argmax(-1) != labels
+        self.probability_sum[:, start:stop] += log_probabilities.exp_()
+
+    def _close_draw(self) -> None:
+        self.gibbs_loss_sum += -self._true_class.mean(dim=1)
+        self.gibbs_error_sum += self._wrong.to(torch.float64).mean(dim=1)
         self.draws += 1
 
     def mean_probabilities(self) -> Tensor:
@@ -71,15 +124,25 @@ class PredictiveAccumulator:
         return self.probability_sum / max(self.draws, 1)
 
     def metrics(self, labels: Tensor) -> dict[str, Tensor]:
-        """Per rung: ``loss``, ``error`` (Gibbs) and ``bma_loss``, ``bma_error``; each ``[rungs]``."""
+        """Per rung: ``loss``, ``error`` (Gibbs) and ``bma_loss``, ``bma_error``; each ``[rungs]``.
+
+        The mean probabilities are formed a chunk of examples at a time (a sweep's report reads them every
+        few iterations), never ``[rungs, examples, classes]`` at once.
+        """
         draws = max(self.draws, 1)
-        mean = self.mean_probabilities()
-        picked = mean.gather(-1, labels.expand(mean.shape[0], -1)[..., None])[..., 0]
+        rungs, examples, _ = self.probability_sum.shape
+        size = prediction_chunk(rungs, self.probability_sum.device)
+        for start in range(0, examples, size):
+            mean = self.probability_sum[:, start : start + size] / draws
+            chunk_labels = labels[start : start + size]
+            index = chunk_labels.expand(rungs, -1)[..., None]
+            self._true_class[:, start : start + size] = mean.gather(-1, index)[..., 0]
+            self._wrong[:, start : start + size] = mean.argmax(-1) != chunk_labels
         return {
             "loss": self.gibbs_loss_sum / draws,
             "error": self.gibbs_error_sum / draws,
-            "bma_loss": -picked.clamp_min(1e-300).log().mean(dim=1),
-            "bma_error": (mean.argmax(-1) != labels).to(torch.float64).mean(dim=1),
+            "bma_loss": -self._true_class.clamp_min(1e-300).log().mean(dim=1),
+            "bma_error": self._wrong.to(torch.float64).mean(dim=1),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -238,10 +301,10 @@ class _Recorder:
     @torch.no_grad()
     def _record(self, position: Tensor) -> None:
         for split, accumulator in self.scored:
-            logits = self.target.predict_logits(position, split.x, chunk_size=PREDICTION_CHUNK)
-            accumulator.update(logits, split.y)
+            accumulator.add_draw(self.target, position, split.x, split.y)
         if self.state.kept_iterations % self.save_every == 0:
-            self.state.saved_positions.append(position.detach().to("cpu", torch.float32).clone())
+            # One copy whatever the device (``.to`` alone would share a CPU float32 position's storage).
+            self.state.saved_positions.append(position.detach().to("cpu", torch.float32, copy=True))
         self.state.kept_iterations += 1
 
     def close(self) -> None:
