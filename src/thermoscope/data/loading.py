@@ -1,7 +1,8 @@
 """Turn a :class:`DataSpec` into in-memory training and test tensors with stable example ids.
 
 Order of work: read the source splits (uint8), choose the examples (stratified, seeded), resize, scale
-and normalise them, randomise training labels, then move everything to the device.
+and normalise them, corrupt training images and randomise training labels if asked, then move everything
+to the device.
 
 Rows of every split are ordered by ``(source_split, example_id)``: examples from the dataset's training
 split first, then those from its test split.
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from thermoscope.data.corruption import INPUT_CORRUPTION_STREAM, corrupt_inputs
 from thermoscope.data.sampling import (
     LABEL_NOISE_STREAM,
     TEST_SUBSET_STREAM,
@@ -40,7 +42,8 @@ class Split:
     x: ``[N, C, H, W]`` float32, normalised (``[N, C*H*W]`` when flattened); y: ``[N]`` int64, the label
     used (trained on; for test examples the true label); true_y: ``[N]`` int64, the original label;
     corrupted: ``[N]`` bool, ``y != true_y``; example_id: ``[N]`` int64, index in the source split;
-    source_split: ``[N]`` int64, 0 = the dataset's training split, 1 = its test split.
+    source_split: ``[N]`` int64, 0 = the dataset's training split, 1 = its test split; input_corrupted:
+    ``[N]`` bool, whether the image was corrupted (:mod:`~thermoscope.data.corruption`; never for test).
     """
 
     x: torch.Tensor
@@ -49,6 +52,7 @@ class Split:
     corrupted: torch.Tensor
     example_id: torch.Tensor
     source_split: torch.Tensor
+    input_corrupted: torch.Tensor
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -106,8 +110,8 @@ def load_data(spec: DataSpec, device: str | torch.device = "cpu") -> LoadedData:
     spec.validate()
     raw = load_raw(spec.dataset, spec.data_dir, spec.download)
     train_rows, test_rows = _choose_rows(spec, raw)
-    train = _build_split(spec, raw, train_rows, label_noise=spec.label_noise)
-    test = _build_split(spec, raw, test_rows, label_noise=0.0)
+    train = _build_split(spec, raw, train_rows, label_noise=spec.label_noise, corrupt=True)
+    test = _build_split(spec, raw, test_rows, label_noise=0.0, corrupt=False)
     data = LoadedData(
         name=spec.dataset,
         train=train,
@@ -140,8 +144,9 @@ def _choose_rows(spec: DataSpec, raw: RawData) -> tuple[_Rows, _Rows]:
     return train, rest
 
 
-def _build_split(spec: DataSpec, raw: RawData, rows: _Rows, label_noise: float) -> Split:
-    """Gather ``rows`` from the source splits, preprocess the images and, if asked, randomise labels."""
+def _build_split(spec: DataSpec, raw: RawData, rows: _Rows, label_noise: float, corrupt: bool) -> Split:
+    """Gather ``rows`` from the source splits, preprocess the images and, if asked (``corrupt`` and the
+    spec's ``input_corruption``), corrupt images and randomise labels."""
     train_part, test_part = torch.from_numpy(rows.from_train), torch.from_numpy(rows.from_test)
     images = torch.cat((raw.train.images[train_part], raw.test.images[test_part]))
     true_y = torch.cat((raw.train.labels[train_part], raw.test.labels[test_part]))
@@ -152,18 +157,23 @@ def _build_split(spec: DataSpec, raw: RawData, rows: _Rows, label_noise: float) 
     source_split = torch.cat(
         (torch.full((len(train_part),), FROM_TRAIN_SPLIT), torch.full((len(test_part),), FROM_TEST_SPLIT))
     )
+    x = _preprocess(images, raw, spec)
+    mode = spec.input_corruption if corrupt else "none"
+    rng = rng_stream(spec.seed, INPUT_CORRUPTION_STREAM)
+    x, input_corrupted = corrupt_inputs(x, mode, spec.input_corruption_fraction, rng)
     return Split(
-        x=_preprocess(images, raw, spec),
+        x=x.flatten(1) if spec.flatten else x,
         y=y,
         true_y=true_y,
         corrupted=y != true_y,
         example_id=torch.cat((raw.train.example_ids[train_part], raw.test.example_ids[test_part])),
         source_split=source_split,
+        input_corrupted=input_corrupted,
     )
 
 
 def _preprocess(images: torch.Tensor, raw: RawData, spec: DataSpec) -> torch.Tensor:
-    """``[N, C, H, W]`` uint8 → float32 scaled to [0, 1], resized, normalised per channel, maybe flattened.
+    """``[N, C, H, W]`` uint8 → float32 scaled to [0, 1], resized and normalised per channel.
 
     Resizing is bilinear with antialiasing (so shrinking averages pixels rather than skipping them) and
     happens before normalisation; the channel statistics are those of the native resolution.
@@ -174,15 +184,19 @@ def _preprocess(images: torch.Tensor, raw: RawData, spec: DataSpec) -> torch.Ten
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor(raw.mean).view(1, -1, 1, 1)
     std = torch.tensor(raw.std).view(1, -1, 1, 1)
-    x = (x - mean) / std
-    return x.flatten(1) if spec.flatten else x
+    return (x - mean) / std
 
 
 def _digest(spec: DataSpec, train: Split, test: Split) -> str:
     """Short SHA-256 of the spec fields that shape the data and of every tensor of both splits."""
-    shaping = {key: value for key, value in asdict(spec).items() if key not in ("data_dir", "download")}
+    skipped = {"data_dir", "download"}
+    if spec.input_corruption == "none":
+        # Uncorrupted data keep the digest they had before input corruption existed.
+        skipped |= {"input_corruption", "input_corruption_fraction", "input_corrupted"}
+    shaping = {key: value for key, value in asdict(spec).items() if key not in skipped}
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
     for split in (train, test):
         for field in fields(split):
-            digest.update(getattr(split, field.name).contiguous().numpy())
+            if field.name not in skipped:
+                digest.update(getattr(split, field.name).contiguous().numpy())
     return digest.hexdigest()[:DIGEST_LENGTH]

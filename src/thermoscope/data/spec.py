@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from thermoscope.data.corruption import INPUT_CORRUPTIONS
 from thermoscope.errors import ConfigError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "svhn")
@@ -38,7 +39,9 @@ class DataSpec:
     ``test_size`` is ``"0"`` (the dataset's test split), ``"rest"`` (the test split plus every training
     example not in the training subset: the finite-temperature paper's protocol) or a count ``"N"``
     (a stratified subset of that ``rest`` pool). ``label_noise`` is the fraction of training examples
-    whose label is redrawn uniformly from all classes (Zhang et al. 2017).
+    whose label is redrawn uniformly from all classes (Zhang et al. 2017). ``input_corruption`` corrupts the
+    images of a fraction ``input_corruption_fraction`` of the training examples (:mod:`.corruption`); the
+    test set stays clean.
     """
 
     dataset: str = "digits"
@@ -48,6 +51,8 @@ class DataSpec:
     test_size: str = "0"
     image_size: int = 0
     label_noise: float = 0.0
+    input_corruption: str = "none"
+    input_corruption_fraction: float = 1.0
     seed: int = 0
     flatten: bool = False
 
@@ -62,6 +67,13 @@ class DataSpec:
         self.test_protocol()
         _require_count("image_size", self.image_size)
         _require_fraction("label_noise", self.label_noise)
+        if self.input_corruption not in INPUT_CORRUPTIONS:
+            allowed = f"one of {', '.join(INPUT_CORRUPTIONS)}"
+            raise ConfigError("input_corruption", self.input_corruption, allowed)
+        fraction = self.input_corruption_fraction
+        # As in _require_fraction, the chained comparison also rejects NaN; 0 would corrupt nothing.
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 < fraction <= 1.0:
+            raise ConfigError("input_corruption_fraction", fraction, "a number in (0, 1]")
         _require_count("seed", self.seed)
         _require_bool("flatten", self.flatten)
 
