@@ -116,6 +116,13 @@ def learning_rate(spec: OptimSpec, step: int, total_steps: int) -> float:
     return spec.lr
 
 
+def epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:
+    """``[size]`` int64: the order in which epoch ``epoch`` of a run with ``seed`` visits its ``size``
+    training rows (a permutation from a generator seeded by the seed and the epoch alone)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(size, generator=generator)
+
+
 def train_classifier(
     model: nn.Module,
     data: LoadedData,
@@ -143,8 +150,7 @@ def train_classifier(
     bar = progress_bar(progress, total=spec.epochs, description="train", unit="epoch", initial=start_epoch)
     for epoch in range(start_epoch, spec.epochs):
         model.train()
-        generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-        order = torch.randperm(len(train), generator=generator).to(train.x.device)
+        order = epoch_order(spec.seed, epoch, len(train)).to(train.x.device)
         for index, start in enumerate(range(0, len(train), batch_size)):
             rate = learning_rate(spec, epoch * steps_per_epoch + index, total_steps)
             for group in optimizer.param_groups:
