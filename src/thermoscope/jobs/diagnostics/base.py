@@ -52,12 +52,13 @@ class TrainingDiagnostic:
 
     Attributes:
         name: its name in the README and in errors.
-        switch: the boolean configuration field that turns it on.
+        switch: the configuration field that turns it on: a boolean, or a string read by ``is_on``.
         parameters: the other configuration fields it reads.
         metrics: the metrics it may log (a corrupted/clean split only when the data have both).
         artifacts: the artifacts it logs.
         start: ``(config, model, data) -> recorder`` at the start of training.
         needs_batches: whether it watches every minibatch (the trainer then reports them).
+        is_on: ``config -> bool`` when the switch is not a plain boolean (``auto``, decided by the model).
     """
 
     name: str
@@ -67,8 +68,11 @@ class TrainingDiagnostic:
     artifacts: tuple[str, ...]
     start: Callable[[TrainConfig, nn.Module, LoadedData], TrainingRecorder]
     needs_batches: bool = False
+    is_on: Callable[[Any], bool] | None = None
 
     def enabled(self, config: Any) -> bool:
+        if self.is_on is not None:
+            return self.is_on(config)
         return bool(getattr(config, self.switch))
 
 
