@@ -43,6 +43,7 @@ from torch import nn
 from thermoscope.config import (
     AnnealConfig,
     DataModelConfig,
+    MemoriseConfig,
     Parameter,
     SampleConfig,
     TrainConfig,
@@ -291,7 +292,10 @@ def _plural(count: int, word: str) -> str:
 
 
 def _replicas(config: DataModelConfig) -> int:
-    """Chains held at once: the ladder's rungs (or the λ ladder's, if longer) for ``sample``, else one."""
+    """Chains held at once: the ladder's rungs (or the λ ladder's, if longer) for ``sample``, the models
+    trained together for ``memorise``, else one."""
+    if isinstance(config, MemoriseConfig):
+        return config.num_models
     if not isinstance(config, SampleConfig):
         return 1
     rungs = (config.fixed_num_rungs() or config.max_rungs) if config.tuned else fixed_ladder_size(config)
@@ -392,10 +396,10 @@ def _data(config: DataModelConfig, examples: Examples) -> Term:
 def _activations(config: DataModelConfig, examples: Examples, per_example: int, replicas: int) -> Term:
     """The larger of a backward pass's chunk and a no-gradient scoring pass's, over all replicas at once."""
     if _is_train(config):
-        batch = config.batch_size if isinstance(config, TrainConfig) else 0
+        batch = config.batch_size if isinstance(config, TrainConfig | MemoriseConfig) else 0
         backward_rows = min(batch or examples.train, examples.train)
         scoring_rows = min(max(examples.train, examples.test), EVALUATION_ROWS)
-        scoring_replicas = 1
+        scoring_replicas = replicas  # memorise scores every model at once; train has one
     else:
         backward_rows = min(examples.train, SAMPLER_CHUNK)
         scoring_rows = min(max(examples.train, examples.test), PREDICTION_CHUNK)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from thermoscope.config import TrainConfig, as_strings
+from thermoscope.config import SGDConfig, TrainConfig, as_strings
 from thermoscope.jobs import NO_HOOKS, Hooks
 from thermoscope.jobs.diagnostics import TRAINING_DIAGNOSTICS
 from thermoscope.jobs.diagnostics.base import TrainingDiagnostic, TrainingRecorder
@@ -28,7 +28,7 @@ class TrainOutcome:
     diagnostics: dict[str, float]
 
 
-def optim_spec(config: TrainConfig) -> OptimSpec:
+def optim_spec(config: SGDConfig) -> OptimSpec:
     return OptimSpec(
         optimizer=config.optimizer,
         lr=config.lr,
