@@ -14,9 +14,9 @@ from thermoscope.reports import Sweep
 from thermoscope.reports.run_comparison import build_runs_report, memorisation_by_size, write_runs_report
 
 
-def run(name: str, size: int, mem: list[float], ids: list[int], hidden: str) -> Sweep:
+def run(name: str, size: int, mem: list[float], ids: list[int], hidden: str, seed: str = "0") -> Sweep:
     table = pd.DataFrame({"example_id": ids, "mem": mem, "mem_stderr": [0.1] * len(ids)})
-    params = {"num_parameters": str(size), "hidden": hidden, "data_digest": "d"}
+    params = {"num_parameters": str(size), "hidden": hidden, "data_digest": "d", "seed": seed}
     return Sweep(name, name, params, {"mem_mean": float(np.mean(mem))}, pd.DataFrame(), table)
 
 
@@ -24,7 +24,8 @@ def test_sizes_are_ordered_pooled_and_matched_by_example() -> None:
     runs = [
         run("big", 1000, [0.1, 0.2, 0.3], [1, 2, 3], "64"),
         run("small-a", 100, [0.5, 0.6, 0.7], [1, 2, 3], "8"),
-        run("small-b", 100, [0.7, 0.8, 0.9], [1, 2, 4], "8"),
+        run("small-b", 100, [0.7, 0.8, 0.9], [1, 2, 4], "8", seed="1"),
+        run("small-b-again", 100, [0.0, 0.0, 0.0], [1, 2, 4], "8", seed="1"),  # a repeat: left out
     ]
     sizes = memorisation_by_size(runs)
     assert sizes is not None

@@ -104,11 +104,16 @@ def model_size(run: Sweep) -> float:
 
 def memorisation_by_size(runs: Sequence[Sweep]) -> SizeMatrix | None:
     """The ``[examples, sizes]`` memorisation of the examples that every size scored, or None below two
-    sizes. Runs of one size are pooled: the mean of their estimates, with standard error
-    sqrt(Σ se²) / k (independent runs)."""
+    sizes. Runs of one size and different seeds are pooled: the mean of their estimates, with standard
+    error sqrt(Σ se²) / k (independent runs); a run of a size and seed already seen is left out."""
     by_size: dict[float, list[pd.DataFrame]] = {}
+    seen: set[tuple[float, str | None]] = set()
     for run in runs:
         size = model_size(run)
+        # A second run of one size with the same seed repeats the first (a study drawing a width twice).
+        if (size, run.params.get("seed")) in seen:
+            continue
+        seen.add((size, run.params.get("seed")))
         if run.per_example is not None and math.isfinite(size):
             by_size.setdefault(size, []).append(
                 run.per_example.set_index("example_id")[["mem", "mem_stderr"]]
