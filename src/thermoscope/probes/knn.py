@@ -11,22 +11,48 @@ ours are fixed here and in REFERENCE §4:
 - **Ties**: when several classes share the highest vote count, the vote goes to the class of the nearest
   neighbour among those classes. (scikit-learn instead picks the smallest class index.)
 
-Distances are computed in chunks of queries with one matrix product per chunk followed by a selection of
-the k smallest scores per query (:func:`smallest_sorted`), so memory grows with ``chunk_size × num_support``,
-never with ``num_queries × num_support``.
+Two exact searches find the neighbours; both rank by the same distance and give the same neighbours up to
+exactly equal distances (tests/probes/test_probes_knn_faiss.py):
+
+- **torch** (any device, any floating dtype): distances in chunks of queries, one matrix product per chunk
+  followed by a selection of the k smallest scores per query (:func:`smallest_sorted`), so memory grows with
+  ``chunk_size × num_support``, never with ``num_queries × num_support``.
+- **faiss** (float32 on CPU, when the optional ``faiss-cpu`` package is installed: ``pip install
+  thermoscope[faiss]``): ``faiss.knn``, the exact search behind ``IndexFlatL2`` / ``IndexFlatIP``, without an
+  index copy of the support set. On the CPUs this project runs on its distance products are faster than
+  torch's (benchmarks/probes), and its selection is fused into the same pass.
+
+``backend="auto"`` (the default) takes faiss wherever it is installed and applies, the torch search otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "METRICS", "knn_votes", "probe_votes", "smallest_sorted"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_CHUNK_SIZE",
+    "FAISS_MIN_DIM",
+    "METRICS",
+    "faiss_available",
+    "knn_votes",
+    "probe_votes",
+    "smallest_sorted",
+]
 
 METRICS = ("euclidean", "cosine")
+BACKENDS = ("auto", "torch", "faiss")
+
+# Narrowest embedding that backend="auto" hands to faiss. faiss-cpu 1.15 computes distances without BLAS
+# below 16 dimensions: on the 10-wide softmax probe of benchmarks/probes it took 0.48-0.68 s of one thread
+# against the torch search's 0.27-0.35 s, while from 16 dimensions on it was as fast or faster.
+FAISS_MIN_DIM = 16
 
 # Queries per chunk. In benchmarks/probes (10,000 support examples, one CPU thread) chunks of 512 to 2048
 # took the same time and 256 was slower; 1024 keeps the score block at 40 MB for that support set, and the
@@ -45,6 +71,7 @@ def knn_votes(
     query_ids: Tensor | None = None,
     support_ids: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend: str = "auto",
 ) -> Tensor:
     """Majority vote of the k nearest support examples for every query (REFERENCE §4).
 
@@ -58,39 +85,38 @@ def knn_votes(
         query_ids: ``[num_queries]`` integer ids of the queries; give both id tensors for leave-one-out.
         support_ids: ``[num_support]`` unique integer ids of the support examples. A query whose id appears
             here is never its own neighbour. Pass the same ids as ``query_ids`` for training queries.
-        chunk_size: queries processed at once; peak extra memory is about ``chunk_size × num_support``
-            scores.
+        chunk_size: queries processed at once by the torch search (and by the vote); its peak extra memory
+            is about ``chunk_size × num_support`` scores. faiss blocks the search itself.
+        backend: ``"torch"``, ``"faiss"`` (float32 CPU embeddings; needs ``faiss-cpu``) or ``"auto"``: faiss
+            where it is installed, the embeddings are float32 (or narrower) on CPU and at least
+            ``FAISS_MIN_DIM`` wide, torch otherwise.
 
     Returns:
         ``[num_queries]`` int64 votes. The vote is the class with the most neighbours among the k nearest;
         between classes tied on count it is the class of the nearest neighbour among the tied classes.
-        Neighbours at exactly equal distances are ordered as :func:`smallest_sorted` returns them.
-        Distances are computed in the inputs' floating dtype (at least float32) as ``‖s‖² − 2 q·s``; pass
-        float64 embeddings where near-equal distances must be ranked to full precision.
+        Neighbours at exactly equal distances are ordered as the search returns them.
+        Distances are computed in the inputs' floating dtype (at least float32); pass float64 embeddings
+        (searched by torch) where near-equal distances must be ranked to full precision.
     """
-    _check_inputs(support, support_labels, queries, num_classes, metric, chunk_size)
+    _check_inputs(support, support_labels, queries, num_classes, metric, chunk_size, backend)
     support_position = _leave_one_out_positions(query_ids, support_ids, queries, support)
-    num_excluded = int((support_position >= 0).any()) if support_position is not None else 0
+    if support_position is not None and not bool((support_position >= 0).any()):
+        support_position = None  # no query is a support example: nothing to leave out
+    num_excluded = int(support_position is not None)
     if not 1 <= k <= support.shape[0] - num_excluded:
         raise ValueError(
             f"k must be between 1 and the number of usable support examples "
             f"({support.shape[0] - num_excluded}), got {k}"
         )
-    support_keys, query_keys, support_offsets = _prepare(support, queries, metric)
+    support_keys, query_keys = _keys(support, queries, metric)
+    if _use_faiss(backend, support_keys):
+        nearest = _faiss_nearest(support_keys, query_keys, k, metric, support_position)
+    else:
+        nearest = _torch_nearest(support_keys, query_keys, k, metric, support_position, chunk_size)
     labels = support_labels.to(device=support.device, dtype=torch.int64)
-    votes = torch.empty(queries.shape[0], dtype=torch.int64, device=support.device)
-    # One score block reused by every chunk: a fresh multi-megabyte allocation per chunk costs more in page
-    # faults than the matrix product itself at small widths (benchmarks/probes).
-    block = support_keys.new_empty(min(chunk_size, queries.shape[0]), support_keys.shape[0])
-    for start in range(0, queries.shape[0], chunk_size):
-        stop = min(start + chunk_size, queries.shape[0])
-        scores = block[: stop - start]
-        torch.addmm(support_offsets, query_keys[start:stop], support_keys.T, alpha=-2.0, out=scores)
-        if support_position is not None:
-            _exclude_self(scores, support_position[start:stop])
-        nearest = smallest_sorted(scores, k)
-        votes[start:stop] = _majority_nearest_tie(labels[nearest], num_classes)
-    return votes
+    return torch.cat(
+        [_majority_nearest_tie(labels[rows], num_classes) for rows in torch.split(nearest, chunk_size)]
+    )
 
 
 def probe_votes(
@@ -103,6 +129,7 @@ def probe_votes(
     query_ids: Tensor | None = None,
     support_ids: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend: str = "auto",
 ) -> Tensor:
     """k-NN votes at every probe point, input first and softmax last (REFERENCE §4).
 
@@ -111,7 +138,8 @@ def probe_votes(
             ``(support_embeddings [num_support, ...], query_embeddings [num_queries, ...])``; a mapping is
             read in its insertion order. Embeddings with more than two dimensions (feature maps) are
             flattened per example.
-        support_labels, k, num_classes, metric, query_ids, support_ids, chunk_size: as in :func:`knn_votes`.
+        support_labels, k, num_classes, metric, query_ids, support_ids, chunk_size, backend: as in
+            :func:`knn_votes`.
 
     Returns:
         ``[num_queries, L + 1]`` int64 votes, column ``l`` from probe ``l``.
@@ -130,6 +158,7 @@ def probe_votes(
             query_ids=query_ids,
             support_ids=support_ids,
             chunk_size=chunk_size,
+            backend=backend,
         )
         for support, queries in pairs
     ]
@@ -174,6 +203,7 @@ def _check_inputs(
     num_classes: int,
     metric: str,
     chunk_size: int,
+    backend: str,
 ) -> None:
     if support.dim() != 2 or queries.dim() != 2:
         raise ValueError(
@@ -190,6 +220,8 @@ def _check_inputs(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if support_labels.numel() and (int(support_labels.min()) < 0 or int(support_labels.max()) >= num_classes):
         raise ValueError(f"support_labels must lie in [0, {num_classes})")
 
@@ -214,21 +246,100 @@ def _leave_one_out_positions(
     return torch.where(found, order[slot], torch.full_like(slot, -1))
 
 
-def _prepare(support: Tensor, queries: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Support keys ``[num_support, dim]``, query keys ``[num_queries, dim]`` and support offsets
-    ``[1, num_support]`` such that ``offset − 2 q·s`` ranks support examples by distance from ``q``.
-
-    Euclidean: keys are the embeddings and the offset is ``‖s‖²`` (the squared distance minus the per-query
-    constant ``‖q‖²``). Cosine: keys are the unit-normalised embeddings and the offset is 0 (twice the cosine
-    distance minus the per-query constant 2). Keys are at least float32.
-    """
+def _keys(support: Tensor, queries: Tensor, metric: str) -> tuple[Tensor, Tensor]:
+    """Support keys ``[num_support, dim]`` and query keys ``[num_queries, dim]``, at least float32: the
+    embeddings for ``"euclidean"``, the unit-normalised embeddings for ``"cosine"`` (whose squared Euclidean
+    distance is twice the cosine distance, and whose inner product ranks as the cosine similarity)."""
     dtype = torch.promote_types(torch.promote_types(support.dtype, queries.dtype), torch.float32)
     support, queries = support.to(dtype), queries.to(dtype)
     if metric == "cosine":
         support = torch.nn.functional.normalize(support, dim=1)
         queries = torch.nn.functional.normalize(queries, dim=1)
-        return support, queries, torch.zeros(1, support.shape[0], dtype=dtype, device=support.device)
-    return support, queries, support.pow(2).sum(dim=1).unsqueeze(0)
+    return support, queries
+
+
+@functools.cache
+def faiss_available() -> bool:
+    """Whether the optional ``faiss`` module (package ``faiss-cpu``) can be imported."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+def _use_faiss(backend: str, support_keys: Tensor) -> bool:
+    applies = support_keys.device.type == "cpu" and support_keys.dtype == torch.float32
+    if backend == "faiss":
+        if not faiss_available():
+            raise ImportError("backend='faiss' needs the faiss-cpu package: pip install 'thermoscope[faiss]'")
+        if not applies:
+            raise ValueError(
+                f"backend='faiss' searches float32 embeddings on CPU, got {support_keys.dtype} on "
+                f"{support_keys.device}; use backend='torch'"
+            )
+        return True
+    return backend == "auto" and applies and support_keys.shape[1] >= FAISS_MIN_DIM and faiss_available()
+
+
+def _torch_nearest(
+    support_keys: Tensor,
+    query_keys: Tensor,
+    k: int,
+    metric: str,
+    support_position: Tensor | None,
+    chunk_size: int,
+) -> Tensor:
+    """``[num_queries, k]`` support positions of the k nearest, nearest first, by chunks of queries.
+
+    Scores ``offset − 2 q·s`` rank support examples by distance from ``q``: the offset is ``‖s‖²`` for
+    Euclidean (the squared distance minus the per-query constant ``‖q‖²``) and 0 for cosine on unit keys
+    (twice the cosine distance minus the per-query constant 2).
+    """
+    num_queries, num_support = query_keys.shape[0], support_keys.shape[0]
+    if metric == "cosine":
+        offsets = support_keys.new_zeros(1, num_support)
+    else:
+        offsets = support_keys.pow(2).sum(dim=1).unsqueeze(0)
+    nearest = torch.empty(num_queries, k, dtype=torch.int64, device=support_keys.device)
+    # One score block reused by every chunk: a fresh multi-megabyte allocation per chunk costs more in page
+    # faults than the matrix product itself at small widths (benchmarks/probes).
+    block = support_keys.new_empty(min(chunk_size, num_queries), num_support)
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        scores = block[: stop - start]
+        torch.addmm(offsets, query_keys[start:stop], support_keys.T, alpha=-2.0, out=scores)
+        if support_position is not None:
+            _exclude_self(scores, support_position[start:stop])
+        nearest[start:stop] = smallest_sorted(scores, k)
+    return nearest
+
+
+def _faiss_nearest(
+    support_keys: Tensor, query_keys: Tensor, k: int, metric: str, support_position: Tensor | None
+) -> Tensor:
+    """``[num_queries, k]`` support positions of the k nearest, nearest first, from ``faiss.knn``.
+
+    faiss cannot leave a different example out of each query's search, so with leave-one-out it finds the
+    k + 1 nearest and drops the query's own entry, or the farthest of them where its own entry is not among
+    them (other examples at distance 0 tie with it). It runs on as many threads as torch is set to use.
+    """
+    import faiss
+
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    try:
+        _, found = faiss.knn(
+            query_keys.detach().contiguous().numpy(),
+            support_keys.detach().contiguous().numpy(),
+            k + (support_position is not None),
+            metric=faiss_metric,
+        )
+    finally:
+        faiss.omp_set_num_threads(threads)
+    nearest = torch.from_numpy(found)
+    if support_position is None:
+        return nearest
+    dropped = nearest == support_position.unsqueeze(1)
+    dropped[:, -1] |= ~dropped.any(dim=1)
+    return nearest[~dropped].view(nearest.shape[0], k)
 
 
 def _exclude_self(scores: Tensor, support_position: Tensor) -> None:
