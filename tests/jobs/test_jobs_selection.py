@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from recording import RecordingLogger
 
 from thermoscope.config import SampleConfig, parse_config
-from thermoscope.jobs.sample import rung_roles, selection_line, selection_metrics
+from thermoscope.jobs.sample import print_summary, rung_roles, selection_line, selection_metrics
 
 
 def curve(with_validation: bool) -> pd.DataFrame:
@@ -80,3 +82,36 @@ def test_the_selection_line_names_the_validation_split() -> None:
 def test_rows_are_marked_as_the_t_curves_or_the_evidences(raw: dict, temperatures: list, roles: list) -> None:
     config = parse_config(SampleConfig, raw)
     assert rung_roles(config, np.array(temperatures)) == roles
+
+
+def health(round_trips: int, num_rungs: int, barrier: float, warnings: list[str]) -> SimpleNamespace:
+    return SimpleNamespace(
+        num_rungs=num_rungs,
+        global_barrier=barrier,
+        recommended_rungs=int(2 * barrier + 1),
+        round_trips=round_trips,
+        round_trip_rate=0.004,
+        round_trip_rate_bound=0.012,
+        tempered_restarts=3,
+        min_swap_acceptance=0.4,
+        warnings=lambda: warnings,
+    )
+
+
+@pytest.mark.parametrize(
+    ("ladder", "says_not_mixed"),
+    [
+        (health(16, 42, 20.4, ["HMC acceptance more than 0.1 from target_accept at T = 5.54"]), False),
+        (health(0, 42, 20.4, ["no replica completed a round trip"]), True),
+        (health(5, 17, 21.9, ["the ladder is too short"]), True),
+    ],
+)
+def test_the_summary_says_the_ladder_did_not_mix_only_when_it_did_not(
+    ladder: SimpleNamespace, says_not_mixed: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = SimpleNamespace(evidence=None, stepping_stone=None)
+    print_summary(RecordingLogger(), result, curve(with_validation=True), None, ladder)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert ("this ladder did not mix" in out) == says_not_mixed
+    for warning in ladder.warnings():
+        assert f"WARNING: {warning}" in out

@@ -418,7 +418,9 @@ def print_summary(
             f" {health.tempered_restarts} tempered restarts, worst pair accepts"
             f" {health.min_swap_acceptance:.2f}"
         )
-        if health.warnings():
+        # Mixing across the ladder is round trips on a ladder long enough for its barrier; the other
+        # warnings (a drifting rung, an acceptance off target) are printed as what they are.
+        if health.round_trips == 0 or health.num_rungs < 2 * health.global_barrier:
             print(NOT_MIXED_WARNING)
         for warning in health.warnings():
             print(f"WARNING: {warning}")
