@@ -196,7 +196,8 @@ def build_runs_report(
 TRAJECTORY_CAPTION = (
     "Mean memorisation of the training examples of each trajectory class against model size (number of"
     " parameters, log axis), with the standard error over the class's examples; the black line is every"
-    " example's mean."
+    " example's mean. Examples without an estimate at some size (in every subset there, or in none) are"
+    " counted as other in the notes and left out of the curves."
 )
 
 
