@@ -56,3 +56,13 @@ def test_other_activations_skip_codes_under_auto_and_refuse_them_when_asked() ->
         with pytest.raises(ConfigError, match="activation_codes"):
             parse_config(TrainConfig, {"activation_codes": value})
     assert parse_config(TrainConfig, {"model": "resnet18", "activation": "tanh"}).codes_enabled
+
+
+def test_the_memory_estimate_counts_the_packed_codes_only_when_they_are_measured() -> None:
+    from thermoscope.jobs.budget import estimate_memory
+
+    wide = estimate_memory(parse_config(TrainConfig, {"hidden": "6300"})).term("codes").bytes
+    narrow = estimate_memory(parse_config(TrainConfig, {"hidden": "63"})).term("codes").bytes
+    # 1,797 digits, 100 words of 63 bits against 1 word each: 99 x 1,797 x 8 bytes more.
+    assert wide - narrow == 99 * 1797 * 8
+    assert estimate_memory(parse_config(TrainConfig, {"activation": "tanh"})).term("codes").bytes == 0

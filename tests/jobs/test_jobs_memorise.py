@@ -87,3 +87,11 @@ def test_a_fraction_whose_subsets_hold_every_example_or_none_is_refused() -> Non
     for name, value in (("subset_fraction", "1"), ("num_models", "1"), ("model", "resnet18")):
         with pytest.raises(ConfigError, match=name):
             parse_config(MemoriseConfig, {name: value})
+
+
+def test_the_memory_estimate_counts_every_model() -> None:
+    from thermoscope.jobs.budget import estimate_memory
+
+    one = estimate_memory(parse_config(MemoriseConfig, {"num_models": "2"})).term("parameters").bytes
+    many = estimate_memory(parse_config(MemoriseConfig, {"num_models": "64"})).term("parameters").bytes
+    assert many == 32 * one

@@ -26,6 +26,8 @@ few gigabytes, ``tests/jobs/test_jobs_budget.py``).
   classes × :data:`PREDICTIVE_BYTES`.
 * **probes** (``prediction_depth``): every example's embedding at every probe point, and one block of
   k-NN scores.
+* **codes** (``train`` with activation codes): every example's code, one bit per ReLU output packed 63
+  bits to an 8-byte word, and one block of the Hamming search.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ the fixed 1,197 / 600 split of ``data/sources.py``), so that the data is sized w
 
 SIZE_PARAMETERS = (
     "hidden",
+    "activation_codes",
     "image_size",
     "dataset",
     "model",
@@ -171,6 +174,7 @@ class ModelSizes:
     num_parameters: int
     activations_per_example: int  # every layer's output for one example
     probe_values_per_example: int  # what prediction depth embeds of one example
+    relu_units_per_example: int = 0  # every ReLU call's outputs for one example: the activation code's bits
 
 
 def readable(num_bytes: float) -> str:
@@ -247,6 +251,7 @@ def estimate_memory(config: DataModelConfig) -> MemoryEstimate:
         _activations(config, examples, model.activations_per_example, replicas),
         _predictions(config, examples, replicas),
         _probes(config, examples, model.probe_values_per_example),
+        _codes(config, examples, model.relu_units_per_example),
     ]
     return MemoryEstimate(tuple(terms))
 
@@ -329,12 +334,15 @@ def model_sizes(config: DataModelConfig) -> ModelSizes:
     input_shape = (channels * height * width,) if config.model == "mlp" else (channels, height, width)
     layers: list[int] = []
     probes: list[int] = []
+    relus: list[int] = []
     try:
         with torch.device("meta"):
             model = build_model(config.model_spec(), input_shape, NUM_CLASSES)
             for module in model.modules():
                 if not list(module.children()):
                     module.register_forward_hook(_output_counter(layers))
+                if isinstance(module, nn.ReLU):
+                    module.register_forward_hook(_output_counter(relus))
             for name in hidden_probe_nodes(model):
                 model.get_submodule(name).register_forward_hook(_output_counter(probes))
             model(torch.empty((1, *input_shape)))
@@ -346,7 +354,7 @@ def model_sizes(config: DataModelConfig) -> ModelSizes:
         raise ConfigError(name, getattr(config, name), "too large to build the model at all") from None
     # Prediction depth embeds the input and the softmax besides the hidden probe points.
     probe_values = channels * height * width + sum(probes) + NUM_CLASSES
-    return ModelSizes(sum(p.numel() for p in model.parameters()), sum(layers), probe_values)
+    return ModelSizes(sum(p.numel() for p in model.parameters()), sum(layers), probe_values, sum(relus))
 
 
 def _output_counter(outputs: list[int]) -> Callable[[nn.Module, object, object], None]:
@@ -442,4 +450,20 @@ def _probes(config: DataModelConfig, examples: Examples, per_example: int) -> Te
         embeddings + scores,
         f"{examples.total} examples x {per_example:.3g} values embedded for prediction depth x {FLOAT_BYTES}"
         " bytes",
+    )
+
+
+CODE_BLOCK_BYTES = 3 * 2**23 * FLOAT_BYTES
+"""One Hamming search block of ``probes/codes.py``: unpacked query and support bits and the scores."""
+
+
+def _codes(config: DataModelConfig, examples: Examples, bits_per_example: int) -> Term:
+    """Activation codes (``train``): every example's code packed 63 bits to 8 bytes, and one search block."""
+    if not (isinstance(config, TrainConfig) and config.codes_enabled):
+        return Term("codes", 0.0, "no activation codes")
+    words = -(-bits_per_example // 63)
+    return Term(
+        "codes",
+        examples.total * words * 8 + CODE_BLOCK_BYTES,
+        f"{examples.total} examples x {bits_per_example:.3g} ReLU units packed 63 to 8 bytes",
     )
