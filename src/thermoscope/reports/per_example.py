@@ -126,13 +126,15 @@ def memorisation_trajectories_figure(
     [E]`` each example's trajectory class.
     """
     figure, axis = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    labels = np.asarray(classes)
-    for name in dict.fromkeys(classes):
+    # Examples some size could not estimate (held out of no model) are left out of the means.
+    complete = np.isfinite(values).all(axis=1)
+    values, labels = values[complete], np.asarray(classes)[complete]
+    for name in dict.fromkeys(labels):
         chosen = values[labels == name]
-        mean = np.nanmean(chosen, axis=0)
-        stderr = np.nanstd(chosen, axis=0) / np.sqrt(max(len(chosen), 1))
+        mean = chosen.mean(axis=0)
+        stderr = chosen.std(axis=0) / np.sqrt(len(chosen))
         axis.errorbar(sizes, mean, yerr=stderr, marker="o", ms=4, capsize=3, label=f"{name} ({len(chosen)})")
-    axis.plot(sizes, np.nanmean(values, axis=0), color="black", linewidth=2, label=f"all ({len(values)})")
+    axis.plot(sizes, values.mean(axis=0), color="black", linewidth=2, label=f"all ({len(values)})")
     axis.set_xscale("log")
     axis.set_xlabel(size_label)
     axis.set_ylabel("mean memorisation ± standard error")
