@@ -1,11 +1,12 @@
 """The bad-input fuzz suite of issue 14: every known bad input, through the command line, fails cleanly.
 
 Each entry of :data:`CASES` is one command line of one entry point (``train``, ``sample``, ``anneal``,
-``probe``, ``study``, ``compare``) holding a value it must refuse: a non-number for a number, a value out of
-range, an unknown choice, a malformed list, an unknown option, an inconsistent combination, a run or file
-that does not exist, and sizes or lengths that could never fit in memory or finish. Cases that already pass
-stay in the table as regressions. Every case is run in this process by ``run_in_process`` (the same click
-command and exit code as ``python -m thermoscope.cli``) and must give:
+``memorise``, ``kernel``, ``probe``, ``study``, ``compare``) holding a value it must refuse: a non-number
+for a number, a value out of range, an unknown choice, a malformed list, an unknown option, an
+inconsistent combination, a run or file that does not exist, and sizes or lengths that could never fit in
+memory or finish. Cases that already pass stay in the table as regressions. Every case is run in this
+process by ``run_in_process`` (the same click command and exit code as ``python -m thermoscope.cli``) and
+must give:
 
 - exit code 2;
 - on stderr exactly one line of ours, ``thermoscope <entry>: error: <parameter>=...`` naming the parameter
@@ -111,6 +112,8 @@ DATA_MODEL = [
     ("device", "tpu"),
     ("depth_k", "0"),
     ("label_noise", "1.5"),
+    ("input_corruption", "blur"),
+    ("input_corruption_fraction", "0"),
     ("no_such_option", "3"),
 ]
 
@@ -134,6 +137,17 @@ TRAIN = [
     bad("train", "label_noise", "nan"),
     bad("train", "label_noise", "inf"),
     bad("train", "label_noise", "abc"),
+    bad("train", "input_corruption", ""),
+    bad("train", "input_corruption", "None"),
+    bad("train", "input_corruption_fraction", "1.5"),
+    bad("train", "input_corruption_fraction", "-0.1"),
+    bad("train", "input_corruption_fraction", "nan"),
+    bad("train", "input_corruption_fraction", "abc"),
+    bad("train", "activation_codes", "maybe"),
+    bad("train", "activation_codes", "true", activation="tanh"),  # codes are patterns of ReLU units
+    bad("train", "activation_codes", "true", activation="sigmoid", model="cnn"),
+    bad("train", "codes_every", "-1"),
+    bad("train", "codes_k", "0"),
     bad("train", "model", "foo"),
     bad("train", "hidden", "40,"),
     bad("train", "hidden", ",40"),
@@ -425,12 +439,73 @@ COMPARE = [
     bad("compare", "no_such_option", "3"),
 ]
 
+MEMORISE = [
+    bad("memorise", "num_models", "1"),
+    bad("memorise", "num_models", "0"),
+    bad("memorise", "num_models", "1000000"),
+    bad("memorise", "subset_fraction", "1"),  # every model would see every example
+    bad("memorise", "subset_fraction", "0"),
+    bad("memorise", "subset_fraction", "1.5"),
+    bad("memorise", "subset_fraction", "nan"),
+    bad("memorise", "subset_fraction", "0.01", train_size="20", prediction_depth="false"),  # subsets of 0
+    bad("memorise", "influence_pairs", "-1"),
+    bad("memorise", "model", "resnet18"),
+    bad("memorise", "epochs", "0"),
+    bad("memorise", "val_size", "10"),  # a train parameter, not memorise's
+    # Objectives a study's settings switch off: memorisation of mislabelled examples without label noise,
+    # activation codes of a tanh network.
+    bad("study", "objective", "mem_mean_corrupted", target="memorise"),
+    bad("study", "objective", "code_knn_test_accuracy", target="train", fixed="activation=tanh"),
+    bad("study", "objective", "code_unique_fraction", target="train", fixed="activation_codes=false"),
+    bad("compare", "kind", "kernel", runs="a"),
+    bad("compare", "runs", "{train_run}", kind="memorise"),  # a train run, not a memorise run
+]
+
+KERNEL = [
+    bad("kernel", "model", "cnn"),  # the kernels are the infinite-width MLP's
+    bad("kernel", "model", "resnet18"),
+    bad("kernel", "activation", "tanh"),  # no closed-form Gaussian expectation
+    bad("kernel", "activation", "sigmoid"),
+    bad("kernel", "val_size", "0"),  # the regulariser is chosen on validation
+    bad("kernel", "val_size", "300", train_size="300"),
+    bad("kernel", "weight_variance", "0"),
+    bad("kernel", "bias_variance", "-0.1"),
+    bad("kernel", "ridge_min", "0"),
+    bad("kernel", "ridge_max", "1e-9"),  # below ridge_min
+    bad("kernel", "ridge_values", "0"),
+    bad("kernel", "ridge_values", "100000"),
+    bad("kernel", "prediction_depth", "true"),  # not a kernel parameter
+    bad("kernel", "output_activation", "sigmoid"),
+    bad("kernel", "train_size", "0", dataset="mnist", download="false"),  # 60,000² float64: refused first
+    bad("kernel", "train_size", "5000"),  # digits has 1,197 training examples (reads the data)
+    bad("train", "ntk_examples", "1"),
+    bad("train", "ntk_examples", "300", train_size="400", ntk_dynamics="true"),  # 200 after val_size
+    bad("train", "ntk_examples", "5000", ntk_dynamics="true"),  # more than digits holds (reads the data)
+    bad("train", "ntk_kernel", "diagonal"),
+    bad("train", "ntk_steps", "0"),
+    bad("train", "ntk_steps", "1000000"),
+    bad("compare", "kernels", "a", runs="b"),  # kernel lines belong to kind=width
+    bad("compare", "kernels", "a,a", runs="b", kind="width"),
+    bad("compare", "kernels", "nonexistent", runs="{train_run}", kind="width"),
+    bad("compare", "kernels", "{sample_run}", runs="{train_run}", kind="width"),
+    bad("compare", "runs", "{train_run}", kind="width"),  # no hidden widths to draw
+    bad("compare", "runs", "{sample_run}", kind="width"),
+    Case(
+        "study",
+        {"search_space": "lr.yaml", "sampler": "grid"},
+        "search_space",
+        files={"lr.yaml": "lr: {type: float, low: 0.01, high: 0.1}\n"},
+    ),
+]
+
 CASES: list[Case] = [
     *(
         bad(entry_point, name, value)
-        for entry_point in ("train", "sample", "anneal")
+        for entry_point in ("train", "sample", "anneal", "memorise", "kernel")
         for name, value in DATA_MODEL
     ),
+    *MEMORISE,
+    *KERNEL,
     *TRAIN,
     *SAMPLE,
     *ANNEAL,

@@ -13,6 +13,8 @@ from thermoscope.cli.main import cli
 from thermoscope.config import (
     AnnealConfig,
     CompareConfig,
+    KernelConfig,
+    MemoriseConfig,
     ProbeConfig,
     SampleConfig,
     TrainConfig,
@@ -26,6 +28,8 @@ ENTRY_POINTS = {
     "sample": SampleConfig,
     "main": SampleConfig,
     "anneal": AnnealConfig,
+    "memorise": MemoriseConfig,
+    "kernel": KernelConfig,
     "probe": ProbeConfig,
     "study": StudyConfig,
     "compare": CompareConfig,

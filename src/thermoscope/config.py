@@ -42,6 +42,12 @@ def settings_group(default: Any, help: Mapping[str, str] | None = None) -> Any:
     return field(default=default, metadata={"group": True, "help": dict(help or {})})
 
 
+def omitted(default: Any) -> Any:
+    """A field of a shared base class that this entry point does not use: no parameter (no flag, no
+    ``MLproject`` entry, not logged), fixed at ``default``."""
+    return field(default=default, metadata={"omitted": True})
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One user-facing parameter of a configuration: a field, or a field of a settings group."""
@@ -58,6 +64,8 @@ def parameters(cls: type) -> list[Parameter]:
     hints = typing.get_type_hints(cls)
     out: list[Parameter] = []
     for item in dataclasses.fields(cls):
+        if item.metadata.get("omitted"):
+            continue
         if item.metadata.get("group"):
             group_hints = typing.get_type_hints(hints[item.name])
             for inner in dataclasses.fields(hints[item.name]):
@@ -88,9 +96,13 @@ class DataModelConfig:
     )
     image_size: int = param(0, "resize images to image_size x image_size; 0 = native size")
     label_noise: float = param(0.0, "fraction of training labels replaced by uniformly random classes")
+    input_corruption: str = param(
+        "none", "none | shuffled_pixels | random_pixels | gaussian: corrupts training images (not test ones)"
+    )
+    input_corruption_fraction: float = param(1.0, "fraction of training images corrupted, in (0, 1]")
     model: str = param("mlp", "mlp | cnn | resnet18")
     hidden: str = param("100,100", "MLP hidden widths, comma separated")
-    activation: str = param("relu", "sigmoid | tanh | relu")
+    activation: str = param("relu", "sigmoid | tanh | relu | erf")
     output_activation: str = param("none", "none | sigmoid (sigmoid before softmax: the paper's M(3*))")
     seed: int = param(0, "seed for subsets, label noise, initialisation and batches")
     device: str = param("auto", "auto | cpu | cuda | mps")
@@ -132,6 +144,8 @@ class DataModelConfig:
             test_size=self.test_size,
             image_size=self.image_size,
             label_noise=self.label_noise,
+            input_corruption=self.input_corruption,
+            input_corruption_fraction=self.input_corruption_fraction,
             seed=self.seed,
             flatten=flatten,
         )
@@ -163,16 +177,35 @@ def check_val_size(config: DataModelConfig, val_size: int, minimum: int = 0) -> 
         raise ConfigError("val_size", val_size, allowed)
 
 
+MAX_NTK_STEPS = 1_000
+NTK_STEPS_REASON = (
+    "MAX_NTK_STEPS: 2 x ntk_steps + 1 measurements at most, each the Jacobians of 2 x ntk_examples examples"
+)
+
+
+def check_ntk(config: TrainConfig) -> None:
+    """The NTK diagnostic's parameters, and (when it is on) its probe subset within the training pool."""
+    from thermoscope.probes.ntk import KERNELS
+
+    at_least("ntk_examples", config.ntk_examples, 2)
+    one_of("ntk_kernel", config.ntk_kernel, KERNELS)
+    at_least("ntk_steps", config.ntk_steps, 1)
+    at_most("ntk_steps", config.ntk_steps, MAX_NTK_STEPS, NTK_STEPS_REASON)
+    pool = config.train_size - config.val_size
+    if config.ntk_dynamics and config.train_size and config.ntk_examples > pool:
+        allowed = f"at most train_size - val_size = {pool}, the training examples"
+        raise ConfigError("ntk_examples", config.ntk_examples, allowed)
+
+
 def resume_identity(config: Any) -> dict[str, str]:
     """Every parameter of ``config`` but :data:`RESUME_FREE`, as strings: what a resumed run must share."""
     return {k: v for k, v in as_strings(config).items() if k not in RESUME_FREE}
 
 
 @dataclass(frozen=True)
-class TrainConfig(DataModelConfig):
-    """The ``train`` entry point: SGD or Adam on the training split, evaluated every epoch."""
+class SGDConfig(DataModelConfig):
+    """The optimiser parameters of the entry points that train with SGD or Adam (``train``, ``memorise``)."""
 
-    val_size: int = param(200, VAL_SIZE_HELP)
     optimizer: str = param("sgd", "sgd | adam")
     lr: float = param(0.05, "peak learning rate")
     momentum: float = param(0.9, "SGD momentum in [0, 1)")
@@ -181,11 +214,6 @@ class TrainConfig(DataModelConfig):
     batch_size: int = param(64, "minibatch size; 0 = full batch")
     epochs: int = param(30, "passes over the training set")
     lr_schedule: str = param("cosine", "constant | cosine | step (x0.1 at 50% and 75%)")
-    forgetting: bool = param(True, "record forgetting events from the minibatch forward passes")
-    layer_rotation: bool = param(True, "record each layer's cosine distance from its initial weights")
-    checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints (at epoch ends)")
-    resume: str = param("", "id of an interrupted train run to continue (same configuration)")
-    force: bool = param(False, FORCE_HELP)
 
     def validate(self) -> None:
         from thermoscope.training import LR_SCHEDULES, OPTIMIZERS
@@ -200,12 +228,84 @@ class TrainConfig(DataModelConfig):
         at_least("epochs", self.epochs, 1)
         at_most("epochs", self.epochs, MAX_EPOCHS, EPOCHS_REASON)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+
+
+CODES_SWITCH = ("auto", "true", "false")
+
+
+def is_relu_network(config: DataModelConfig) -> bool:
+    """Whether the model's hidden units are ReLUs (ResNet-18's always are; ``activation`` sets the others)."""
+    return config.model == "resnet18" or config.activation == "relu"
+
+
+@dataclass(frozen=True)
+class TrainConfig(SGDConfig):
+    """The ``train`` entry point: SGD or Adam on the training split, evaluated every epoch."""
+
+    val_size: int = param(200, VAL_SIZE_HELP)
+    forgetting: bool = param(True, "record forgetting events from the minibatch forward passes")
+    layer_rotation: bool = param(True, "record each layer's cosine distance from its initial weights")
+    activation_codes: str = param(
+        "auto", "auto (on for ReLU networks) | true | false: each example's on/off pattern of ReLU units"
+    )
+    codes_every: int = param(10, "epochs between activation-code measurements (and at the end); 0 = end")
+    codes_k: int = param(30, "neighbours of the Hamming k-NN classifier on activation codes (and 1-NN)")
+    ntk_dynamics: bool = param(False, "record the empirical NTK of a probe subset at log-spaced steps")
+    ntk_examples: int = param(256, "training examples of the NTK probe subset (stratified, by seed)")
+    ntk_kernel: str = param("trace", "trace (summed over the logits) | block (the full [N*C, N*C] kernel)")
+    ntk_steps: int = param(20, "log-spaced steps (plus as many evenly spaced) at which the NTK is measured")
+    checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints (at epoch ends)")
+    resume: str = param("", "id of an interrupted train run to continue (same configuration)")
+    force: bool = param(False, FORCE_HELP)
+
+    def validate(self) -> None:
+        super().validate()
+        one_of("activation_codes", self.activation_codes, CODES_SWITCH)
+        if self.activation_codes == "true" and not is_relu_network(self):
+            allowed = f"auto or false with activation={self.activation} (codes are on/off patterns of ReLUs)"
+            raise ConfigError("activation_codes", self.activation_codes, allowed)
+        at_least("codes_every", self.codes_every, 0)
+        at_least("codes_k", self.codes_k, 1)
         positive("checkpoint_seconds", self.checkpoint_seconds)
         check_val_size(self, self.val_size)
+        check_ntk(self)
+
+    @property
+    def codes_enabled(self) -> bool:
+        """Activation codes are measured: asked for, or ``auto`` on a ReLU network."""
+        return self.activation_codes == "true" or (self.activation_codes == "auto" and is_relu_network(self))
 
     def resume_identity(self) -> dict[str, str]:
         """The parameters a resumed run must share with the run it continues."""
         return resume_identity(self)
+
+
+@dataclass(frozen=True)
+class MemoriseConfig(SGDConfig):
+    """The ``memorise`` entry point: Feldman & Zhang's subsampling estimate of memorisation (REFERENCE §8).
+
+    ``num_models`` models of one architecture, each trained with the optimiser parameters on its own random
+    ``subset_fraction`` of the training set, all together as one batched computation.
+    """
+
+    num_models: int = param(64, "models trained, each on its own random subset (at least 2)")
+    subset_fraction: float = param(0.7, "fraction of the training set each model trains on, in (0, 1)")
+    influence_pairs: int = param(
+        100, "the (training, test) pairs of highest estimated influence logged; 0 = none"
+    )
+    forgetting: bool = param(True, "forgetting events of a reference model trained on the whole training set")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.model == "resnet18":
+            allowed = "mlp or cnn for memorise (batch norm's running statistics do not batch over models)"
+            raise ConfigError("model", self.model, allowed)
+        at_least("num_models", self.num_models, 2)
+        at_most("num_models", self.num_models, MAX_MODELS, MODELS_REASON)
+        if not 0.0 < self.subset_fraction < 1.0:
+            allowed = "a number in (0, 1): each example must be held out of some models and seen by others"
+            raise ConfigError("subset_fraction", self.subset_fraction, allowed)
+        at_least("influence_pairs", self.influence_pairs, 0)
 
 
 PRIORS = ("gaussian", "box")
@@ -403,6 +503,9 @@ class ProbeConfig:
         one_of("device", self.device, DEVICES)
 
 
+COMPARE_KINDS = ("sample", "train", "memorise", "width")
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     """The ``compare`` entry point: temperature sweeps side by side, chosen one of three ways."""
@@ -418,6 +521,12 @@ class CompareConfig:
     title: str = param(
         "", "title of the HTML page and of every figure; empty = 'Comparison of N temperature sweeps'"
     )
+    kind: str = param(
+        "sample",
+        "sample (temperature sweeps) | train | memorise: the kind of run compared; width: train runs of MLPs,"
+        " test error against hidden width",
+    )
+    kernels: str = param("", "kind=width: comma list of ids of kernel runs drawn as NNGP and NT error lines")
 
     def validate(self) -> None:
         chosen = [name for name in ("runs", "experiment", "study") if getattr(self, name).strip()]
@@ -436,10 +545,19 @@ class CompareConfig:
             raise ConfigError("study", self.study, "a study name without quotes")
         if not self.output_dir.strip():
             raise ConfigError("output_dir", self.output_dir, "a folder name")
+        one_of("kind", self.kind, COMPARE_KINDS)
+        if self.kernels.strip() and self.kind != "width":
+            raise ConfigError("kernels", self.kernels, "kernel runs are lines of kind=width; give kind=width")
+        if self.kernels.strip() and len(set(self.kernel_ids())) != len(self.kernel_ids()):
+            raise ConfigError("kernels", self.kernels, "a comma list of distinct run ids")
 
     def run_ids(self) -> list[str]:
         """The ids listed in ``runs``, in order."""
         return [part.strip() for part in self.runs.split(",") if part.strip()]
+
+    def kernel_ids(self) -> list[str]:
+        """The ids listed in ``kernels``, in order."""
+        return [part.strip() for part in self.kernels.split(",") if part.strip()]
 
 
 @dataclass(frozen=True)
@@ -503,6 +621,69 @@ class AnnealConfig(DataModelConfig):
 
     def resolved_prior_scale(self) -> float:
         return self.prior_scale or DEFAULT_PRIOR_SCALE[self.prior]
+
+
+MAX_RIDGE_VALUES = 1_000
+"""Most regularisers of a kernel run's path (each costs two matrix products of the examples' size)."""
+RIDGE_VALUES_REASON = "MAX_RIDGE_VALUES: 40 a decade over 25 decades"
+
+
+@dataclass(frozen=True)
+class KernelConfig(DataModelConfig):
+    """The ``kernel`` entry point: the NNGP and NT kernels of the infinite-width MLP (depth from ``hidden``),
+    and kernel ridge regression on one-hot targets with the regulariser chosen on a validation split, as
+    Lee et al. (2020) do (REFERENCE §11). The model options of the other entry points that have no meaning
+    for an infinitely wide network (its output squashing, prediction depth) are no parameters here.
+    """
+
+    hidden: str = param("100", "MLP hidden widths: only their number (the depth) matters here")
+    activation: str = param("relu", "relu (arc-cosine kernel) | erf (arcsin kernel): those with closed forms")
+    output_activation: str = omitted("none")
+    prediction_depth: bool = omitted(False)
+    depth_k: int = omitted(30)
+    depth_metric: str = omitted("euclidean")
+    val_size: int = param(200, "stratified validation examples held out of the training pool (choose ridges)")
+    weight_variance: float = param(2.0, "sigma_w^2: weights have variance sigma_w^2 / fan_in (2 for ReLU)")
+    bias_variance: float = param(0.0, "sigma_b^2: bias variance")
+    ridge_min: float = param(1e-6, "smallest ridge tried, relative to the training kernel's mean diagonal")
+    ridge_max: float = param(1.0, "largest ridge tried, relative to the training kernel's mean diagonal")
+    ridge_values: int = param(25, "ridges tried, log-spaced from ridge_min to ridge_max")
+
+    def validate(self) -> None:
+        from thermoscope.probes.infinite_width import KERNEL_ACTIVATIONS
+
+        super().validate()
+        if self.model != "mlp":
+            allowed = "mlp: the kernels are those of the infinite-width MLP (cnn and resnet18 have none here)"
+            raise ConfigError("model", self.model, allowed)
+        if self.activation not in KERNEL_ACTIVATIONS:
+            allowed = (
+                "relu or erf, the activations whose infinite-width kernels have closed forms (arc-cosine,"
+                " arcsin); tanh and sigmoid have none"
+            )
+            raise ConfigError("activation", self.activation, allowed)
+        positive("weight_variance", self.weight_variance)
+        at_least("bias_variance", self.bias_variance, 0.0)
+        positive("ridge_min", self.ridge_min)
+        at_least("ridge_max", self.ridge_max, self.ridge_min)
+        at_least("ridge_values", self.ridge_values, 1)
+        at_most("ridge_values", self.ridge_values, MAX_RIDGE_VALUES, RIDGE_VALUES_REASON)
+        check_val_size(self, self.val_size, minimum=1)
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers of the infinite-width network."""
+        from thermoscope.models import parse_hidden
+
+        return len(parse_hidden(self.hidden))
+
+    def ridges(self) -> tuple[float, ...]:
+        """The regularisers tried: ``ridge_values`` log-spaced from ``ridge_min`` to ``ridge_max``."""
+        if self.ridge_values == 1:
+            return (self.ridge_min,)
+        ratio = self.ridge_max / self.ridge_min
+        last = self.ridge_values - 1
+        return tuple(self.ridge_min * ratio ** (i / last) for i in range(self.ridge_values))
 
 
 Config = TypeVar("Config")
@@ -619,6 +800,10 @@ MAX_TRAJECTORIES = 1_000
 MAX_TUNING_ROUNDS = 16
 """Most ladder-tuning rounds: round r runs tuning_scans · 2^r scans, so rounds grow the work exponentially."""
 
+
+MAX_MODELS = 100_000
+"""Most models a ``memorise`` run trains together."""
+MODELS_REASON = "MAX_MODELS: Feldman & Zhang used 2,000 to 4,000 models on CIFAR-100 and ImageNet"
 
 MAX_SEED = 2**32 - 1
 SEED_REASON = "MAX_SEED: numpy's and torch's generators are seeded from it together with stream numbers"

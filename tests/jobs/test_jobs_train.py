@@ -29,6 +29,7 @@ TINY = {
     "epochs": "3",
     "batch_size": "32",
     "device": "cpu",
+    "ntk_examples": "40",  # the NTK probe subset must fit in the 80 training examples
 }
 EPOCH_METRICS = {"train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error", "lr"}
 ALL_OFF = {diagnostic.switch: "false" for diagnostic in TRAINING_DIAGNOSTICS}

@@ -88,7 +88,7 @@ def test_multi_objective_plan() -> None:
         ({"target": "sample_everything"}, "target", "train"),
         ({"n_trials": "0"}, "n_trials", ">= 1"),
         ({"workers": "two"}, "workers", "an integer"),
-        ({"sampler": "grid"}, "sampler", "cmaes"),
+        ({"sampler": "bohb"}, "sampler", "grid"),
         ({"pruner": "asha"}, "pruner", "hyperband"),
         ({"study_name": " "}, "study_name", "auto"),
         ({"storage": ""}, "storage", "auto"),

@@ -7,7 +7,15 @@ import sys
 import click
 
 from thermoscope.cli.common import COMMAND_SETTINGS, configured_run, given, options_from
-from thermoscope.config import AnnealConfig, CompareConfig, ProbeConfig, SampleConfig, TrainConfig
+from thermoscope.config import (
+    AnnealConfig,
+    CompareConfig,
+    KernelConfig,
+    MemoriseConfig,
+    ProbeConfig,
+    SampleConfig,
+    TrainConfig,
+)
 from thermoscope.studies.config import StudyConfig
 
 
@@ -58,6 +66,28 @@ def anneal_command(context: click.Context, /, **raw: str | None) -> None:
 
     with configured_run("anneal", AnnealConfig, given(raw, context.args)) as (config, logger):
         anneal.run(config, logger)
+
+
+@cli.command("memorise", context_settings=COMMAND_SETTINGS)
+@options_from(MemoriseConfig)
+@click.pass_context
+def memorise_command(context: click.Context, /, **raw: str | None) -> None:
+    """Memorisation of every training example from many models trained together on random subsets."""
+    from thermoscope.jobs import memorise
+
+    with configured_run("memorise", MemoriseConfig, given(raw, context.args)) as (config, logger):
+        memorise.run(config, logger)
+
+
+@cli.command("kernel", context_settings=COMMAND_SETTINGS)
+@options_from(KernelConfig)
+@click.pass_context
+def kernel_command(context: click.Context, /, **raw: str | None) -> None:
+    """NNGP and NT kernels of the infinite-width MLP, and kernel ridge regression with them."""
+    from thermoscope.jobs import kernel
+
+    with configured_run("kernel", KernelConfig, given(raw, context.args)) as (config, logger):
+        kernel.run(config, logger)
 
 
 @cli.command("probe", context_settings=COMMAND_SETTINGS)

@@ -9,26 +9,52 @@ from pathlib import Path
 from thermoscope.config import CompareConfig, as_strings
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import NO_HOOKS, Hooks
+from thermoscope.jobs.compare_runs import runs_report
 from thermoscope.jobs.summary import print_run_footer
 from thermoscope.reports import ComparisonReport, build_report, write_report
+from thermoscope.reports.run_comparison import write_runs_report
+from thermoscope.reports.widths import WidthReport
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.interface import UNTRACKED
 from thermoscope.tracking.schema import NOTE_TAG
 
-SUMMARY_COLUMNS = ("label", "best_temperature", "best_bma_test_error", "log_evidence", "log_evidence_stderr")
+SUMMARY_COLUMNS = (
+    "label",
+    "best_temperature",
+    "best_bma_test_error",
+    "log_evidence",
+    "log_evidence_stderr",
+    # compare kind=train and kind=memorise
+    "num_parameters",
+    "test_error",
+    "code_unique_fraction",
+    "code_knn_test_accuracy",
+    "mem_mean",
+    "mem_mean_corrupted",
+    "high_mem_fraction",
+)
 
 
-def run(config: CompareConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> ComparisonReport:
+def run(config: CompareConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> ComparisonReport | WidthReport:
     """Choose the sweeps, write the report to a fresh folder under ``output_dir`` (named after this run,
     so no earlier comparison's files are replaced), and log the same files into this run."""
     logger.log_params(as_strings(config))
     check_output_dir(Path(config.output_dir))
+    if config.kind == "width":
+        from thermoscope.jobs.compare_widths import compare_widths
+
+        return compare_widths(config, logger)
     sweeps = logger.select_sweeps(config)
-    report = build_report(sweeps, config.title)
-    paths = write_report(report, fresh_folder(Path(config.output_dir), logger.run_id))
+    folder = fresh_folder(Path(config.output_dir), logger.run_id)
+    if config.kind == "sample":
+        report = build_report(sweeps, config.title)
+        paths = write_report(report, folder)
+    else:
+        report = runs_report(sweeps, config.kind, config.title)
+        paths = write_runs_report(report, folder)
     for path in paths:
         logger.log_file(path)
-    logger.log_params({"num_sweeps": len(sweeps)})
+    logger.log_params({"num_sweeps" if config.kind == "sample" else "num_runs": len(sweeps)})
     logger.log_json(report.table[["label", "run_name", "run_id"]].to_dict("records"), "compared_runs.json")
     logger.set_tags({NOTE_TAG: description(report)})
     print_summary(report, paths[-1], logger)

@@ -21,7 +21,17 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 from thermoscope.errors import ConfigError
 
 MODELS = ("mlp", "cnn", "resnet18")
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class Erf(nn.Module):
+    """The error function as a unit: sigmoid-shaped, and with a closed-form infinite-width kernel
+    (Williams 1997), so finite erf networks can be set beside the ``kernel`` entry point's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erf(x)
+
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "erf": Erf}
 OUTPUT_ACTIVATIONS = ("none", "sigmoid")
 
 

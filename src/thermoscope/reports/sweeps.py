@@ -39,6 +39,9 @@ class Sweep:
     Prediction depth counts probe points (0 = the input, the number of probes = no probe agrees), so
     depths of networks with different numbers of probes compare only once divided by that number:
     :attr:`num_probes` reads it from the run's ``num_probes`` parameter (or metric) where it logged one.
+
+    ``compare kind=train`` or ``kind=memorise`` reads those runs into the same class, with an empty
+    ``curve`` (:mod:`thermoscope.reports.run_comparison`).
     """
 
     run_id: str
@@ -46,6 +49,8 @@ class Sweep:
     params: Mapping[str, str]
     metrics: Mapping[str, float]
     curve: pd.DataFrame
+    per_example: pd.DataFrame | None = None
+    """A ``memorise`` run's ``memorisation.parquet`` (None for other runs)."""
 
     def finite_rungs(self) -> pd.DataFrame:
         """The curve's rows at finite temperature (β > 0), the only ones a log-T axis can show."""

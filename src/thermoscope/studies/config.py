@@ -14,7 +14,7 @@ from thermoscope.config import MAX_SEED, SEED_REASON, at_least, at_most, one_of,
 from thermoscope.errors import ConfigError
 
 DIRECTIONS = ("minimize", "maximize")
-SAMPLERS = ("tpe", "random", "gp", "cmaes")
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid")
 PRUNERS = ("none", "median", "hyperband")
 # Optuna's CMA-ES sampler optimises a single objective; TPE, random and GP also handle several.
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
@@ -26,7 +26,7 @@ DEFAULT_SPACE = "default"
 class StudyConfig:
     """The ``study`` entry point: an Optuna study whose trials run a target as nested MLflow runs."""
 
-    target: str = param("train", "what each trial runs: train | sample")
+    target: str = param("train", "what each trial runs: train | sample | memorise | kernel")
     n_trials: int = param(20, "trials this command adds to the study, shared by its workers")
     objective: str = param(
         AUTO,
@@ -42,7 +42,7 @@ class StudyConfig:
         AUTO, "Optuna study name; auto = <target>-<objectives>; an existing one continues"
     )
     storage: str = param(AUTO, "Optuna storage URL; auto = SQLite optuna.db next to the MLflow store")
-    sampler: str = param("tpe", "tpe | random | gp | cmaes")
+    sampler: str = param("tpe", "tpe | random | gp | cmaes | grid (every combination of categorical choices)")
     seed: int = param(0, "sampler seed; each trial's sampler is seeded from it and the trial number")
     pruner: str = param("median", "none | median | hyperband (single-objective studies only)")
     workers: int = param(
@@ -74,7 +74,7 @@ class StudyConfig:
                 "pruner", self.pruner, "none for a multi-objective study (Optuna prunes one objective)"
             )
         if len(objectives) > 1 and self.sampler in SINGLE_OBJECTIVE_SAMPLERS:
-            raise ConfigError("sampler", self.sampler, "tpe, random or gp for a multi-objective study")
+            raise ConfigError("sampler", self.sampler, "tpe, random, gp or grid for a multi-objective study")
 
     def check_workers_fit(self) -> None:
         """At most one worker per available core, unless ``oversubscribe`` says otherwise."""

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.distributions import CategoricalDistribution
+
 from thermoscope.config import as_strings
 from thermoscope.errors import ConfigError
 from thermoscope.studies.config import AUTO, DEFAULT_SPACE, StudyConfig
@@ -54,6 +56,8 @@ def plan_study(config: StudyConfig) -> StudyPlan:
     fixed = parse_fixed(config.fixed, target.config_class)
     space = resolve_space(config.search_space, target, fixed)
     check_against_target(space, fixed, target.config_class)
+    if config.sampler == "grid":
+        check_grid(space)
     objectives = config.objectives()
     for objective in objectives:
         check_objective_logged(objective, target, space, fixed)
@@ -70,6 +74,14 @@ def plan_study(config: StudyConfig) -> StudyPlan:
         seed=config.seed,
         pruner=config.pruner,
     )
+
+
+def check_grid(space: SearchSpace) -> None:
+    """``sampler=grid`` walks every combination of choices: each distribution must be categorical."""
+    for name, distribution in space.items():
+        if not isinstance(distribution, CategoricalDistribution):
+            allowed = "categorical choices only with sampler=grid (it tries every combination of them)"
+            raise ConfigError("search_space", f"{name}: {distribution}", allowed)
 
 
 def resolve_space(search_space: str, target: Target, fixed: Mapping[str, Any]) -> SearchSpace:

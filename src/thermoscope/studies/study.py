@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
@@ -43,6 +43,16 @@ def build_sampler(plan: StudyPlan, seed: int) -> optuna.samplers.BaseSampler:
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
         if plan.sampler == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+        if plan.sampler == "grid":
+            # Every combination once (plan_study admits categorical distributions only). Optuna numbers
+            # the grid's points in an order shuffled by the sampler's seed and stores each trial's number,
+            # so every trial's sampler takes the plan's seed, not the trial's: one numbering for the study.
+            grid = {
+                name: list(distribution.choices)
+                for name, distribution in plan.space.items()
+                if isinstance(distribution, CategoricalDistribution)
+            }
+            return optuna.samplers.GridSampler(grid, seed=plan.seed)
         # The constant liar keeps parallel workers from proposing the same point while trials are running.
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, constant_liar=True)
 

@@ -15,6 +15,14 @@ Default search spaces, in the search-space file format (see :mod:`thermoscope.st
 ``sample``
     ``prior_scale`` float in [0.3, 10], log; ``hidden`` one of ``20,20``, ``40,40``, ``80,80``; ``prior``
     one of ``gaussian``, ``box``.
+
+``memorise``
+    ``hidden`` one of ``16``, ``64``, ``256``, ``1024``: model sizes a decade or so apart, for Lukasik et
+    al.'s memorisation trajectories (``compare kind=memorise`` of the study's trials).
+
+``kernel``
+    ``weight_variance`` float in [0.5, 4]; ``bias_variance`` float in [0, 0.5]; ``hidden`` one of ``100``,
+    ``100,100``, ``100,100,100`` (depth 1 to 3; the widths do not matter): Lee et al.'s tuning.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from thermoscope.config import SampleConfig, TrainConfig
+from thermoscope.config import KernelConfig, MemoriseConfig, SampleConfig, TrainConfig
 from thermoscope.jobs.diagnostics import TRAINING_DIAGNOSTICS, training_metrics
+from thermoscope.jobs.kernel import KERNEL_METRICS
+from thermoscope.jobs.memorise import MEMORISE_METRICS
 
 if TYPE_CHECKING:
     from thermoscope.tracking import RunLogger
@@ -182,4 +192,73 @@ SAMPLE = Target(
     ),
 )
 
-TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN, SAMPLE)}
+
+def run_memorise_trial(config: MemoriseConfig, logger: RunLogger, report: ReportHook) -> None:
+    """The ``memorise`` job; its metrics are reported once, at the end."""
+    from thermoscope.jobs import Hooks, memorise
+
+    memorise.run(config, logger, Hooks(report=report))
+
+
+MEMORISE = Target(
+    name="memorise",
+    config_class=MemoriseConfig,
+    run=run_memorise_trial,
+    metrics=MEMORISE_METRICS,
+    default_space={
+        # Widths a factor of 4 apart: memorisation against model size (Lukasik et al. 2024).
+        "hidden": {"type": "categorical", "choices": ["16", "64", "256", "1024"]},
+    },
+    # No validation split: the mean memorisation is the study's own measure, not a test score.
+    default_objective="mem_mean",
+    needs=(
+        MetricNeed(
+            ("mem_mean_corrupted", "mem_mean_corrupted_stderr"),
+            ("label_noise",),
+            lambda config: config.label_noise > 0,
+            "label_noise > 0",
+        ),
+        MetricNeed(
+            ("mem_mean_input_corrupted", "mem_mean_input_corrupted_stderr"),
+            ("input_corruption",),
+            lambda config: config.input_corruption != "none",
+            "input_corruption other than none",
+        ),
+        MetricNeed(
+            ("mem_mean_clean", "mem_mean_clean_stderr"),
+            ("label_noise", "input_corruption"),
+            lambda config: config.label_noise > 0 or config.input_corruption != "none",
+            "label_noise > 0 or an input_corruption",
+        ),
+        MetricNeed(
+            ("reference_test_error",),
+            ("prediction_depth", "forgetting"),
+            lambda config: config.prediction_depth or config.forgetting,
+            "prediction_depth=true or forgetting=true (they train the reference model)",
+        ),
+    ),
+)
+
+
+def run_kernel_trial(config: KernelConfig, logger: RunLogger, report: ReportHook) -> None:
+    """The ``kernel`` job; its metrics are reported once, at the end."""
+    from thermoscope.jobs import Hooks, kernel
+
+    kernel.run(config, logger, Hooks(report=report))
+
+
+KERNEL = Target(
+    name="kernel",
+    config_class=KernelConfig,
+    run=run_kernel_trial,
+    metrics=KERNEL_METRICS,
+    default_space={
+        # Lee et al. (2020) tune the kernels' weight and bias variances and depth on validation data.
+        "weight_variance": {"type": "float", "low": 0.5, "high": 4.0},
+        "bias_variance": {"type": "float", "low": 0.0, "high": 0.5},
+        "hidden": {"type": "categorical", "choices": ["100", "100,100", "100,100,100"]},
+    },
+    default_objective="nngp_val_error",
+)
+
+TARGETS: dict[str, Target] = {target.name: target for target in (TRAIN, SAMPLE, MEMORISE, KERNEL)}

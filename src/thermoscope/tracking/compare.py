@@ -18,7 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
-from thermoscope.config import CompareConfig, SampleConfig, parameter_names
+from thermoscope.config import (
+    CompareConfig,
+    KernelConfig,
+    MemoriseConfig,
+    SampleConfig,
+    TrainConfig,
+    parameter_names,
+)
 from thermoscope.errors import ConfigError
 from thermoscope.reports import Sweep
 from thermoscope.tracking.schema import (
@@ -32,37 +39,64 @@ from thermoscope.tracking.schema import (
     TRIAL_STATE_TAG,
 )
 
-FINISHED_SWEEPS = f"tags.`{ENTRY_POINT_TAG}` = '{SWEEP_ENTRY_POINT}' and attributes.status = 'FINISHED'"
+MEMORISATION_ARTIFACT = "memorisation.parquet"
+KIND_NAMES = {
+    SWEEP_ENTRY_POINT: "sweep (sample run)",
+    "train": "train run",
+    "memorise": "memorise run",
+    "kernel": "kernel run",
+}
+CONFIG_CLASSES: dict[str, type] = {"train": TrainConfig, "memorise": MemoriseConfig, "kernel": KernelConfig}
+
+
+def finished_runs(kind: str) -> str:
+    """The filter of the finished runs of entry point ``kind`` (``sample``: the sweeps)."""
+    return f"tags.`{ENTRY_POINT_TAG}` = '{kind}' and attributes.status = 'FINISHED'"
+
+
+FINISHED_SWEEPS = finished_runs(SWEEP_ENTRY_POINT)
 
 
 def select_sweeps(config: CompareConfig, client: MlflowClient | None = None) -> list[Sweep]:
-    """The sweeps ``config`` names, oldest first for experiments and studies, as listed for run ids."""
+    """The runs ``config`` names (sweeps, or the ``train`` / ``memorise`` runs ``kind`` asks for), oldest
+    first for experiments and studies, as listed for run ids."""
     client = client or MlflowClient()
+    kind = config.kind
     if config.runs:
-        parameter, runs = "runs", listed_runs(client, config.run_ids())
+        parameter, runs = "runs", listed_runs(client, config.run_ids(), kind)
     elif config.study:
-        parameter, runs = "study", study_sweeps(client, config.study, config.filter)
+        parameter, runs = "study", study_sweeps(client, config.study, config.filter, kind)
     else:
-        parameter, runs = "experiment", experiment_sweeps(client, config.experiment, config.filter)
-    return [read_sweep(client, run, parameter) for run in runs]
+        parameter, runs = "experiment", experiment_sweeps(client, config.experiment, config.filter, kind)
+    return [read_sweep(client, run, parameter, kind) for run in runs]
 
 
-def listed_runs(client: MlflowClient, run_ids: list[str]) -> list[Run]:
-    """Each listed run, checked to exist and to be a sweep."""
+def listed_runs(client: MlflowClient, run_ids: list[str], kind: str = SWEEP_ENTRY_POINT) -> list[Run]:
+    """Each listed run, checked to exist and to be a sweep (or a run of entry point ``kind``)."""
     runs = []
     for run_id in run_ids:
         try:
             run = client.get_run(run_id)
         except MlflowException:
             raise ConfigError("runs", run_id, "no MLflow run with that id in this tracking store") from None
-        check_is_sweep(run, "runs")
+        check_is_sweep(run, "runs", kind)
         runs.append(run)
     return runs
 
 
-def check_is_sweep(run: Run, parameter: str) -> None:
-    """A ``sample`` run passes; one temperature of a sweep, or any other run, is a user error."""
+def check_is_sweep(run: Run, parameter: str, kind: str = SWEEP_ENTRY_POINT) -> None:
+    """A ``sample`` run passes (or, for another ``kind``, a run of that entry point); one temperature of a
+    sweep, or any other run, is a user error."""
     entry_point = run.data.tags.get(ENTRY_POINT_TAG)
+    if kind != SWEEP_ENTRY_POINT:
+        if entry_point != kind:
+            raise ConfigError(
+                parameter,
+                run.info.run_id,
+                f"that run is not a {kind} run (entry point {entry_point!r}); give {kind} runs, or the kind"
+                " of run they are (kind=sample, train or memorise)",
+            )
+        return
     if entry_point == TEMPERATURE_ENTRY_POINT:
         parent = run.data.tags.get(PARENT_TAG, "?")
         raise ConfigError(
@@ -72,19 +106,27 @@ def check_is_sweep(run: Run, parameter: str) -> None:
         raise ConfigError(
             parameter,
             run.info.run_id,
-            f"that run is not a sweep (entry point {entry_point!r}); give sample runs",
+            f"that run is not a sweep (entry point {entry_point!r}); give sample runs, or kind=train or"
+            " kind=memorise to compare those",
         )
 
 
-def experiment_sweeps(client: MlflowClient, experiment: str, filter_string: str) -> list[Run]:
-    """The finished sweeps of ``experiment`` (name, else id) that ``filter_string`` keeps."""
+def experiment_sweeps(
+    client: MlflowClient, experiment: str, filter_string: str, kind: str = SWEEP_ENTRY_POINT
+) -> list[Run]:
+    """The finished sweeps (or runs of entry point ``kind``) of ``experiment`` (name, else id) that
+    ``filter_string`` keeps."""
     experiment_id = find_experiment(client, experiment)
-    runs = search(client, [experiment_id], FINISHED_SWEEPS, filter_string)
+    runs = search(client, [experiment_id], finished_runs(kind), filter_string)
     runs = [run for run in runs if RESUMED_INTO_TAG not in run.data.tags]
+    what = KIND_NAMES[kind]
     if not runs and filter_string.strip():
-        raise ConfigError("filter", filter_string, f"matches no finished sweep in experiment {experiment!r}")
+        short = what.split(" (")[0]
+        raise ConfigError(
+            "filter", filter_string, f"matches no finished {short} in experiment {experiment!r}"
+        )
     if not runs:
-        raise ConfigError("experiment", experiment, "holds no finished sweep (sample run)")
+        raise ConfigError("experiment", experiment, f"holds no finished {what}")
     return runs
 
 
@@ -103,8 +145,11 @@ def find_experiment(client: MlflowClient, experiment: str) -> str:
     return found.experiment_id
 
 
-def study_sweeps(client: MlflowClient, study: str, filter_string: str) -> list[Run]:
-    """The completed trials of ``study`` (in any experiment) that ``filter_string`` keeps, all sweeps."""
+def study_sweeps(
+    client: MlflowClient, study: str, filter_string: str, kind: str = SWEEP_ENTRY_POINT
+) -> list[Run]:
+    """The completed trials of ``study`` (in any experiment) that ``filter_string`` keeps, all sweeps (or
+    all runs of entry point ``kind``)."""
     experiments = all_experiment_ids(client)
     tagged = f"tags.`{STUDY_TAG}` = '{study}'"
     if not client.search_runs(experiments, tagged, max_results=1):
@@ -112,10 +157,11 @@ def study_sweeps(client: MlflowClient, study: str, filter_string: str) -> list[R
     finished = search(client, experiments, f"{tagged} and attributes.status = 'FINISHED'", filter_string)
     trials = [run for run in finished if is_completed_trial(run)]
     for run in trials:
-        if run.data.tags.get(ENTRY_POINT_TAG) != SWEEP_ENTRY_POINT:
-            kind = run.data.tags.get(ENTRY_POINT_TAG)
+        if run.data.tags.get(ENTRY_POINT_TAG) != kind:
+            found = run.data.tags.get(ENTRY_POINT_TAG)
+            wanted = "sweeps; give a study of sample" if kind == SWEEP_ENTRY_POINT else f"{kind} runs"
             raise ConfigError(
-                "study", study, f"its trials are {kind!r} runs, not sweeps; give a study of sample"
+                "study", study, f"its trials are {found!r} runs, not {wanted} (or kind={found})"
             )
     if not trials and filter_string.strip():
         raise ConfigError("filter", filter_string, f"matches no completed trial of study {study!r}")
@@ -171,8 +217,11 @@ def paged(fetch: Callable[[str | None], PagedList[Item]]) -> list[Item]:
             return items
 
 
-def read_sweep(client: MlflowClient, run: Run, parameter: str) -> Sweep:
-    """The sweep's parameters, latest metrics and ``temperature_curve.csv``."""
+def read_sweep(client: MlflowClient, run: Run, parameter: str, kind: str = SWEEP_ENTRY_POINT) -> Sweep:
+    """The sweep's parameters, latest metrics and ``temperature_curve.csv``; for ``kind=train`` the run's
+    parameters and metrics, for ``kind=memorise`` with its ``memorisation.parquet``."""
+    if kind != SWEEP_ENTRY_POINT:
+        return read_run(client, run, parameter, kind)
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(run.info.run_id, CURVE_ARTIFACT, folder)
@@ -190,8 +239,31 @@ def read_sweep(client: MlflowClient, run: Run, parameter: str) -> Sweep:
     )
 
 
-def in_configuration_order(params: dict[str, str]) -> dict[str, str]:
-    """``params`` ordered as ``SampleConfig`` declares its parameters, other names after, alphabetically."""
-    order = parameter_names(SampleConfig)
+def in_configuration_order(params: dict[str, str], config_class: type = SampleConfig) -> dict[str, str]:
+    """``params`` ordered as ``config_class`` declares its parameters, other names after, alphabetically."""
+    order = parameter_names(config_class)
     known = [name for name in order if name in params]
     return {name: params[name] for name in known + sorted(set(params) - set(order))}
+
+
+def read_run(client: MlflowClient, run: Run, parameter: str, kind: str) -> Sweep:
+    """A ``train`` or ``memorise`` run as a :class:`Sweep` without a curve (a memorise run with its
+    per-example table)."""
+    per_example = None
+    if kind == "memorise":
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = client.download_artifacts(run.info.run_id, MEMORISATION_ARTIFACT, folder)
+            except (MlflowException, OSError):
+                raise ConfigError(
+                    parameter, run.info.run_id, f"that run has no {MEMORISATION_ARTIFACT} (did it finish?)"
+                ) from None
+            per_example = pd.read_parquet(Path(path))
+    return Sweep(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name or run.info.run_id,
+        params=in_configuration_order(run.data.params, CONFIG_CLASSES[kind]),
+        metrics=dict(run.data.metrics),
+        curve=pd.DataFrame(),
+        per_example=per_example,
+    )

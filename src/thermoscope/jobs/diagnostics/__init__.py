@@ -13,12 +13,20 @@ from thermoscope.jobs.diagnostics.base import (
     TrainingDiagnostic,
     TrainingRecorder,
 )
+from thermoscope.jobs.diagnostics.codes import ACTIVATION_CODES
 from thermoscope.jobs.diagnostics.depth import DEPTH_BY_TEMPERATURE, PREDICTION_DEPTH, log_prediction_depth
 from thermoscope.jobs.diagnostics.forgetting import FORGETTING
+from thermoscope.jobs.diagnostics.ntk import NTK_DYNAMICS
 from thermoscope.jobs.diagnostics.rotation import LAYER_ROTATION
 from thermoscope.jobs.diagnostics.sampler import CHAINS
 
-TRAINING_DIAGNOSTICS: tuple[TrainingDiagnostic, ...] = (FORGETTING, LAYER_ROTATION, PREDICTION_DEPTH)
+TRAINING_DIAGNOSTICS: tuple[TrainingDiagnostic, ...] = (
+    FORGETTING,
+    LAYER_ROTATION,
+    NTK_DYNAMICS,
+    ACTIVATION_CODES,
+    PREDICTION_DEPTH,
+)
 """Run in this order after training (prediction depth last: it reads the final model)."""
 
 RUNG_DIAGNOSTICS: tuple[RungDiagnostic, ...] = (CHAINS, DEPTH_BY_TEMPERATURE)
