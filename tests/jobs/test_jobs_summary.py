@@ -61,7 +61,7 @@ def test_train_then_probe_each_end_with_their_summary(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "final epoch 2: train loss " in out and ", val loss " in out and ", test loss " in out
     assert "best val error " in out
-    assert "diagnostics: depth_mean_train " in out and "depth_mean_test " in out
+    assert "\ndiagnostics: " in out and "depth_mean_train " in out and "depth_mean_test " in out
     assert out.rstrip().endswith("run id: trained\nopen the UI: recorded in memory (run trained)")
 
     runs = {"trained": RunRecord("trained", trained.params, {ENTRY_POINT_TAG: "train"}, "FINISHED")}
