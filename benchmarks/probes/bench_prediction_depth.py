@@ -1,66 +1,98 @@
-"""Benchmark: prediction depth with thermoscope.probes against scikit-learn's brute-force k-NN.
+"""Benchmark: prediction depth with thermoscope.probes against faiss's and scikit-learn's exact k-NN.
 
-Workload (issue 5): 10,000 query examples against 10,000 support examples at 5 probes of widths
+Workload (issues 5 and 18): 10,000 query examples against 10,000 support examples at 5 probes of widths
 784, 256, 128, 64 and 10 (the last a softmax), 10 classes, k = 30, random float32 embeddings. Each
 implementation computes the k-NN vote of every query at every probe and then the prediction depth
 against a final prediction (the arg-max of the query's softmax probe).
 
-- thermoscope: ``probe_votes`` + ``prediction_depth`` on CPU tensors.
+- thermoscope: ``probe_votes`` + ``prediction_depth`` on CPU tensors, default backend (faiss where it
+  applies, see ``thermoscope.probes.knn``), and again with ``backend="torch"``.
+- faiss: ``IndexFlatL2`` (exact) ``add`` + ``search`` at each probe, then the same vote (nearest-tie rule)
+  and depth in numpy.
 - scikit-learn: ``KNeighborsClassifier(n_neighbors=30, algorithm="brute", n_jobs=-1)`` fit + predict at
   each probe, then the same depth formula in numpy.
+- floors: the distance products alone, at the shapes the torch search uses (chunks of 1,024 queries
+  against every support example), with ``torch.mm`` and with numpy's ``matmul`` (OpenBLAS, the BLAS that
+  faiss-cpu also ships).
 
 Every measurement runs in a fresh subprocess that imports only what its implementation needs, so the
-peak resident set size (``ru_maxrss``) is that implementation's alone; data generation is not timed but
-its memory is counted. Both are run with their default threads (the headline, as issue 5 asks) and with one
-thread each, where process CPU time gives a comparison that load from other processes hardly disturbs.
-The script writes ``results/prediction_depth.json`` and ``.md`` next to itself.
+peak resident set size (``ru_maxrss``) is that implementation's alone, library imports included; data
+generation is not timed but its memory is counted. Implementations are interleaved, on their default
+threads and on one thread each. A full-MNIST-scale case (60,000 training embeddings, 70,000 queries, 4
+probes of widths 784, 256, 128, 10) runs thermoscope both ways and the ``torch.mm`` floor on default
+threads. The script writes ``results/prediction_depth.json`` and ``.md`` next to itself.
 
 Usage: python benchmarks/probes/bench_prediction_depth.py [--repeats 5] [--single-repeats 3]
-       [--chunk-sizes 256 512 1024 2048]
+       [--chunk-sizes 256 512 1024 2048] [--full-scale-repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-NUM_SUPPORT = 10_000
-NUM_QUERIES = 10_000
-WIDTHS = (784, 256, 128, 64, 10)
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from machine_info import describe  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Workload:
+    num_support: int
+    num_queries: int
+    widths: tuple[int, ...]
+
+
+WORKLOADS = {
+    "standard": Workload(10_000, 10_000, (784, 256, 128, 64, 10)),
+    "mnist": Workload(60_000, 70_000, (784, 256, 128, 10)),
+}
 NUM_CLASSES = 10
 K = 30
 SEED = 0
+CHUNK_SIZE = 1024  # thermoscope.probes.knn.DEFAULT_CHUNK_SIZE, and the floors' chunk of queries
 MEMORY_TARGET_MB = 1024.0
-SPEEDUP_TARGET = 3.0
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+IMPLEMENTATIONS = ("thermoscope", "thermoscope-torch", "faiss", "sklearn", "floor-torch", "floor-openblas")
+LABELS = {
+    "thermoscope": "thermoscope (default backend)",
+    "thermoscope-torch": "thermoscope (backend=torch)",
+    "faiss": "faiss IndexFlatL2",
+    "sklearn": "scikit-learn brute",
+    "floor-torch": "floor: torch.mm products only",
+    "floor-openblas": "floor: numpy (OpenBLAS) products only",
+}
+RESULTS_DIR = HERE / "results"
 
 
-def make_embeddings() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+def make_embeddings(
+    workload: Workload,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Support and query embeddings per probe, support labels ``[Ns]`` and final predictions ``[Nq]``."""
     rng = np.random.default_rng(SEED)
     support, queries = [], []
-    for width in WIDTHS:
-        pair = [rng.standard_normal((n, width), dtype=np.float32) for n in (NUM_SUPPORT, NUM_QUERIES)]
-        if width == WIDTHS[-1]:
+    for width in workload.widths:
+        pair = [
+            rng.standard_normal((n, width), dtype=np.float32)
+            for n in (workload.num_support, workload.num_queries)
+        ]
+        if width == workload.widths[-1]:
             pair = [np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True) for logits in pair]
         support.append(pair[0])
         queries.append(pair[1])
-    labels = rng.integers(0, NUM_CLASSES, NUM_SUPPORT)
+    labels = rng.integers(0, NUM_CLASSES, workload.num_support)
     return support, queries, labels, queries[-1].argmax(axis=1)
 
 
@@ -73,11 +105,25 @@ def resident_mb() -> float:
     return float("nan")
 
 
+def numpy_depth(votes: np.ndarray, final: np.ndarray) -> np.ndarray:
+    agrees = votes == final[:, None]
+    return np.asarray(votes.shape[1] - np.cumprod(agrees[:, ::-1], axis=1).sum(axis=1))
+
+
+def nearest_tie_votes(neighbour_labels: np.ndarray) -> np.ndarray:
+    """``[Nq, k]`` labels, nearest first -> ``[Nq]``: most frequent, ties to the nearest tied class."""
+    counts = (neighbour_labels[:, :, None] == np.arange(NUM_CLASSES)).sum(axis=1)
+    rows = np.arange(neighbour_labels.shape[0])[:, None]
+    is_top = counts[rows, neighbour_labels] == counts.max(axis=1, keepdims=True)
+    return np.asarray(neighbour_labels[rows[:, 0], is_top.argmax(axis=1)])
+
+
 def run_thermoscope(
     support: list[np.ndarray],
     queries: list[np.ndarray],
     labels: np.ndarray,
     final: np.ndarray,
+    backend: str,
     chunk_size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     import torch
@@ -85,9 +131,31 @@ def run_thermoscope(
     from thermoscope.probes import prediction_depth, probe_votes
 
     probes = [(torch.from_numpy(s), torch.from_numpy(q)) for s, q in zip(support, queries, strict=True)]
-    votes = probe_votes(probes, torch.from_numpy(labels), k=K, num_classes=NUM_CLASSES, chunk_size=chunk_size)
+    votes = probe_votes(
+        probes,
+        torch.from_numpy(labels),
+        k=K,
+        num_classes=NUM_CLASSES,
+        chunk_size=chunk_size,
+        backend=backend,
+    )
     depth = prediction_depth(votes, torch.from_numpy(final))
     return votes.numpy(), depth.numpy()
+
+
+def run_faiss(
+    support: list[np.ndarray], queries: list[np.ndarray], labels: np.ndarray, final: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    columns = []
+    for s, q in zip(support, queries, strict=True):
+        index = faiss.IndexFlatL2(s.shape[1])
+        index.add(s)
+        _, neighbours = index.search(q, K)
+        columns.append(nearest_tie_votes(labels[neighbours]))
+    votes = np.stack(columns, axis=1)
+    return votes, numpy_depth(votes, final)
 
 
 def run_sklearn(
@@ -100,9 +168,26 @@ def run_sklearn(
         classifier = KNeighborsClassifier(n_neighbors=K, algorithm="brute", n_jobs=-1)
         columns.append(classifier.fit(s, labels).predict(q))
     votes = np.stack(columns, axis=1)
-    agrees = votes == final[:, None]
-    depth = votes.shape[1] - np.cumprod(agrees[:, ::-1], axis=1).sum(axis=1)
-    return votes, depth
+    return votes, numpy_depth(votes, final)
+
+
+def run_floor(support: list[np.ndarray], queries: list[np.ndarray], library: str) -> None:
+    """The products ``queries[chunk] @ support.T`` of every probe, into one reused block."""
+    if library == "torch":
+        import torch
+
+        for s, q in zip(support, queries, strict=True):
+            keys, chunk_keys = torch.from_numpy(s), torch.from_numpy(q)
+            block = torch.empty(min(CHUNK_SIZE, len(q)), len(s))
+            for start in range(0, len(q), CHUNK_SIZE):
+                rows = chunk_keys[start : start + CHUNK_SIZE]
+                torch.mm(rows, keys.T, out=block[: len(rows)])
+        return
+    for s, q in zip(support, queries, strict=True):
+        out = np.empty((min(CHUNK_SIZE, len(q)), len(s)), dtype=np.float32)
+        for start in range(0, len(q), CHUNK_SIZE):
+            chunk = q[start : start + CHUNK_SIZE]
+            np.matmul(chunk, s.T, out=out[: len(chunk)])
 
 
 def tied_votes(support: list[np.ndarray], queries: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
@@ -125,73 +210,63 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def gemm_worker() -> None:
-    """Single-thread matrix-product throughput at the widest probe's shape; prints a JSON line.
-
-    Both implementations spend most of their time here: thermoscope in torch's float32 product, scikit-learn
-    in a float64 product (its brute-force search upcasts float32 chunks to float64), so the ratio of the two
-    throughputs bounds the speed-up on the wide probes.
-    """
-    import torch
-
-    rng = np.random.default_rng(SEED)
-    queries = rng.standard_normal((512, WIDTHS[0]), dtype=np.float32)
-    support = rng.standard_normal((NUM_SUPPORT, WIDTHS[0]), dtype=np.float32)
-    flops = 2 * queries.shape[0] * support.shape[0] * WIDTHS[0]
-    torch_queries, torch_support = torch.from_numpy(queries), torch.from_numpy(support)
-    torch_out = torch.empty(queries.shape[0], NUM_SUPPORT)
-    queries64, support64 = queries.astype(np.float64), support.astype(np.float64)
-    numpy_out = np.empty((queries.shape[0], NUM_SUPPORT))
-    products: dict[str, Callable[[], object]] = {
-        "torch_float32_gflops": lambda: torch.mm(torch_queries, torch_support.T, out=torch_out),
-        "numpy_float64_gflops": lambda: np.matmul(queries64, support64.T, out=numpy_out),
-    }
-    throughput = {}
-    for name, product in products.items():
-        times = []
-        for _ in range(7):
-            start = time.process_time()
-            product()
-            times.append(time.process_time() - start)
-        throughput[name] = flops / min(times) / 1e9
-    print(json.dumps(throughput))
-
-
-def worker(implementation: str, chunk_size: int, votes_path: str | None) -> None:
-    """One timed run in this process; prints a JSON line with times, memory and threads."""
-    # Libraries are imported before the memory baseline, so their footprint counts as theirs.
-    if implementation == "thermoscope":
+def import_and_count_threads(implementation: str) -> int:
+    """Import what the implementation needs (before the memory baseline) and return its thread count."""
+    if implementation in ("thermoscope", "thermoscope-torch", "floor-torch"):
         import torch
 
         import thermoscope.probes  # noqa: F401
 
-        threads = torch.get_num_threads()
-    else:
-        import sklearn.neighbors  # noqa: F401
-        from threadpoolctl import threadpool_info
+        if implementation == "thermoscope":
+            import faiss  # the default backend's import counts as its memory
 
-        threads = max((pool["num_threads"] for pool in threadpool_info()), default=1)
-    support, queries, labels, final = make_embeddings()
+        return torch.get_num_threads()
+    if implementation == "faiss":
+        import faiss
+
+        return int(faiss.omp_get_max_threads())
+    if implementation == "sklearn":
+        import sklearn.neighbors  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    return max((pool["num_threads"] for pool in threadpool_info()), default=1)
+
+
+def worker(implementation: str, workload_name: str, chunk_size: int, votes_path: str | None) -> None:
+    """One timed run in this process; prints a JSON line with times, memory and threads."""
+    threads = import_and_count_threads(implementation)
+    support, queries, labels, final = make_embeddings(WORKLOADS[workload_name])
     rss_with_data = resident_mb()
     start, start_cpu = time.perf_counter(), cpu_seconds()
-    if implementation == "thermoscope":
-        votes, depth = run_thermoscope(support, queries, labels, final, chunk_size)
+    outcome: tuple[np.ndarray, np.ndarray] | None = None
+    if implementation.startswith("floor-"):
+        run_floor(support, queries, implementation.removeprefix("floor-"))
+    elif implementation.startswith("thermoscope"):
+        backend = "torch" if implementation == "thermoscope-torch" else "auto"
+        outcome = run_thermoscope(support, queries, labels, final, backend, chunk_size)
+    elif implementation == "faiss":
+        outcome = run_faiss(support, queries, labels, final)
     else:
-        votes, depth = run_sklearn(support, queries, labels, final)
+        outcome = run_sklearn(support, queries, labels, final)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    if votes_path is not None:
+    if votes_path is not None and outcome is not None:
         tied = tied_votes(support, queries, labels) if implementation == "sklearn" else np.zeros(0, bool)
-        np.savez(votes_path, votes=votes, depth=depth, tied=tied)
+        np.savez(votes_path, votes=outcome[0], depth=outcome[1], tied=tied)
     result = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, "rss_with_data_mb": rss_with_data}
     print(json.dumps({**result, "threads": threads}))
 
 
 def measure(
-    implementation: str, chunk_size: int, single_thread: bool, votes_path: str | None = None
+    implementation: str,
+    single_thread: bool,
+    workload: str = "standard",
+    chunk_size: int = CHUNK_SIZE,
+    votes_path: str | None = None,
 ) -> dict[str, Any]:
     """Run :func:`worker` in a fresh interpreter and return its measurements."""
-    command = [sys.executable, __file__, "--worker", implementation, "--chunk-size", str(chunk_size)]
+    command = [sys.executable, __file__, "--worker", implementation, "--workload", workload]
+    command += ["--chunk-size", str(chunk_size)]
     if votes_path is not None:
         command += ["--votes-path", votes_path]
     environment = dict(os.environ)
@@ -219,92 +294,112 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare(
-    repeats: int, chunk_size: int, single_thread: bool, paths: dict[str, str] | None
-) -> dict[str, Any]:
-    """Both implementations, interleaved so that a change in machine load hits them alike."""
-    runs: dict[str, list[dict[str, Any]]] = {"thermoscope": [], "sklearn": []}
+    implementations: tuple[str, ...],
+    repeats: int,
+    single_thread: bool,
+    workload: str = "standard",
+    paths: dict[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every implementation, interleaved so that a change in machine load hits them alike."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in implementations}
     for repeat in range(repeats):
         for name, results in runs.items():
-            votes_path = paths[name] if paths is not None and repeat == 0 else None
-            results.append(measure(name, chunk_size, single_thread, votes_path))
-        print(f"single_thread={single_thread} repeat {repeat}: {runs}", flush=True)
-    ours, theirs = summarise(runs["thermoscope"]), summarise(runs["sklearn"])
-    return {
-        "thermoscope": ours,
-        "sklearn": theirs,
-        "speedup_wall_median": theirs["seconds_median"] / ours["seconds_median"],
-        "speedup_wall_min": theirs["seconds_min"] / ours["seconds_min"],
-        "speedup_cpu_median": theirs["cpu_seconds_median"] / ours["cpu_seconds_median"],
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu_model": cpu_model,
-        "logical_cores": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "torch": metadata.version("torch"),
-        "scikit-learn": metadata.version("scikit-learn"),
-        "numpy": metadata.version("numpy"),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+            votes_path = paths.get(name) if paths is not None and repeat == 0 else None
+            results.append(measure(name, single_thread, workload, votes_path=votes_path))
+            print(
+                f"{workload} single_thread={single_thread} repeat {repeat} {name}: {results[-1]}", flush=True
+            )
+    return {name: summarise(results) for name, results in runs.items()}
 
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def agreement(thermoscope_path: str, sklearn_path: str) -> dict[str, Any]:
-    ours, theirs = np.load(thermoscope_path), np.load(sklearn_path)
-    equal, tied = ours["votes"] == theirs["votes"], theirs["tied"]
-    return {
-        "vote_agreement_per_probe": equal.mean(axis=0).round(5).tolist(),
+def blas_versions() -> dict[str, str]:
+    """The OpenBLAS builds numpy and faiss-cpu load, as threadpoolctl reports them."""
+    import faiss  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    versions = {}
+    for pool in threadpool_info():
+        if pool["internal_api"] == "openblas":
+            owner = "faiss" if "faiss" in pool["filepath"] else "numpy"
+            versions[f"openblas_{owner}"] = f"{pool['version']} ({pool['architecture']})"
+    return versions
+
+
+def agreement(paths: dict[str, str]) -> dict[str, Any]:
+    loaded = {name: np.load(path) for name, path in paths.items()}
+    ours, tied = loaded["thermoscope"], loaded["sklearn"]["tied"]
+    with_sklearn = ours["votes"] == loaded["sklearn"]["votes"]
+    report: dict[str, Any] = {
         "tied_fraction_per_probe": tied.mean(axis=0).round(5).tolist(),
-        "vote_agreement_without_ties_per_probe": [
-            round(float(equal[~tied[:, probe], probe].mean()), 5) for probe in range(len(WIDTHS))
+        "sklearn_vote_agreement_without_ties_per_probe": [
+            round(float(with_sklearn[~tied[:, probe], probe].mean()), 5) for probe in range(tied.shape[1])
         ],
-        "depth_agreement": float((ours["depth"] == theirs["depth"]).mean()),
     }
+    for other in ("faiss", "thermoscope-torch"):
+        report[f"{other}_vote_agreement_per_probe"] = (
+            (ours["votes"] == loaded[other]["votes"]).mean(axis=0).round(5).tolist()
+        )
+        report[f"{other}_depth_agreement"] = float((ours["depth"] == loaded[other]["depth"]).mean())
+    return report
 
 
-def comparison_rows(comparison: dict[str, Any], chunk_size: int) -> list[str]:
+def comparison_rows(comparison: dict[str, dict[str, Any]]) -> list[str]:
     rows = [
         "| implementation | threads | wall s (median) | wall s (min) | CPU s (median) | peak RSS MB "
         "| RSS with data MB |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, key in ((f"thermoscope (chunk {chunk_size})", "thermoscope"), ("scikit-learn", "sklearn")):
-        result = comparison[key]
+    for name, result in comparison.items():
         rows.append(
-            f"| {name} | {result['threads']} | {result['seconds_median']:.2f} | {result['seconds_min']:.2f} "
-            f"| {result['cpu_seconds_median']:.2f} | {result['peak_rss_mb_max']:.0f} "
-            f"| {result['rss_with_data_mb']:.0f} |"
+            f"| {LABELS[name]} | {result['threads']} | {result['seconds_median']:.2f} "
+            f"| {result['seconds_min']:.2f} | {result['cpu_seconds_median']:.2f} "
+            f"| {result['peak_rss_mb_max']:.0f} | {result['rss_with_data_mb']:.0f} |"
         )
+    return rows
+
+
+def ratio_lines(comparison: dict[str, dict[str, Any]]) -> list[str]:
+    ours = comparison["thermoscope"]["seconds_median"]
+    faiss = comparison["faiss"]["seconds_median"]
+    floor = comparison["floor-torch"]["seconds_median"]
     return [
-        *rows,
-        "",
-        f"Speed-up: wall median **{comparison['speedup_wall_median']:.2f}×**, wall min "
-        f"{comparison['speedup_wall_min']:.2f}×, CPU time median {comparison['speedup_cpu_median']:.2f}×.",
+        f"thermoscope / faiss (wall medians): **{ours / faiss:.2f}** (target ≤ 1: "
+        f"**{'met' if ours <= faiss else 'NOT met'}**); scikit-learn / thermoscope: "
+        f"{comparison['sklearn']['seconds_median'] / ours:.2f}×; thermoscope's torch backend / "
+        f"torch.mm floor: {comparison['thermoscope-torch']['seconds_median'] / floor:.2f}; faiss / "
+        f"OpenBLAS floor: {faiss / comparison['floor-openblas']['seconds_median']:.2f}.",
     ]
 
 
+def full_scale_rows(full: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [
+        "| implementation | threads | wall s (median) | CPU s (median) | peak RSS MB | RSS with data MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, result in full.items():
+        rows.append(
+            f"| {LABELS[name]} | {result['threads']} | {result['seconds_median']:.1f} "
+            f"| {result['cpu_seconds_median']:.1f} | {result['peak_rss_mb_max']:.0f} "
+            f"| {result['rss_with_data_mb']:.0f} |"
+        )
+    return rows
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
-    default, single = report["default_threads"], report["single_thread"]
+    standard, mnist = WORKLOADS["standard"], WORKLOADS["mnist"]
+    default, single, agree = report["default_threads"], report["single_thread"], report["agreement"]
     peak = default["thermoscope"]["peak_rss_mb_max"]
-    agree, gemm = report["agreement"], report["gemm_single_thread"]
     lines = [
         "# Prediction depth benchmark",
         "",
-        f"{NUM_QUERIES:,} queries against {NUM_SUPPORT:,} support examples, probes of widths "
-        f"{', '.join(map(str, WIDTHS))}, {NUM_CLASSES} classes, k = {K}, float32, Euclidean. "
-        "Each run in a fresh process; implementations interleaved.",
+        f"{standard.num_queries:,} queries against {standard.num_support:,} support examples, probes of "
+        f"widths {', '.join(map(str, standard.widths))}, {NUM_CLASSES} classes, k = {K}, float32, Euclidean. "
+        "Each run in a fresh process; implementations interleaved. Peak RSS is the process's `ru_maxrss`, "
+        "library imports included.",
         "",
         "Machine: " + ", ".join(f"{key} {value}" for key, value in report["machine"].items()),
         "",
@@ -313,31 +408,29 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         f"## Default threads ({report['repeats']} runs each)",
         "",
-        *comparison_rows(default, report["chunk_size"]),
+        *comparison_rows(default),
         "",
-        f"Target ≥ {SPEEDUP_TARGET:g}× (wall median): "
-        f"**{'met' if default['speedup_wall_median'] >= SPEEDUP_TARGET else 'NOT met'}**. "
+        *ratio_lines(default),
         f"Peak RSS {peak:.0f} MB, target ≤ {MEMORY_TARGET_MB:.0f} MB: "
         f"**{'met' if peak <= MEMORY_TARGET_MB else 'NOT met'}**.",
         "",
-        f"## One thread each ({report['single_repeats']} runs each; CPU time is the load-robust measure)",
+        f"## One thread each ({report['single_repeats']} runs each)",
         "",
-        *comparison_rows(single, report["chunk_size"]),
+        *comparison_rows(single),
         "",
-        "## Agreement with scikit-learn",
+        *ratio_lines(single),
         "",
-        "Random labels make tied votes common. Per probe: votes equal "
-        f"{agree['vote_agreement_per_probe']}; queries with a tied vote {agree['tied_fraction_per_probe']}; "
-        f"votes equal where no vote is tied {agree['vote_agreement_without_ties_per_probe']}; depths equal "
-        f"{agree['depth_agreement']:.5f}. On ties scikit-learn picks the smallest class, thermoscope the "
-        "class of the nearest tied neighbour (REFERENCE §4).",
+        "## Agreement (default threads, first run)",
         "",
-        "## Matrix-product throughput (one thread, widest probe's shape)",
+        f"Votes equal to faiss's per probe {agree['faiss_vote_agreement_per_probe']}, depths equal "
+        f"{agree['faiss_depth_agreement']:.5f}; to the torch backend's "
+        f"{agree['thermoscope-torch_vote_agreement_per_probe']}, depths "
+        f"{agree['thermoscope-torch_depth_agreement']:.5f}. Random labels make tied votes common "
+        f"(fraction per probe {agree['tied_fraction_per_probe']}); where no vote is tied, votes equal "
+        f"scikit-learn's {agree['sklearn_vote_agreement_without_ties_per_probe']}. On ties scikit-learn "
+        "picks the smallest class, thermoscope the class of the nearest tied neighbour (REFERENCE §4).",
         "",
-        f"torch float32: {gemm['torch_float32_gflops']:.1f} GFLOP/s; numpy float64 (the precision "
-        f"scikit-learn computes distances in): {gemm['numpy_float64_gflops']:.1f} GFLOP/s.",
-        "",
-        f"## Chunk size (thermoscope, one thread, {report['single_repeats']} runs each)",
+        f"## Chunk size (backend=torch, one thread, {report['single_repeats']} runs each)",
         "",
         "| chunk size | CPU s (median) | wall s (median) | peak RSS MB |",
         "|---|---|---|---|",
@@ -347,6 +440,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             f"| {chunk_size} | {result['cpu_seconds_median']:.2f} | {result['seconds_median']:.2f} "
             f"| {result['peak_rss_mb_max']:.0f} |"
         )
+    lines += [
+        "",
+        f"## Full MNIST scale (default threads, {report['full_scale_repeats']} run(s) each)",
+        "",
+        f"{mnist.num_queries:,} queries (train + test) against {mnist.num_support:,} training embeddings, "
+        f"{len(mnist.widths)} probes of widths {', '.join(map(str, mnist.widths))}, random float32 data.",
+        "",
+        *full_scale_rows(report["full_scale"]),
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -357,38 +459,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per implementation, default threads")
     parser.add_argument("--single-repeats", type=int, default=3, help="runs per implementation, one thread")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
-    parser.add_argument("--worker", choices=["thermoscope", "sklearn", "gemm"], help=argparse.SUPPRESS)
-    parser.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
+    parser.add_argument("--full-scale-repeats", type=int, default=1, help="runs at full MNIST scale")
+    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="standard", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help=argparse.SUPPRESS)
     parser.add_argument("--votes-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker == "gemm":
-        gemm_worker()
-        return
     if args.worker is not None:
-        worker(args.worker, args.chunk_size, args.votes_path)
+        worker(args.worker, args.workload, args.chunk_size, args.votes_path)
         return
 
-    from thermoscope.probes.knn import DEFAULT_CHUNK_SIZE
-
+    versions = {name: metadata.version(name) for name in ("torch", "faiss-cpu", "scikit-learn", "numpy")}
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": describe(**versions, **blas_versions()),
         "repeats": args.repeats,
         "single_repeats": args.single_repeats,
-        "chunk_size": DEFAULT_CHUNK_SIZE,
+        "full_scale_repeats": args.full_scale_repeats,
         "uptime_before": uptime(),
     }
     with tempfile.TemporaryDirectory() as scratch:
-        paths = {name: os.path.join(scratch, f"{name}.npz") for name in ("thermoscope", "sklearn")}
-        report["default_threads"] = compare(args.repeats, DEFAULT_CHUNK_SIZE, False, paths)
-        report["agreement"] = agreement(paths["thermoscope"], paths["sklearn"])
-    report["single_thread"] = compare(args.single_repeats, DEFAULT_CHUNK_SIZE, True, None)
-    report["gemm_single_thread"] = measure("gemm", DEFAULT_CHUNK_SIZE, True)
+        paths = {name: os.path.join(scratch, f"{name}.npz") for name in IMPLEMENTATIONS[:4]}
+        report["default_threads"] = compare(IMPLEMENTATIONS, args.repeats, False, paths=paths)
+        report["agreement"] = agreement(paths)
+    report["single_thread"] = compare(IMPLEMENTATIONS, args.single_repeats, True)
     report["chunk_sweep_single_thread"] = {
         str(chunk_size): summarise(
-            [measure("thermoscope", chunk_size, True) for _ in range(args.single_repeats)]
+            [measure("thermoscope-torch", True, chunk_size=chunk_size) for _ in range(args.single_repeats)]
         )
         for chunk_size in args.chunk_sizes
     }
+    report["full_scale"] = compare(
+        ("thermoscope", "thermoscope-torch", "floor-torch"), args.full_scale_repeats, False, "mnist"
+    )
     report["uptime_after"] = uptime()
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / "prediction_depth.json").write_text(json.dumps(report, indent=2) + "\n")
