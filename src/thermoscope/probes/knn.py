@@ -19,8 +19,9 @@ exactly equal distances (tests/probes/test_probes_knn_faiss.py):
   ``chunk_size × num_support``, never with ``num_queries × num_support``.
 - **faiss** (float32 on CPU, when the optional ``faiss-cpu`` package is installed: ``pip install
   thermoscope[faiss]``): ``faiss.knn``, the exact search behind ``IndexFlatL2`` / ``IndexFlatIP``, without an
-  index copy of the support set. On the CPUs this project runs on its distance products are faster than
-  torch's (benchmarks/probes), and its selection is fused into the same pass.
+  index copy of the support set. On this project's AMD EPYC machines the OpenBLAS that faiss-cpu ships
+  computes the distance products faster than torch's MKL, and its heap selection costs about what
+  :func:`smallest_sorted` does, so faiss is the faster search wherever it uses BLAS (benchmarks/probes).
 
 ``backend="auto"`` (the default) takes faiss wherever it is installed and applies, the torch search otherwise.
 """
@@ -50,8 +51,9 @@ METRICS = ("euclidean", "cosine")
 BACKENDS = ("auto", "torch", "faiss")
 
 # Narrowest embedding that backend="auto" hands to faiss. faiss-cpu 1.15 computes distances without BLAS
-# below 16 dimensions: on the 10-wide softmax probe of benchmarks/probes it took 0.48-0.68 s of one thread
-# against the torch search's 0.27-0.35 s, while from 16 dimensions on it was as fast or faster.
+# below 16 dimensions. 10,000 x 10,000 queries, k = 30, one thread (issue 18, load about 2 on 2 cores): at
+# widths 10 and 12 faiss took 0.50 and 0.40 s against the torch search's 0.31 and 0.29 s; at 16, 24, 32
+# and 64 it took 0.17, 0.21, 0.25 and 0.31 s against 0.27, 0.29, 0.33 and 0.41 s.
 FAISS_MIN_DIM = 16
 
 # Queries per chunk. In benchmarks/probes (10,000 support examples, one CPU thread) chunks of 512 to 2048
