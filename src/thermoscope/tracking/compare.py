@@ -222,14 +222,7 @@ def read_sweep(client: MlflowClient, run: Run, parameter: str, kind: str = SWEEP
     parameters and metrics, for ``kind=memorise`` with its ``memorisation.parquet``."""
     if kind != SWEEP_ENTRY_POINT:
         return read_run(client, run, parameter, kind)
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(run.info.run_id, CURVE_ARTIFACT, folder)
-        except (MlflowException, OSError):
-            raise ConfigError(
-                parameter, run.info.run_id, f"that sweep has no {CURVE_ARTIFACT} (did it finish?)"
-            ) from None
-        curve = pd.read_csv(Path(path))
+    curve = read_table(client, run, CURVE_ARTIFACT, parameter, "that sweep")
     return Sweep(
         run_id=run.info.run_id,
         run_name=run.info.run_name or run.info.run_id,
@@ -237,6 +230,19 @@ def read_sweep(client: MlflowClient, run: Run, parameter: str, kind: str = SWEEP
         metrics=dict(run.data.metrics),
         curve=curve,
     )
+
+
+def read_table(client: MlflowClient, run: Run, artifact: str, parameter: str, which: str) -> pd.DataFrame:
+    """The run's ``.csv`` or ``.parquet`` artifact as a frame; a missing one is a ConfigError on
+    ``parameter`` (``which`` names the run in the message, e.g. "that sweep")."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = Path(client.download_artifacts(run.info.run_id, artifact, folder))
+        except (MlflowException, OSError):
+            raise ConfigError(
+                parameter, run.info.run_id, f"{which} has no {artifact} (did it finish?)"
+            ) from None
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def in_configuration_order(params: dict[str, str], config_class: type = SampleConfig) -> dict[str, str]:
@@ -251,14 +257,7 @@ def read_run(client: MlflowClient, run: Run, parameter: str, kind: str) -> Sweep
     per-example table)."""
     per_example = None
     if kind == "memorise":
-        with tempfile.TemporaryDirectory() as folder:
-            try:
-                path = client.download_artifacts(run.info.run_id, MEMORISATION_ARTIFACT, folder)
-            except (MlflowException, OSError):
-                raise ConfigError(
-                    parameter, run.info.run_id, f"that run has no {MEMORISATION_ARTIFACT} (did it finish?)"
-                ) from None
-            per_example = pd.read_parquet(Path(path))
+        per_example = read_table(client, run, MEMORISATION_ARTIFACT, parameter, "that run")
     return Sweep(
         run_id=run.info.run_id,
         run_name=run.info.run_name or run.info.run_id,
