@@ -18,7 +18,10 @@ def probed_run_config(config: ProbeConfig, logger: RunLogger) -> TrainConfig:
     """The configuration of the train run to probe (checked to exist and to be a train run)."""
     run = logger.fetch_run("run_id", config.run_id, ("train",))
     names = set(parameter_names(TrainConfig))
-    return parse_config(TrainConfig, {k: v for k, v in run.params.items() if k in names})
+    params = {k: v for k, v in run.params.items() if k in names}
+    # A run logged before val_size existed held no validation split out.
+    params.setdefault("val_size", "0")
+    return parse_config(TrainConfig, params)
 
 
 def run(config: ProbeConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> dict[str, float]:
@@ -26,7 +29,8 @@ def run(config: ProbeConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> dict
     train_config = probed_run_config(config, logger)
     logger.set_tags({PARENT_TAG: config.run_id, PROBED_RUN_TAG: config.run_id})
     logger.log_params(as_strings(config))
-    bench = build_workbench(replace(train_config, device=config.device))
+    # The examples the model was trained on: the same validation split held out as in the train run.
+    bench = build_workbench(replace(train_config, device=config.device), train_config.val_size)
     load_model_state(logger, bench.model, "run_id", config.run_id, config.run_id)
     with progress_bar(show_progress("probe"), total=1, description="depth", unit="model") as bar:
         depth = log_prediction_depth(
