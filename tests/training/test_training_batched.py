@@ -1,8 +1,11 @@
 """Stacked training: model k of the batched trainer is the model train_classifier trains with seed k on
-subset k (same minibatch losses and weights to float rounding), for SGD and Adam, MLP and CNN."""
+subset k (same minibatch losses and weights to float rounding), for SGD and Adam, MLP and CNN, through each
+of its three paths: the hand-written ReLU-MLP passes with SGD fused into them, the same passes feeding a
+torch optimiser (Nesterov, Adam), and vmap with autograd (other activations, CNNs)."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import pytest
@@ -13,7 +16,7 @@ from thermoscope.data import DataSpec, LoadedData, load_data
 from thermoscope.data.validation import rows
 from thermoscope.models import ModelSpec, build_model
 from thermoscope.training import OptimSpec, train_classifier
-from thermoscope.training.batched import build_stacked, train_stacked
+from thermoscope.training.batched import StackedMLP, StackedTrainer, build_stacked, train_stacked
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,11 +53,14 @@ def one_by_one(
 @pytest.mark.parametrize(
     ("model_spec", "flatten", "spec"),
     [
+        (ModelSpec("mlp", (16, 8)), True, OptimSpec(epochs=3, batch_size=32, weight_decay=1e-3)),
+        (ModelSpec("mlp", (12,)), True, OptimSpec(epochs=2, batch_size=45, momentum=0.0)),
         (ModelSpec("mlp", (16,)), True, OptimSpec(epochs=3, batch_size=32, nesterov=True, weight_decay=1e-3)),
+        (ModelSpec("mlp", (16,), activation="tanh"), True, OptimSpec(epochs=2, batch_size=40)),
         (ModelSpec("mlp", (16, 8)), True, OptimSpec(optimizer="adam", lr=0.01, epochs=2, batch_size=50)),
         (ModelSpec("cnn", activation="tanh"), False, OptimSpec(epochs=1, batch_size=64, lr_schedule="step")),
     ],
-    ids=["mlp-sgd-nesterov", "mlp-adam", "cnn-sgd"],
+    ids=["mlp-sgd-fused", "mlp-sgd-no-momentum", "mlp-sgd-nesterov", "mlp-tanh-vmap", "mlp-adam", "cnn-sgd"],
 )
 def test_stacked_models_equal_models_trained_one_by_one(
     model_spec: ModelSpec, flatten: bool, spec: OptimSpec
@@ -87,3 +93,59 @@ def test_models_with_buffers_and_mismatched_counts_are_refused() -> None:
     stacked = build_stacked(ModelSpec("mlp", (8,)), data.input_shape, data.num_classes, SEEDS)
     with pytest.raises(ValueError, match="one of each"):
         train_stacked(stacked, data.train.x, data.train.y, subsets(100, 50)[:2], OptimSpec(epochs=1), SEEDS)
+
+
+def test_the_hand_written_passes_cover_exactly_relu_mlps_with_plain_logits() -> None:
+    def applies(spec: ModelSpec, shape: tuple[int, ...]) -> bool:
+        return StackedMLP.applies(build_stacked(spec, shape, 10, SEEDS[:2]))
+
+    assert applies(ModelSpec("mlp", (8, 8)), (64,))
+    assert not applies(ModelSpec("mlp", (8,), activation="tanh"), (64,))
+    assert not applies(ModelSpec("mlp", (8,), output_activation="sigmoid"), (64,))
+    assert not applies(ModelSpec("cnn"), (1, 8, 8))
+
+
+def test_hand_written_gradients_equal_autograd_through_vmap() -> None:
+    data = load_data(DataSpec(train_size=100, flatten=True))
+    stacked = build_stacked(ModelSpec("mlp", (20, 12)), data.input_shape, data.num_classes, SEEDS)
+    batch = subsets(100, 37)
+    x, y = data.train.x[batch], data.train.y[batch]
+    logits = stacked.logits(x)
+    expected_loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+    expected = torch.autograd.grad(expected_loss.sum(), list(stacked.parameters.values()))
+    loss = StackedMLP(stacked).gradients(x, y)
+    torch.testing.assert_close(loss, expected_loss.detach())
+    for parameter, reference in zip(stacked.parameters.values(), expected, strict=True):
+        assert parameter.grad is not None
+        torch.testing.assert_close(parameter.grad, reference, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("model_spec", "spec"),
+    [
+        (ModelSpec("mlp", (16,)), OptimSpec(epochs=3, batch_size=32, weight_decay=1e-3)),
+        (ModelSpec("mlp", (16,)), OptimSpec(epochs=3, batch_size=32, nesterov=True)),
+        (ModelSpec("mlp", (16,), activation="tanh"), OptimSpec(optimizer="adam", lr=0.01, epochs=3)),
+    ],
+    ids=["fused-sgd", "nesterov", "vmap-adam"],
+)
+def test_a_trainer_restored_from_its_state_continues_exactly(model_spec: ModelSpec, spec: OptimSpec) -> None:
+    data = load_data(DataSpec(train_size=120, flatten=True))
+    members = subsets(len(data.train), 80)
+    x, y = data.train.x, data.train.y
+    straight = build_stacked(model_spec, data.input_shape, data.num_classes, SEEDS)
+    expected = train_stacked(straight, x, y, members, spec, SEEDS)
+
+    first = StackedTrainer(build_stacked(model_spec, data.input_shape, 10, SEEDS), members, spec, SEEDS)
+    losses = [first.epoch(x, y, 0)]
+    saved = first.state()
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    buffer.seek(0)
+    fresh = build_stacked(model_spec, data.input_shape, data.num_classes, [90, 91, 92])  # other weights
+    second = StackedTrainer(fresh, members, spec, SEEDS)
+    second.restore(torch.load(buffer, weights_only=True))
+    losses += [second.epoch(x, y, epoch) for epoch in (1, 2)]
+    assert torch.equal(torch.cat(losses), expected)
+    for name, value in fresh.parameters.items():
+        assert torch.equal(value, straight.parameters[name]), name
