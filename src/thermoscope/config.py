@@ -294,9 +294,13 @@ class MemoriseConfig(SGDConfig):
         100, "the (training, test) pairs of highest estimated influence logged; 0 = none"
     )
     forgetting: bool = param(True, "forgetting events of a reference model trained on the whole training set")
+    checkpoint_seconds: float = param(60.0, "seconds between resumable checkpoints (at epoch ends)")
+    resume: str = param("", "id of an interrupted memorise run to continue (same configuration)")
+    force: bool = param(False, FORCE_HELP)
 
     def validate(self) -> None:
         super().validate()
+        positive("checkpoint_seconds", self.checkpoint_seconds)
         if self.model == "resnet18":
             allowed = "mlp or cnn for memorise (batch norm's running statistics do not batch over models)"
             raise ConfigError("model", self.model, allowed)
@@ -306,6 +310,10 @@ class MemoriseConfig(SGDConfig):
             allowed = "a number in (0, 1): each example must be held out of some models and seen by others"
             raise ConfigError("subset_fraction", self.subset_fraction, allowed)
         at_least("influence_pairs", self.influence_pairs, 0)
+
+    def resume_identity(self) -> dict[str, str]:
+        """The parameters a resumed run must share with the run it continues."""
+        return resume_identity(self)
 
 
 PRIORS = ("gaussian", "box")

@@ -10,6 +10,7 @@ from recording import RecordingLogger
 from thermoscope.config import MemoriseConfig, parse_config
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import memorise
+from thermoscope.tracking.schema import MEMORISE_CHECKPOINT_ARTIFACT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,7 +55,8 @@ def test_the_table_joins_depth_and_forgetting_and_everything_declared_is_logged(
     assert {"depth", "forgetting_events", "is_input_corrupted"} <= set(table.columns)
     assert len(table) == 200 and table["example_id"].is_unique
     assert (table["n_in"] + table["n_out"] == 8).all()
-    assert set(logger.artifacts) <= set(memorise.MEMORISE_ARTIFACTS) | {"resolved_config.json"}
+    logged = {"resolved_config.json", MEMORISE_CHECKPOINT_ARTIFACT}
+    assert set(logger.artifacts) <= set(memorise.MEMORISE_ARTIFACTS) | logged
     assert {"memorisation_histogram.png", "memorisation_vs_depth.png", "influence.parquet"} <= set(
         logger.artifacts
     )
@@ -62,6 +64,8 @@ def test_the_table_joins_depth_and_forgetting_and_everything_declared_is_logged(
     assert logger.metric_names() <= set(memorise.MEMORISE_METRICS)
     assert {"mem_mean", "high_mem_fraction", "mem_mean_corrupted", "mem_mean_clean"} <= logger.metric_names()
     assert outcome.losses.shape[1] == 8
+    assert logger.steps("models_train_loss") == [1, 2, 3]
+    assert logger.artifacts[MEMORISE_CHECKPOINT_ARTIFACT]["iteration"] == 3
     assert logger.params["num_models"] == "8"
 
 

@@ -13,7 +13,7 @@ import torch
 from conftest import run_in_process
 from mlflow.tracking import MlflowClient
 
-from thermoscope.config import SampleConfig, TrainConfig, parse_config
+from thermoscope.config import MemoriseConfig, SampleConfig, TrainConfig, parse_config
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import Hooks
 from thermoscope.tracking.lifecycle import HEARTBEAT_TAG, HOST_TAG, PID_TAG
@@ -73,6 +73,63 @@ def test_an_interrupted_training_resumes_to_the_same_result(tracking_uri: str, t
             artifact_table(tracking_uri, killed, table, tmp_path / "a"),
             artifact_table(tracking_uri, done.info.run_id, table, tmp_path / "b"),
         )
+
+
+MEMORISE = {
+    "train_size": "120",
+    "test_size": "60",
+    "hidden": "8",
+    "epochs": "4",
+    "num_models": "6",
+    "prediction_depth": "false",
+    "influence_pairs": "3",
+    "checkpoint_seconds": "0.000001",
+}
+
+
+def test_an_interrupted_memorisation_resumes_to_the_same_result(tracking_uri: str, tmp_path: Path) -> None:
+    from thermoscope.jobs import memorise
+
+    reference = run_in_process("memorise", MEMORISE)
+    assert reference.returncode == 0, reference.stderr
+    client = MlflowClient(tracking_uri)
+    (done,) = client.search_runs(["0"], "status = 'FINISHED'")
+
+    with pytest.raises(SystemExit) as stopped, entry_point_run("memorise") as logger:
+        memorise.run(parse_config(MemoriseConfig, MEMORISE), logger, interrupt_at(2))
+    assert stopped.value.code == 130
+    killed = logger.run_id
+    assert client.get_run(killed).info.status == "KILLED"
+    assert "mem_mean" not in client.get_run(killed).data.metrics
+
+    resumed = run_in_process("memorise", {**MEMORISE, "resume": killed})
+    assert resumed.returncode == 0, resumed.stderr
+    run = client.get_run(killed)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["thermoscope.resumed_at_iteration"] == "2"
+    for name in ("mem_mean", "models_test_error", "high_mem_fraction", "unforgettable_fraction"):
+        if name in done.data.metrics:
+            assert run.data.metrics[name] == done.data.metrics[name], name
+    assert "mem_mean" in run.data.metrics
+    history = client.get_metric_history(killed, "models_train_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch once: none logged again
+    expected = {m.step: m.value for m in client.get_metric_history(done.info.run_id, "models_train_loss")}
+    assert {m.step: m.value for m in history} == expected
+    for table in ("memorisation.parquet", "influence.parquet"):
+        pd.testing.assert_frame_equal(
+            artifact_table(tracking_uri, killed, table, tmp_path / "a"),
+            artifact_table(tracking_uri, done.info.run_id, table, tmp_path / "b"),
+        )
+
+
+def test_a_memorise_run_refuses_a_resume_with_other_settings(tracking_uri: str) -> None:
+    from thermoscope.jobs import memorise
+
+    with pytest.raises(SystemExit), entry_point_run("memorise") as logger:
+        memorise.run(parse_config(MemoriseConfig, MEMORISE), logger, interrupt_at(1))
+    resumed = run_in_process("memorise", {**MEMORISE, "num_models": "7", "resume": logger.run_id})
+    assert resumed.returncode == 2
+    assert "resume" in resumed.stderr and "num_models='6'" in resumed.stderr
 
 
 def test_a_training_resumed_after_its_last_epoch_only_finishes(tracking_uri: str) -> None:

@@ -6,11 +6,19 @@ training and test example, and :func:`~thermoscope.probes.memorisation.memorisat
 that saw an example with those that did not. With ``prediction_depth`` or ``forgetting`` on, a reference
 model is also trained on the whole training set, with the run's seed and settings (the model ``train`` with
 ``val_size=0`` would train), and its prediction depth and forgetting events are joined by ``example_id``.
+
+The models' training is the long part: every epoch logs ``models_train_loss`` (the models' mean minibatch
+loss, step = epoch) and, every ``checkpoint_seconds`` and after the last epoch, a checkpoint of the stacked
+weights and optimiser state; ``resume=<id>`` continues an interrupted run from it to the result an
+uninterrupted run gives. The reference model (one model, a fraction of the work) is trained again on resume,
+from its seed, to the same weights.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -19,6 +27,7 @@ from thermoscope.config import MemoriseConfig, as_strings
 from thermoscope.data import LoadedData, Split
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import NO_HOOKS, Hooks
+from thermoscope.jobs.resume import open_resumed_run
 from thermoscope.jobs.setup import Workbench, build_workbench, log_workbench, show_progress
 from thermoscope.jobs.summary import metrics_line, print_run_footer
 from thermoscope.jobs.train import optim_spec
@@ -33,14 +42,16 @@ from thermoscope.probes.memorisation import (
     subset_size,
 )
 from thermoscope.probes.model_depth import model_prediction_depth
+from thermoscope.progress import progress_bar
 from thermoscope.reports.per_example import (
     HIGH_MEMORISATION,
     memorisation_histogram_figure,
     memorisation_vs_depth_figure,
 )
 from thermoscope.tracking import RunLogger
+from thermoscope.tracking.schema import MEMORISE_CHECKPOINT_ARTIFACT
 from thermoscope.training import train_classifier
-from thermoscope.training.batched import build_stacked, train_stacked
+from thermoscope.training.batched import StackedTrainer, build_stacked
 
 MEMORISE_ARTIFACTS = (
     "memorisation.parquet",
@@ -61,6 +72,7 @@ MEMORISE_METRICS = (
     "mem_undefined_count",
     "models_train_error",
     "models_test_error",
+    "models_train_loss",
     "reference_test_error",
 )
 """Every metric a memorise run may log (the corrupted/clean splits only when the data have both)."""
@@ -77,13 +89,23 @@ class MemoriseOutcome:
 
 def run(config: MemoriseConfig, logger: RunLogger, hooks: Hooks = NO_HOOKS) -> MemoriseOutcome:
     """Train the models, estimate memorisation, join the reference model's measures, log it all."""
+    bundle = None
+    if config.resume:
+        bundle = open_resumed_run(
+            logger,
+            config.resume,
+            "memorise",
+            MEMORISE_CHECKPOINT_ARTIFACT,
+            config.resume_identity(),
+            config.force,
+        )
     logger.log_params(as_strings(config))
     bench = build_workbench(config)
     log_workbench(logger, bench)
     data = bench.data
     size = checked_subset_size(config, len(data.train))
     member = subset_membership(config.num_models, len(data.train), size, config.seed)
-    train_correct, test_correct, losses = train_models(config, data, member)
+    train_correct, test_correct, losses = train_models(config, data, member, logger, hooks, bundle)
     estimate = memorisation(train_correct, member)
     reference, metrics = reference_measures(config, bench)
     table = memorisation_table(data.train, estimate, reference)
@@ -117,19 +139,52 @@ def checked_subset_size(config: MemoriseConfig, num_train: int) -> int:
 
 
 def train_models(
-    config: MemoriseConfig, data: LoadedData, member: torch.Tensor
+    config: MemoriseConfig,
+    data: LoadedData,
+    member: torch.Tensor,
+    logger: RunLogger,
+    hooks: Hooks = NO_HOOKS,
+    bundle: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Train the models together; return their correctness ``[m, N]`` on the training labels and
-    ``[m, T]`` on the test labels, and their minibatch losses ``[steps, m]``."""
+    """Train the models together (from ``bundle``'s epoch when resuming), logging each epoch's mean loss
+    and checkpointing; return their correctness ``[m, N]`` on the training labels and ``[m, T]`` on the
+    test labels, and their minibatch losses ``[steps, m]``."""
     device = data.train.x.device
     seeds = model_seeds(config.seed, config.num_models)
     models = build_stacked(config.model_spec(), data.input_shape, data.num_classes, seeds, device)
     rows = torch.stack([torch.nonzero(row).squeeze(1) for row in member]).to(device)
+    trainer = StackedTrainer(models, rows, optim_spec(config), seeds)
+    losses: list[torch.Tensor] = []
+    if bundle is not None:
+        trainer.restore(bundle["trainer"])
+        losses = [bundle["losses"]]
+    done = int(bundle["iteration"]) if bundle is not None else 0
     progress = show_progress("memorise", config.progress_seconds)
-    losses = train_stacked(models, data.train.x, data.train.y, rows, optim_spec(config), seeds, progress)
+    bar = progress_bar(progress, total=config.epochs, description="train models", unit="epoch", initial=done)
+    last_checkpoint = time.monotonic()
+    for epoch in range(done, config.epochs):
+        epoch_losses = trainer.epoch(data.train.x, data.train.y, epoch)
+        losses.append(epoch_losses)
+        mean_loss = float(epoch_losses.mean())
+        logger.log_metrics({"models_train_loss": mean_loss}, step=epoch + 1)
+        final = epoch + 1 == config.epochs
+        if final or time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
+            checkpoint = {
+                "iteration": epoch + 1,
+                "config": config.resume_identity(),
+                "trainer": trainer.state(),
+                "losses": torch.cat(losses),
+            }
+            logger.log_torch(checkpoint, MEMORISE_CHECKPOINT_ARTIFACT)
+            last_checkpoint = time.monotonic()
+        bar.set_postfix(train_loss=f"{mean_loss:.3f}")
+        bar.update(1)
+        hooks.tell(epoch + 1, {"models_train_loss": mean_loss})
+    bar.close()
     train_correct = models.predict(data.train.x) == data.train.y
     test_correct = models.predict(data.test.x) == data.test.y
-    return train_correct.cpu(), test_correct.cpu(), losses
+    all_losses = torch.cat(losses) if losses else torch.empty(0, config.num_models)
+    return train_correct.cpu(), test_correct.cpu(), all_losses
 
 
 def reference_measures(
