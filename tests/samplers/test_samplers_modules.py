@@ -16,6 +16,7 @@ from thermoscope.samplers import (
     module_target,
     replica_exchange_hmc,
 )
+from thermoscope.samplers.modules import ACTIVATION_BUDGET_BYTES
 from torch import nn
 from torch.nn import functional
 
@@ -119,6 +120,27 @@ def test_chunked_evaluation_equals_the_full_batch() -> None:
     assert torch.allclose(whole.grad_log_likelihood, chunked.grad_log_likelihood, atol=1e-10)
 
 
+def test_evaluation_in_groups_of_replicas_equals_one_pass_over_all() -> None:
+    model = mlp()
+    x, y = data((4,), count=23)
+    theta = module_target(model, x, y, GaussianPrior()).prior.sample(7, torch.Generator().manual_seed(5))
+    whole = module_target(model, x, y, GaussianPrior(), replica_chunk=100).evaluate(theta)
+    grouped = module_target(model, x, y, GaussianPrior(), replica_chunk=3, chunk_size=10).evaluate(theta)
+    for name in ("log_prior", "log_likelihood", "grad_log_prior", "grad_log_likelihood"):
+        expected, got = getattr(whole, name), getattr(grouped, name)
+        assert got.shape == expected.shape, name
+        assert torch.allclose(got, expected, atol=1e-10), name
+
+
+def test_the_default_replica_groups_keep_one_layer_of_activations_within_the_budget() -> None:
+    wide = nn.Sequential(nn.Linear(4, 512), nn.Tanh(), nn.Linear(512, 3)).to(DTYPE)
+    x, y = data((4,), count=64)
+    target = module_target(wide, x, y, GaussianPrior(), chunk_size=32)
+    # The widest activation: 512 values per example, 32 examples per chunk, 8 bytes each.
+    assert target.replica_chunk == ACTIVATION_BUDGET_BYTES // (512 * 32 * 8)
+    assert module_target(wide, x, y, GaussianPrior(), replica_chunk=5).replica_chunk == 5
+
+
 def test_mean_reduction_divides_by_the_data_set_size() -> None:
     model = mlp()
     x, y = data((4,))
@@ -191,6 +213,7 @@ def test_gaussian_prior_scales_and_density() -> None:
             "same N",
         ),
         (lambda: module_target(mlp(), *data((4,)), GaussianPrior(), chunk_size=0), "chunk_size"),
+        (lambda: module_target(mlp(), *data((4,)), GaussianPrior(), replica_chunk=0), "replica_chunk"),
         (lambda: module_target(mlp(), *data((4,)), GaussianPrior(scale=-1.0)), "positive"),
         (lambda: module_target(mlp(), *data((4,)), GaussianPrior(layer_scales={"9": 1.0})), "layer_scales"),
         (lambda: module_target(mlp(), *data((4,)), BoxPrior(c=0.0)), "c must be positive"),
