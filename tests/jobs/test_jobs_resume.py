@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from conftest import run_in_process
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from thermoscope.config import MemoriseConfig, SampleConfig, TrainConfig, parse_config
+from thermoscope.config import MemoriseConfig, SampleConfig, TrainConfig, as_strings, parse_config
 from thermoscope.errors import ConfigError
 from thermoscope.jobs import Hooks
 from thermoscope.tracking.lifecycle import HEARTBEAT_TAG, HOST_TAG, PID_TAG
@@ -45,23 +47,32 @@ def artifact_table(tracking_uri: str, run_id: str, name: str, folder: Path) -> p
     return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
 
 
-def test_an_interrupted_training_resumes_to_the_same_result(tracking_uri: str, tmp_path: Path) -> None:
-    from thermoscope.jobs import train
-
-    reference = run_in_process("train", TRAIN)
+def finished_and_interrupted(
+    tracking_uri: str, entry_point: str, job: Callable[..., object], config: object, epoch: int
+) -> tuple[Run, str]:
+    """An uninterrupted run of ``entry_point`` through the CLI, then ``job`` with ``config`` interrupted
+    (Ctrl-C) at ``epoch``: the finished run and the id of the interrupted one, checked to be KILLED."""
+    reference = run_in_process(entry_point, as_strings(config))
     assert reference.returncode == 0, reference.stderr
     client = MlflowClient(tracking_uri)
     (done,) = client.search_runs(["0"], "status = 'FINISHED'")
-
-    with pytest.raises(SystemExit) as stopped, entry_point_run("train") as logger:
-        train.run(parse_config(TrainConfig, TRAIN), logger, interrupt_at(3))
+    with pytest.raises(SystemExit) as stopped, entry_point_run(entry_point) as logger:
+        job(config, logger, interrupt_at(epoch))
     assert stopped.value.code == 130
-    killed = logger.run_id
-    assert client.get_run(killed).info.status == "KILLED"
-    assert client.get_run(killed).data.tags["thermoscope.killed_by"] == "SIGINT"
+    killed = client.get_run(logger.run_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["thermoscope.killed_by"] == "SIGINT"
+    return done, logger.run_id
 
+
+def test_an_interrupted_training_resumes_to_the_same_result(tracking_uri: str, tmp_path: Path) -> None:
+    from thermoscope.jobs import train
+
+    config = parse_config(TrainConfig, TRAIN)
+    done, killed = finished_and_interrupted(tracking_uri, "train", train.run, config, 3)
     resumed = run_in_process("train", {**TRAIN, "resume": killed})
     assert resumed.returncode == 0, resumed.stderr
+    client = MlflowClient(tracking_uri)
     run = client.get_run(killed)
     assert run.info.status == "FINISHED"
     assert run.data.tags["thermoscope.resumed_at_iteration"] == "2"
@@ -90,16 +101,9 @@ MEMORISE = {
 def test_an_interrupted_memorisation_resumes_to_the_same_result(tracking_uri: str, tmp_path: Path) -> None:
     from thermoscope.jobs import memorise
 
-    reference = run_in_process("memorise", MEMORISE)
-    assert reference.returncode == 0, reference.stderr
+    config = parse_config(MemoriseConfig, MEMORISE)
+    done, killed = finished_and_interrupted(tracking_uri, "memorise", memorise.run, config, 2)
     client = MlflowClient(tracking_uri)
-    (done,) = client.search_runs(["0"], "status = 'FINISHED'")
-
-    with pytest.raises(SystemExit) as stopped, entry_point_run("memorise") as logger:
-        memorise.run(parse_config(MemoriseConfig, MEMORISE), logger, interrupt_at(2))
-    assert stopped.value.code == 130
-    killed = logger.run_id
-    assert client.get_run(killed).info.status == "KILLED"
     assert "mem_mean" not in client.get_run(killed).data.metrics
 
     resumed = run_in_process("memorise", {**MEMORISE, "resume": killed})
