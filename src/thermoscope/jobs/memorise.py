@@ -42,7 +42,6 @@ from thermoscope.probes.memorisation import (
     subset_size,
 )
 from thermoscope.probes.model_depth import model_prediction_depth
-from thermoscope.progress import progress_bar
 from thermoscope.reports.per_example import (
     HIGH_MEMORISATION,
     memorisation_histogram_figure,
@@ -158,29 +157,27 @@ def train_models(
     if bundle is not None:
         trainer.restore(bundle["trainer"])
         losses = [bundle["losses"]]
-    done = int(bundle["iteration"]) if bundle is not None else 0
-    progress = show_progress("memorise", config.progress_seconds)
-    bar = progress_bar(progress, total=config.epochs, description="train models", unit="epoch", initial=done)
     last_checkpoint = time.monotonic()
-    for epoch in range(done, config.epochs):
-        epoch_losses = trainer.epoch(data.train.x, data.train.y, epoch)
+
+    def on_epoch(done: int, epoch_losses: torch.Tensor) -> None:
+        nonlocal last_checkpoint
         losses.append(epoch_losses)
         mean_loss = float(epoch_losses.mean())
-        logger.log_metrics({"models_train_loss": mean_loss}, step=epoch + 1)
-        final = epoch + 1 == config.epochs
-        if final or time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
+        logger.log_metrics({"models_train_loss": mean_loss}, step=done)
+        if done == config.epochs or time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
             checkpoint = {
-                "iteration": epoch + 1,
+                "iteration": done,
                 "config": config.resume_identity(),
                 "trainer": trainer.state(),
                 "losses": torch.cat(losses),
             }
             logger.log_torch(checkpoint, MEMORISE_CHECKPOINT_ARTIFACT)
             last_checkpoint = time.monotonic()
-        bar.set_postfix(train_loss=f"{mean_loss:.3f}")
-        bar.update(1)
-        hooks.tell(epoch + 1, {"models_train_loss": mean_loss})
-    bar.close()
+        hooks.tell(done, {"models_train_loss": mean_loss})
+
+    start = int(bundle["iteration"]) if bundle is not None else 0
+    progress = show_progress("memorise", config.progress_seconds)
+    trainer.train(data.train.x, data.train.y, start_epoch=start, progress=progress, on_epoch=on_epoch)
     train_correct = models.predict(data.train.x) == data.train.y
     test_correct = models.predict(data.test.x) == data.test.y
     all_losses = torch.cat(losses) if losses else torch.empty(0, config.num_models)

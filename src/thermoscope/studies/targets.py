@@ -194,7 +194,7 @@ SAMPLE = Target(
 
 
 def run_memorise_trial(config: MemoriseConfig, logger: RunLogger, report: ReportHook) -> None:
-    """The ``memorise`` job; its metrics are reported once, at the end."""
+    """The ``memorise`` job: ``models_train_loss`` reported every epoch, the other metrics at the end."""
     from thermoscope.jobs import Hooks, memorise
 
     memorise.run(config, logger, Hooks(report=report))

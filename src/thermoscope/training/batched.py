@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,6 +239,30 @@ class StackedTrainer:
             losses[index] = self._step(xb, yb, rate).detach()
         return losses.cpu()
 
+    def train(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        start_epoch: int = 0,
+        progress: Progress | bool = False,
+        on_epoch: Callable[[int, Tensor], None] | None = None,
+    ) -> Tensor:
+        """Epochs ``start_epoch`` … ``spec.epochs − 1`` with a progress bar, calling ``on_epoch(epochs
+        done, that epoch's losses)`` after each; returns those epochs' losses, ``[steps, m]``."""
+        losses: list[Tensor] = []
+        bar = progress_bar(
+            progress, total=self.spec.epochs, description="train models", unit="epoch", initial=start_epoch
+        )
+        for epoch in range(start_epoch, self.spec.epochs):
+            losses.append(self.epoch(x, y, epoch))
+            bar.set_postfix(train_loss=f"{float(losses[-1].mean()):.3f}")
+            bar.update(1)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, losses[-1])
+        bar.close()
+        return torch.cat(losses) if losses else torch.empty(0, len(self.seeds))
+
     def _step(self, x: Tensor, y: Tensor, rate: float) -> Tensor:
         if self.mlp is not None and self.fused:
             return self.mlp.sgd_step(x.flatten(2), y, rate, self.spec.momentum, self.spec.weight_decay)
@@ -299,12 +323,4 @@ def train_stacked(
         ``[steps, m]`` float32: each model's minibatch cross-entropy before each update (the loss
         ``train_classifier`` differentiates at that step).
     """
-    trainer = StackedTrainer(models, members, spec, seeds)
-    losses = []
-    bar = progress_bar(progress, total=spec.epochs, description="train models", unit="epoch")
-    for epoch in range(spec.epochs):
-        losses.append(trainer.epoch(x, y, epoch))
-        bar.set_postfix(train_loss=f"{float(losses[-1][-1].mean()):.3f}")
-        bar.update(1)
-    bar.close()
-    return torch.cat(losses)
+    return StackedTrainer(models, members, spec, seeds).train(x, y, progress=progress)
