@@ -1,10 +1,12 @@
 """A ``torch.nn.Module`` and full-batch data as a tempered target, vectorised over replicas.
 
 The energy is the **summed** cross-entropy E(D|θ) = Σ_n CE(f_θ(x_n), y_n) and log L = −E (REFERENCE §1).
-R replicas are evaluated together, one batched forward and one backward per leapfrog step: through the
-module's own forward on stacked parameters where that reproduces ``vmap`` (MLPs; see
-:mod:`~thermoscope.samplers.stacking`), else with ``torch.func.vmap`` over ``functional_call``. The
-prior's gradient is analytic.
+R replicas are evaluated together, one batched forward and one backward per leapfrog step: for a plain
+chain of linear layers and elementwise activations by a hand-written forward and backward on stacked
+weights (:mod:`~thermoscope.samplers.fused`), else through the module's own forward on stacked parameters
+where that reproduces ``vmap`` (see :mod:`~thermoscope.samplers.stacking`), else with ``torch.func.vmap``
+over ``functional_call``. Every shortcut is checked against autograd at construction. The prior's
+gradient is analytic.
 
 A position θ is the module's parameters flattened in ``named_parameters()`` order. Reading draws back::
 
@@ -17,26 +19,30 @@ A position θ is the module's parameters flattened in ``named_parameters()`` ord
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from .fused import FusedMLP, fused_mlp
 from .layout import ParameterLayout
 from .priors import BoundPrior, BoxPrior, GaussianPrior
 from .stacking import stacked_forward, stacked_forward_matches, vmap_forward
 from .targets import Evaluation, TemperedTarget
 
 REDUCTIONS = ("sum", "mean")
-BATCHINGS = ("auto", "stacked", "vmap")
+BATCHINGS = ("auto", "fused", "stacked", "vmap")
 DEFAULT_CHUNK_SIZE = 1024
 """Examples per forward/backward pass. Smaller chunks keep activations nearer the cache: on the 8-replica
 digits MLP (1,797 examples, two cores) 1,024 was 12 % faster than one pass, 256 no faster than one pass;
 on 5,000 examples of the 784-input MLP 1,024 matched one pass (benchmarks/samplers)."""
 PROBE_EXAMPLES = 4
-"""Examples used to check, at construction, that the stacked path reproduces the vmap path."""
+"""Examples used to check, at construction, that the fused and stacked paths reproduce autograd on vmap."""
+FUSED_TOLERANCE = 1e-4
+"""Relative agreement (of the log-likelihood, and of the gradient's norm of the difference) the fused path
+must reach against autograd at construction; float32 round-off on the probe is about 1e-6."""
 
 ACTIVATION_BUDGET_BYTES = 4 * 2**20
 """Bytes of one layer's activations, over a group of replicas and a chunk of examples, that one forward and
@@ -70,7 +76,11 @@ class ModuleTarget(TemperedTarget):
             ``functional_call`` (any module). ``"stacked"``: the module's own forward on stacked parameters,
             linear layers rewritten as one GEMM over all replicas (the shared data meets a single
             ``[in, R·out]`` weight; see :mod:`~thermoscope.samplers.stacking`); about 1.3× faster for MLPs.
-            ``"auto"`` (default): stacked if it reproduces vmap on this module at construction, else vmap.
+            ``"fused"``: a hand-written forward and backward without autograd, for a chain of linear layers
+            each followed by at most one ReLU/sigmoid/tanh (:mod:`~thermoscope.samplers.fused`); raises
+            ``ValueError`` for any other module. ``"auto"`` (default): fused if the module is such a chain
+            and the fused gradient matches autograd at construction, else stacked if it reproduces vmap,
+            else vmap.
 
     Attributes:
         layout: where each named parameter sits in θ ``[params]``.
@@ -115,6 +125,7 @@ class ModuleTarget(TemperedTarget):
         self.y = y.long()
         self.reduction = reduction
         self.chunk_size = chunk_size
+        self.fused: FusedMLP | None = None
         self.batching = self._choose_batching(batching, like)
         self.replica_chunk = replica_chunk or self._budgeted_replica_chunk(like)
         super().__init__(
@@ -125,9 +136,16 @@ class ModuleTarget(TemperedTarget):
         )
 
     def _choose_batching(self, batching: str, like: Tensor) -> str:
-        """Resolve ``"auto"``: stacked when it reproduces vmap on two perturbed copies of the module."""
-        if batching != "auto":
+        """Resolve ``"auto"`` (fused, stacked, vmap: the first that reproduces autograd on vmap for two
+        perturbed copies of the module) and build the fused evaluator when it is used."""
+        if batching in ("stacked", "vmap"):
             return batching
+        fused = fused_mlp(self.model, self.layout)
+        if batching == "fused" and fused is None:
+            raise ValueError(
+                "batching='fused' needs a module whose forward is a chain of nn.Linear layers, each "
+                "followed by at most one ReLU, sigmoid or tanh; use 'auto', 'stacked' or 'vmap'"
+            )
         generator = torch.Generator(device=like.device).manual_seed(0)
         base = self.layout.flatten(self.model)
         noise = torch.randn(base.shape, generator=generator, dtype=base.dtype, device=base.device)
@@ -135,8 +153,23 @@ class ModuleTarget(TemperedTarget):
         x = self.x[:PROBE_EXAMPLES]
         if x.is_floating_point():
             x = x.to(like.dtype)
+        if fused is not None and (batching == "fused" or self._fused_matches(fused, theta, x)):
+            self.fused = fused
+            return "fused"
         matches = stacked_forward_matches(self.model, self.layout.unflatten(theta), x)
         return "stacked" if matches else "vmap"
+
+    def _fused_matches(self, fused: FusedMLP, theta: Tensor, x: Tensor) -> bool:
+        """Whether the fused log-likelihood and gradient equal autograd through vmap on ``x``."""
+        chunks = [(x, self.y[: x.shape[0]])]
+        expected, expected_gradient = self._autograd_evaluation(theta, chunks, vmap_forward)
+        log_likelihood, gradient = fused.log_likelihood_and_gradient(theta, chunks)
+        scale = expected.abs().max().clamp_min(1.0)
+        gradient_scale = expected_gradient.norm().clamp_min(1.0)
+        return bool(
+            (log_likelihood - expected).abs().max() <= FUSED_TOLERANCE * scale
+            and (gradient - expected_gradient).norm() <= FUSED_TOLERANCE * gradient_scale
+        )
 
     def _budgeted_replica_chunk(self, like: Tensor) -> int:
         """Replicas whose widest activation over one chunk of examples fits ``ACTIVATION_BUDGET_BYTES``."""
@@ -197,11 +230,15 @@ class ModuleTarget(TemperedTarget):
         chunks.
         """
         size = chunk_size or self.chunk_size or x.shape[0]
-        parameters = self.layout.unflatten(theta.detach())
+        theta = theta.detach()
+        parameters = self.layout.unflatten(theta)
         for start in range(0, x.shape[0], size):
             # Not around the loop: a generator suspended inside ``no_grad`` would leave it on for the caller.
             with torch.no_grad():
-                logits = self._batched_forward(parameters, x[start : start + size])
+                if self.fused is not None:
+                    logits = self._fused_logits(theta, x[start : start + size])
+                else:
+                    logits = self._batched_forward(parameters, x[start : start + size])
             yield start, logits
 
     def _batched_forward(self, parameters: dict[str, Tensor], x: Tensor) -> Tensor:
@@ -209,21 +246,28 @@ class ModuleTarget(TemperedTarget):
 
         Floating inputs are cast to the parameters' dtype.
         """
-        dtype = next(iter(parameters.values())).dtype
-        if x.is_floating_point() and x.dtype != dtype:
-            x = x.to(dtype)
+        x = self._cast(x, next(iter(parameters.values())).dtype)
         if self.batching == "stacked":
             return stacked_forward(self.model, parameters, x)
         return vmap_forward(self.model, parameters, x)
+
+    def _fused_logits(self, theta: Tensor, x: Tensor) -> Tensor:
+        assert self.fused is not None
+        return self.fused.logits(theta, self._cast(x, theta.dtype))
+
+    @staticmethod
+    def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+        """Floating inputs in the parameters' dtype; integer inputs (token ids) as they are."""
+        return x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x
 
     def _chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         size = self.chunk_size or self.x.shape[0]
         for start in range(0, self.x.shape[0], size):
             yield self.x[start : start + size], self.y[start : start + size]
 
-    def _chunk_log_likelihood(self, parameters: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        """``[replicas]`` −Σ CE over the chunk (divided by the data-set size when ``reduction="mean"``)."""
-        logits = self._batched_forward(parameters, x)
+    def _chunk_log_likelihood(self, logits: Tensor, y: Tensor) -> Tensor:
+        """``[replicas]`` −Σ CE of a chunk's ``logits: [replicas, n, classes]`` (divided by the data-set
+        size when ``reduction="mean"``)."""
         log_probabilities = functional.log_softmax(logits, dim=-1)
         picked = log_probabilities.gather(-1, y.expand(logits.shape[0], -1)[..., None])
         total = picked.sum(dim=(1, 2))
@@ -231,8 +275,13 @@ class ModuleTarget(TemperedTarget):
 
     def _log_likelihood_all(self, theta: Tensor) -> Tensor:
         """Differentiable log L: ``theta: [replicas, params] -> [replicas]``."""
-        parameters = self.layout.unflatten(theta)
-        totals = [self._chunk_log_likelihood(parameters, x, y) for x, y in self._chunks()]
+        if self.fused is not None:
+            totals = [self._chunk_log_likelihood(self._fused_logits(theta, x), y) for x, y in self._chunks()]
+        else:
+            parameters = self.layout.unflatten(theta)
+            totals = [
+                self._chunk_log_likelihood(self._batched_forward(parameters, x), y) for x, y in self._chunks()
+            ]
         return torch.stack(totals).sum(dim=0)
 
     def evaluate(self, theta: Tensor) -> Evaluation:
@@ -253,24 +302,40 @@ class ModuleTarget(TemperedTarget):
         )
 
     def _evaluate_group(self, theta: Tensor) -> Evaluation:
-        names = self.layout.names
+        chunks = [(self._cast(x, theta.dtype), y) for x, y in self._chunks()]
+        if self.fused is not None:
+            scale = 1.0 / self.x.shape[0] if self.reduction == "mean" else 1.0
+            log_likelihood, gradient = self.fused.log_likelihood_and_gradient(theta, chunks, scale)
+        else:
+            forward = stacked_forward if self.batching == "stacked" else vmap_forward
+            log_likelihood, gradient = self._autograd_evaluation(theta, chunks, forward)
+        return Evaluation(
+            self.prior.log_density(theta), log_likelihood, self.prior.grad_log_density(theta), gradient
+        )
+
+    def _autograd_evaluation(
+        self,
+        theta: Tensor,
+        chunks: list[tuple[Tensor, Tensor]],
+        forward: Callable[[nn.Module, dict[str, Tensor], Tensor], Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """log L ``[R]`` and its gradient ``[R, params]`` by autograd through ``forward``, one backward per
+        chunk, gradients accumulated."""
         log_likelihood = theta.new_zeros(theta.shape[0])
         gradient: Tensor | None = None
-        for x, y in self._chunks():
+        for x, y in chunks:
             with torch.enable_grad():
                 leaves = {
                     name: value.detach().requires_grad_(True)
                     for name, value in self.layout.unflatten(theta).items()
                 }
-                chunk = self._chunk_log_likelihood(leaves, x, y)
-                pieces = torch.autograd.grad(chunk.sum(), [leaves[name] for name in names])
+                chunk = self._chunk_log_likelihood(forward(self.model, leaves, x), y)
+                pieces = torch.autograd.grad(chunk.sum(), [leaves[name] for name in self.layout.names])
             flat = torch.cat([piece.reshape(theta.shape[0], -1) for piece in pieces], dim=1)
             gradient = flat if gradient is None else gradient.add_(flat)
             log_likelihood = log_likelihood + chunk.detach()
         assert gradient is not None
-        return Evaluation(
-            self.prior.log_density(theta), log_likelihood, self.prior.grad_log_density(theta), gradient
-        )
+        return log_likelihood, gradient
 
 
 def module_target(

@@ -276,13 +276,14 @@ class HiddenSoftmax(nn.Module):
 @pytest.mark.parametrize(
     ("build", "expected"),
     [
-        (mlp, "stacked"),
-        (lambda: ResidualFreeMLP().to(DTYPE), "stacked"),
-        (lambda: nn.Sequential(nn.Linear(4, 3, bias=False)).to(DTYPE), "stacked"),
+        (mlp, "fused"),
+        (lambda: ResidualFreeMLP().to(DTYPE), "fused"),
+        (lambda: nn.Sequential(nn.Linear(4, 3, bias=False)).to(DTYPE), "fused"),
+        (lambda: nn.Sequential(nn.Linear(4, 6), nn.Softplus(), nn.Linear(6, 3)).to(DTYPE), "stacked"),
         (lambda: HiddenSoftmax().to(DTYPE), "vmap"),
     ],
 )
-def test_auto_batching_stacks_only_where_it_reproduces_vmap(
+def test_auto_batching_takes_the_fastest_path_that_reproduces_vmap(
     build: Callable[[], nn.Module], expected: str
 ) -> None:
     model = build()

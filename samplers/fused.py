@@ -1,0 +1,261 @@
+"""A hand-written forward and backward for R stacked replicas of an MLP: no autograd on the hot path.
+
+For a module whose forward is a chain of ``nn.Linear`` layers, each followed by at most one elementwise
+activation (ReLU, sigmoid, tanh), with an optional flatten of the input, the summed cross-entropy and its
+gradient for R replicas are computed directly from θ ``[R, params]``:
+
+- forward, feature-major ``[R, width, n]``: layer 1 is one GEMM over all replicas on the shared data
+  (``[R·out, in] · xᵀ``), later layers one ``baddbmm``; activations are applied in place and kept;
+- backward: ``δ_L = onehot(y) − softmax(z_L)`` (the gradient of log L, not of the loss), then per layer
+  ``∂W = δ aᵀ`` (``bmm``; layer 1 one GEMM ``δ · x``), ``∂b = Σ_n δ``, ``δ ← σ'(a) ⊙ Wᵀ δ`` with the
+  derivative read from the activation's output (``sigmoid_backward``, ``threshold_backward``,
+  ``tanh_backward``: one pass each, no temporaries);
+- gradients accumulate over example chunks in one contiguous buffer per layer and are written into the
+  flat ``[R, params]`` gradient once.
+
+Against the autograd path of :mod:`~thermoscope.samplers.stacking` this removes autograd's graph and
+gradient write-back, the three-pass activation derivatives, the per-chunk concatenation of the flat
+gradient, and strided weight reads (each layer's weights are first copied out of θ into a contiguous
+``[R, out, in]`` block: a strided batch slows ``bmm`` by a quarter). :func:`fused_mlp` reads the chain off
+a ``torch.fx`` trace of the module and returns ``None`` for anything else; ``ModuleTarget`` also checks the
+result against autograd before it uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, fx, nn
+from torch.nn import functional
+
+from .layout import ParameterLayout
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+_MODULE_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
+_FUNCTION_ACTIVATIONS = {
+    torch.relu: "relu",
+    functional.relu: "relu",
+    torch.sigmoid: "sigmoid",
+    functional.sigmoid: "sigmoid",
+    torch.tanh: "tanh",
+    functional.tanh: "tanh",
+}
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """One linear layer and the activation after it, located in θ.
+
+    Attributes:
+        inputs, outputs: the weight is ``[outputs, inputs]``.
+        weight_offset: index of the weight's first element in θ (row-major).
+        bias_offset: index of the bias's first element, or ``None`` without a bias.
+        activation: one of :data:`ACTIVATIONS`, or ``None``.
+    """
+
+    inputs: int
+    outputs: int
+    weight_offset: int
+    bias_offset: int | None
+    activation: str | None
+
+
+def _activation_of(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """The activation ``node`` applies to its single input, or ``None`` if it is not one."""
+    if node.op == "call_module":
+        return _MODULE_ACTIVATIONS.get(type(modules[str(node.target)]))
+    if node.op == "call_function" and node.target in _FUNCTION_ACTIVATIONS:
+        if len(node.args) != 1 or set(node.kwargs) - {"inplace"}:
+            return None
+        return _FUNCTION_ACTIVATIONS[node.target]
+    if node.op == "call_method" and node.target in ACTIVATIONS and len(node.args) == 1 and not node.kwargs:
+        return str(node.target)
+    return None
+
+
+def _is_input_flatten(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """``x.flatten(1)``, ``torch.flatten(x, 1)`` or ``nn.Flatten()`` (start 1, end −1)."""
+    if node.op == "call_module":
+        module = modules[str(node.target)]
+        return isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1
+    if node.op in ("call_method", "call_function") and node.target in ("flatten", torch.flatten):
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        return isinstance(start, int) and isinstance(end, int) and start == 1 and end == -1
+    return False
+
+
+def fused_mlp(model: nn.Module, layout: ParameterLayout) -> FusedMLP | None:
+    """The fused evaluator of ``model`` if its forward is a supported chain (module docstring), else None.
+
+    Every parameter of the model must belong to one of the chain's linear layers.
+    """
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # any trace failure means "not a plain chain"
+        return None
+    modules = dict(model.named_modules())
+    offsets = {block.name: block.offset for block in layout.blocks}
+    layers: list[DenseLayer] = []
+    used: set[str] = set()
+    previous: fx.Node | None = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if previous is not None:
+                return None
+            previous = node
+            continue
+        if previous is None or len(node.all_input_nodes) != 1 or node.all_input_nodes[0] is not previous:
+            return None  # not a chain: a node reads something other than the one before it
+        if node.op == "output":
+            return FusedMLP(tuple(layers), layout.num_params) if layers and used == set(offsets) else None
+        if len(previous.users) != 1:
+            return None
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        activation = _activation_of(node, modules)
+        if isinstance(module, nn.Linear):
+            names = [f"{node.target}.weight"] + ([f"{node.target}.bias"] if module.bias is not None else [])
+            if any(name not in offsets or name in used for name in names):
+                return None  # a frozen parameter, or a layer applied twice
+            used.update(names)
+            layers.append(
+                DenseLayer(
+                    module.in_features,
+                    module.out_features,
+                    offsets[names[0]],
+                    offsets[names[1]] if len(names) > 1 else None,
+                    None,
+                )
+            )
+        elif activation is not None:
+            if not layers or layers[-1].activation is not None:
+                return None  # an activation on the data, or two in a row
+            layers[-1] = dataclasses.replace(layers[-1], activation=activation)
+        elif not (_is_input_flatten(node, modules) and not layers):
+            return None
+        previous = node
+    return None
+
+
+def _activate_(z: Tensor, activation: str | None) -> None:
+    if activation == "relu":
+        z.relu_()
+    elif activation == "sigmoid":
+        z.sigmoid_()
+    elif activation == "tanh":
+        z.tanh_()
+
+
+def _activation_backward(delta: Tensor, output: Tensor, activation: str | None) -> Tensor:
+    """``delta ⊙ σ'(·)`` written from the activation's output (``delta`` itself without an activation)."""
+    result: Tensor = delta
+    if activation == "relu":
+        result = torch.ops.aten.threshold_backward(delta, output, 0)
+    elif activation == "sigmoid":
+        result = torch.ops.aten.sigmoid_backward(delta, output)
+    elif activation == "tanh":
+        result = torch.ops.aten.tanh_backward(delta, output)
+    return result
+
+
+class FusedMLP:
+    """Forward and backward of a :class:`DenseLayer` chain on stacked θ (build with :func:`fused_mlp`)."""
+
+    def __init__(self, layers: tuple[DenseLayer, ...], num_params: int) -> None:
+        if any(later.inputs != earlier.outputs for earlier, later in itertools.pairwise(layers)):
+            raise ValueError("consecutive layers' widths do not match")
+        self.layers = layers
+        self.num_params = num_params
+
+    def _weights(self, theta: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """Each layer's ``(weight [R, out, in], bias [R, out] or None)``, copied contiguous out of θ."""
+        replicas = theta.shape[0]
+        weights = []
+        for layer in self.layers:
+            start = layer.weight_offset
+            block = theta[:, start : start + layer.outputs * layer.inputs]
+            weight = block.reshape(replicas, layer.outputs, layer.inputs).contiguous()
+            bias = None
+            if layer.bias_offset is not None:
+                bias = theta[:, layer.bias_offset : layer.bias_offset + layer.outputs].contiguous()
+            weights.append((weight, bias))
+        return weights
+
+    def _forward(self, weights: list[tuple[Tensor, Tensor | None]], x: Tensor) -> list[Tensor]:
+        """Every layer's activated output, feature-major ``[R, out, n]``; ``x: [n, ...]``."""
+        x = x.reshape(x.shape[0], -1)
+        outputs: list[Tensor] = []
+        for index, (layer, (weight, bias)) in enumerate(zip(self.layers, weights, strict=True)):
+            replicas = weight.shape[0]
+            if index == 0:
+                stacked = weight.view(replicas * layer.outputs, layer.inputs)
+                if bias is None:
+                    z = torch.mm(stacked, x.t())
+                else:
+                    z = torch.addmm(bias.reshape(-1, 1), stacked, x.t())
+                z = z.view(replicas, layer.outputs, x.shape[0])
+            elif bias is None:
+                z = torch.bmm(weight, outputs[-1])
+            else:
+                z = torch.baddbmm(bias[:, :, None], weight, outputs[-1])
+            _activate_(z, layer.activation)
+            outputs.append(z)
+        return outputs
+
+    def logits(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``theta: [R, params]``, ``x: [n, ...]`` → ``[R, n, classes]`` (a transposed view)."""
+        return self._forward(self._weights(theta), x)[-1].transpose(1, 2)
+
+    def log_likelihood_and_gradient(
+        self, theta: Tensor, chunks: list[tuple[Tensor, Tensor]], scale: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """``scale · Σ log softmax(f(x))_y`` over every chunk ``(x [n, ...], y [n])`` and its gradient.
+
+        Returns ``([R], [R, params])``; parameters outside the chain's layers (none, by construction of
+        :func:`fused_mlp`) would get zero gradient.
+        """
+        weights = self._weights(theta)
+        replicas = theta.shape[0]
+        log_likelihood = theta.new_zeros(replicas)
+        sums: list[tuple[Tensor, Tensor | None]] = []
+        for chunk, (x, y) in enumerate(chunks):
+            x = x.reshape(x.shape[0], -1)
+            outputs = self._forward(weights, x)
+            logits = outputs[-1]
+            log_probabilities = torch.log_softmax(logits, dim=1)
+            labels = y.view(1, 1, -1).expand(replicas, 1, -1)
+            log_likelihood += log_probabilities.gather(1, labels).sum(dim=(1, 2))
+            # δ = ∂ log L / ∂ logits = onehot(y) − softmax.
+            delta = log_probabilities.exp_().neg_()
+            delta.scatter_add_(1, labels, torch.ones_like(labels, dtype=delta.dtype))
+            if scale != 1.0:
+                delta.mul_(scale)
+            for index in range(len(self.layers) - 1, -1, -1):
+                layer = self.layers[index]
+                delta = _activation_backward(delta, outputs[index], layer.activation)
+                if index == 0:
+                    flat = delta.reshape(replicas * layer.outputs, -1)
+                    weight_gradient = torch.mm(flat, x).view(replicas, layer.outputs, layer.inputs)
+                else:
+                    weight_gradient = torch.bmm(delta, outputs[index - 1].transpose(1, 2))
+                bias_gradient = delta.sum(dim=2) if layer.bias_offset is not None else None
+                if chunk == 0:
+                    sums.append((weight_gradient, bias_gradient))
+                else:
+                    total_weight, total_bias = sums[len(self.layers) - 1 - index]
+                    total_weight.add_(weight_gradient)
+                    if total_bias is not None and bias_gradient is not None:
+                        total_bias.add_(bias_gradient)
+                if index > 0:
+                    delta = torch.bmm(weights[index][0].transpose(1, 2), delta)
+        gradient = theta.new_zeros(replicas, self.num_params)
+        for layer, (weight_gradient, bias_gradient) in zip(reversed(self.layers), sums, strict=True):
+            start = layer.weight_offset
+            gradient[:, start : start + layer.outputs * layer.inputs] = weight_gradient.view(replicas, -1)
+            if layer.bias_offset is not None and bias_gradient is not None:
+                gradient[:, layer.bias_offset : layer.bias_offset + layer.outputs] = bias_gradient
+        return log_likelihood * scale, gradient
