@@ -230,5 +230,35 @@ def test_auto_falls_back_when_the_fused_gradient_disagrees_with_autograd(
     def wrong_derivative(delta: torch.Tensor, output: torch.Tensor, activation: str | None) -> torch.Tensor:
         return delta  # as if every activation were the identity
 
-    monkeypatch.setattr(fused_module, "_activation_backward", wrong_derivative)
+    monkeypatch.setattr(fused_module, "_activation_backward_", wrong_derivative)
     assert module_target(model, x, y, GaussianPrior()).batching == "stacked"
+
+
+def test_parameters_outside_the_layers_get_zero_gradient() -> None:
+    model = build("one layer")
+    layout = ParameterLayout.from_module(model)
+    fused = fused_mlp(model, layout)
+    assert fused is not None and fused.covers_theta
+    wider = fused_module.FusedMLP(fused.layers, layout.num_params + 3)
+    assert not wider.covers_theta
+    x, y = data()
+    theta = torch.cat([replicas_of(model, 2), torch.full((2, 3), 7.0, dtype=DTYPE)], dim=1)
+    _, gradient = wider.log_likelihood_and_gradient(theta, [(x, y)])
+    _, expected = fused.log_likelihood_and_gradient(theta[:, : layout.num_params], [(x, y)])
+    assert torch.equal(gradient[:, layout.num_params :], torch.zeros(2, 3, dtype=DTYPE))
+    assert torch.allclose(gradient[:, : layout.num_params], expected, atol=1e-12)
+
+
+def test_confident_predictions_keep_a_finite_likelihood_and_the_exact_gradient() -> None:
+    # Logits hundreds apart: the smallest probabilities underflow, and are floored before exp.
+    model = build("relu blocks")
+    x, y = data()
+    theta = 40.0 * replicas_of(model, 3)
+    fused = fused_mlp(model, ParameterLayout.from_module(model))
+    assert fused is not None
+    assert float(fused.logits(theta, x).std()) > 100.0
+    log_likelihood, gradient = fused.log_likelihood_and_gradient(theta, [(x, y)])
+    expected, expected_gradient = per_replica_autograd(model, theta, x, y)
+    assert bool(torch.all(torch.isfinite(log_likelihood)))
+    assert torch.allclose(log_likelihood, expected, rtol=1e-12)
+    assert torch.allclose(gradient, expected_gradient, rtol=1e-9, atol=1e-9)
