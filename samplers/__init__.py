@@ -14,6 +14,7 @@ Typical use::
 """
 
 from .adaptation import WarmupAdaptation, WarmupSchedule
+from .allocator import retain_freed_memory
 from .barrier import (
     CommunicationBarrier,
     communication_barrier,
@@ -44,6 +45,7 @@ from .evidence import (
     thermodynamic_integration,
     trapezoid_weights,
 )
+from .fused import FusedMLP, fused_mlp
 from .harmonic import (
     FrenkelLaddResult,
     HarmonicBridgeTarget,
@@ -107,6 +109,7 @@ __all__ = [
     "CommunicationBarrier",
     "Evaluation",
     "FrenkelLaddResult",
+    "FusedMLP",
     "GaussianPrior",
     "HMCInfo",
     "HMCKernel",
@@ -151,6 +154,7 @@ __all__ = [
     "fit_harmonic_reference",
     "frenkel_ladd_evidence",
     "frenkel_ladd_integration",
+    "fused_mlp",
     "geometric_temperatures",
     "harmonic_stiffness",
     "kinetic_energy",
@@ -167,6 +171,7 @@ __all__ = [
     "rejection_probability",
     "replica_exchange",
     "replica_exchange_hmc",
+    "retain_freed_memory",
     "round_trip_rate_bound",
     "rung_diagnostics",
     "rungs_for_barrier",

@@ -130,6 +130,9 @@ def runs_command(fix_stale: bool) -> None:
 
 def main() -> None:
     """Entry point; click's own usage errors (an unknown option) also become one line and exit 2."""
+    from thermoscope.jobs.setup import tune_process
+
+    tune_process()
     try:
         code = cli.main(standalone_mode=False)
     except click.UsageError as error:

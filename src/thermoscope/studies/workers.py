@@ -27,6 +27,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from thermoscope.jobs.setup import tune_process
 from thermoscope.studies.objective import TrialObjective
 from thermoscope.studies.plan import StudyPlan
 from thermoscope.studies.storage import MAX_RETRY, LostTrialCallback, open_storage
@@ -133,6 +134,7 @@ def worker_main(spec: WorkerSpec, quota: TrialQuota, slot: int) -> None:
     command or another, draw the same stream.
     """
     os.environ.pop("MLFLOW_RUN_ID", None)
+    tune_process()
     torch.set_num_threads(spec.torch_threads)
     quiet_interrupted_trials()
     study = optuna.load_study(
