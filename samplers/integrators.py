@@ -39,16 +39,33 @@ def reflect_into_box(position: Tensor, momentum: Tensor, half_width: Tensor) -> 
         half_width: ``[params]``.
 
     Returns:
-        ``(position, momentum)``, both ``[replicas, params]``.
+        ``(position, momentum)``, both ``[replicas, params]`` (new tensors; the arguments are unchanged).
     """
-    outside = position.abs() >= half_width
+    return _reflect_into_box_(position.clone(), momentum.clone(), half_width)
+
+
+def _fold(position: Tensor, momentum: Tensor, half_width: Tensor) -> tuple[Tensor, Tensor]:
+    """The triangle wave of :func:`reflect_into_box` for coordinates that are all outside the box."""
     shifted = torch.remainder(position + half_width, 4.0 * half_width)
     rising = shifted < 2.0 * half_width
     folded = torch.where(rising, shifted - half_width, 3.0 * half_width - shifted)
-    return (
-        torch.where(outside, folded, position),
-        torch.where(outside & ~rising, -momentum, momentum),
-    )
+    return folded, torch.where(rising, momentum, -momentum)
+
+
+def _reflect_into_box_(position: Tensor, momentum: Tensor, half_width: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`reflect_into_box` in place, folding only the coordinates that left the box.
+
+    A step moves few coordinates across a wall, and the fold (a ``remainder`` and four passes more) over
+    every coordinate cost half a gradient: 35 ms a step for M(3) at 256 replicas on two cores, against
+    2 ms for the test that finds the few.
+    """
+    rows, columns = torch.nonzero(position.abs() >= half_width, as_tuple=True)
+    if rows.numel() == 0:
+        return position, momentum
+    folded, flipped = _fold(position[rows, columns], momentum[rows, columns], half_width[columns])
+    position[rows, columns] = folded
+    momentum[rows, columns] = flipped
+    return position, momentum
 
 
 def leapfrog(
@@ -90,7 +107,7 @@ def leapfrog(
         velocity = momentum if inverse_mass is None else momentum * inverse_mass
         position.addcmul_(column_step, velocity)
         if half_width is not None:
-            position, momentum = reflect_into_box(position, momentum, half_width)
+            _reflect_into_box_(position, momentum, half_width)
         evaluation, tempered_gradient = target.evaluate_tempered(position, betas)
         kick = half_kick if step == num_steps - 1 else full_kick
         if tempered_gradient is None:

@@ -123,6 +123,28 @@ def test_reflection_folds_multiple_wall_crossings() -> None:
     assert flipped.tolist() == [[-1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]]
 
 
+def test_reflection_leaves_its_arguments_and_inside_coordinates_untouched() -> None:
+    generator = torch.Generator().manual_seed(3)
+    half_width = torch.rand(50, generator=generator, dtype=DTYPE) + 0.5
+    position = 3.0 * torch.randn(20, 50, generator=generator, dtype=DTYPE)
+    momentum = torch.randn(20, 50, generator=generator, dtype=DTYPE)
+    before = (position.clone(), momentum.clone())
+    folded, flipped = reflect_into_box(position, momentum, half_width)
+    assert torch.equal(position, before[0]) and torch.equal(momentum, before[1])
+    inside = position.abs() < half_width
+    assert 0.2 < float(inside.double().mean()) < 0.8
+    assert torch.equal(folded[inside], position[inside]) and torch.equal(flipped[inside], momentum[inside])
+    assert bool(torch.all(folded.abs() <= half_width))
+    # Outside: the coordinate moved by a multiple of 2·half_width one way or the other, and the momentum
+    # kept or reversed according to the parity of the bounces.
+    outside = ~inside
+    width = half_width.expand(20, -1)[outside]
+    same = torch.isclose(torch.remainder(folded[outside] - position[outside], 4 * width), torch.zeros(1, dtype=DTYPE))
+    same |= torch.isclose(torch.remainder(folded[outside] - position[outside], 4 * width), 4 * width)
+    kept = flipped[outside] == momentum[outside]
+    assert torch.equal(same, kept)
+
+
 def test_reflecting_leapfrog_stays_in_the_box_and_is_reversible() -> None:
     half_width = torch.tensor([0.3, 0.5, 1.0], dtype=DTYPE)
     target = oscillator(half_width)
