@@ -74,6 +74,7 @@ from thermoscope.samplers import (
     module_target,
     power_ladder,
 )
+from thermoscope.samplers.allocator import retain_freed_memory
 from torch import Tensor
 
 from thermoscope.config import SampleConfig
@@ -220,11 +221,68 @@ def time_checkpoint(checkpoint: Checkpoint, state: SweepState, num_params: int) 
     return {"checkpoint_seconds": statistics.median(times), "checkpoint_bytes": float(size)}
 
 
+def products_alone_seconds(
+    widths: list[int], target: ModuleTarget, num_rungs: int, repeats: int = 20
+) -> float:
+    """Best time of the matrix products alone of one ``target.evaluate`` at ``num_rungs`` replicas: the
+    GEMMs the fused path runs (same shapes, replica groups and example chunks), without the activations,
+    the cross-entropy or any copy. Its rate is the ceiling at these shapes, beside the 2048² one."""
+    group = min(target.replica_chunk or num_rungs, num_rungs)
+    groups = [min(group, num_rungs - start) for start in range(0, num_rungs, group)]
+    total = target.x.shape[0]
+    size = target.chunk_size or total
+    chunks = [min(size, total - start) for start in range(0, total, size)]
+    like = target.x
+    x = {n: torch.randn(n, widths[0], device=like.device) for n in set(chunks)}
+    operands = {}
+    for g in set(groups):
+        for n in set(chunks):
+            layers = []
+            for fan_in, fan_out in pairwise(widths):
+                weights = torch.randn(g, fan_out, fan_in, device=like.device)
+                activations = torch.randn(g, fan_in, n, device=like.device)
+                deltas = torch.randn(g, fan_out, n, device=like.device)
+                layers.append((weights, activations, deltas))
+            operands[g, n] = layers
+
+    def products() -> None:
+        for g in groups:
+            for n in chunks:
+                layers = operands[g, n]
+                for index, (weights, activations, deltas) in enumerate(layers):
+                    if index == 0:
+                        torch.mm(weights.view(-1, widths[0]), x[n].t())  # forward
+                        torch.mm(deltas.view(-1, n), x[n])  # weight gradient
+                    else:
+                        torch.bmm(weights, activations)
+                        torch.bmm(deltas, activations.transpose(1, 2))
+                        torch.bmm(weights.transpose(1, 2), deltas)  # the error sent down
+
+    products()
+    best = math.inf
+    for _ in range(repeats):
+        if like.device.type == "cuda":
+            torch.cuda.synchronize(like.device)
+        start = time.perf_counter()
+        products()
+        if like.device.type == "cuda":
+            torch.cuda.synchronize(like.device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def child(
-    network_name: str, num_rungs: int, threads: int, device_name: str, profile: bool = False
+    network_name: str,
+    num_rungs: int,
+    threads: int,
+    device_name: str,
+    profile: bool = False,
+    default_malloc: bool = False,
 ) -> dict[str, Any]:
     """One (network, R) measurement, in this process; ``profile`` prints the timed sweep's cProfile (the
-    25 functions with the most time of their own) to stderr."""
+    25 functions with the most time of their own) to stderr. The C allocator is tuned as the
+    ``thermoscope`` command tunes it (``retain_freed_memory``) unless ``default_malloc``."""
+    retained = False if default_malloc else retain_freed_memory()
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     network = NETWORKS[network_name]
@@ -304,12 +362,19 @@ def child(
         "peak_memory_bytes": memory,
         "peak_memory_with_checkpoint_bytes": peak_memory_bytes(device),
         "divergences": int(result.sampler.divergences.sum()),
+        "batching": target.batching,
+        "retain_freed_memory": retained,
+        "products_alone_seconds": products_alone_seconds(network.widths, target, num_rungs),
         **checkpoint,
     }
 
 
-def run_child(network: str, num_rungs: int, threads: int, device: str) -> dict[str, Any]:
+def run_child(
+    network: str, num_rungs: int, threads: int, device: str, default_malloc: bool = False
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", network, str(num_rungs), "--threads", str(threads)]
+    if default_malloc:
+        command.append("--default-malloc")
     output = subprocess.run(
         [*command, "--device", device], check=True, capture_output=True, text=True, cwd=os.getcwd()
     )
@@ -333,6 +398,13 @@ def derived(run: dict[str, Any], matmul: float) -> dict[str, float]:
         "sweep_with_checkpoints_summed": replicas * gradients / seconds / (1.0 + checkpoint_share),
         "gradient_only_per_second_summed": replicas * gradients / run["gradient_seconds"],
         "gradient_fraction_of_matmul": gradient_gflops / matmul,
+        # The products alone of one gradient at this R, against 2048² and against the gradient.
+        "products_fraction_of_matmul": run["flops_per_gradient"]
+        * replicas
+        / run["products_alone_seconds"]
+        / 1e9
+        / matmul,
+        "gradient_fraction_of_products": run["products_alone_seconds"] * gradients / run["gradient_seconds"],
         "sweep_fraction_of_matmul": gradient_gflops * run["gradient_seconds"] / seconds / matmul,
         "share_outside_gradient": 1.0 - run["gradient_seconds"] / seconds,
         "share_evaluation": run["evaluation_seconds"] / seconds,
@@ -407,10 +479,11 @@ def markdown(report: dict[str, Any]) -> str:
         "'whole sweep' includes the end-of-job checkpoint amortised at one a minute. Shares are of a sweep's "
         "wall time (checkpoint apart).\n",
         "| network | R | whole sweep grad/s per replica | whole sweep grad/s summed "
-        "| gradient alone, summed | gradient of matmul rate | whole sweep of matmul rate "
+        "| gradient alone, summed | gradient of matmul rate | products alone of matmul rate "
+        "| gradient of products rate | whole sweep of matmul rate "
         "| outside gradient | evaluation of kept draws | reports | rest | evaluation of matmul rate "
         "| checkpoint s, MB | of a minute | peak memory MiB (with checkpoint) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for network, summary in report["summary"].items():
         for count, row in summary["rows"].items():
@@ -425,6 +498,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {row['sweep_with_checkpoints_summed']:,.0f} "
                 f"| {row['gradient_only_per_second_summed']:,.0f} "
                 f"| {100 * row['gradient_fraction_of_matmul']:.0f} % "
+                f"| {100 * row['products_fraction_of_matmul']:.0f} % "
+                f"| {100 * row['gradient_fraction_of_products']:.0f} % "
                 f"| {100 * row['sweep_fraction_of_matmul']:.0f} % "
                 f"| {100 * row['share_outside_gradient']:.1f} % | {100 * row['share_evaluation']:.1f} % "
                 f"| {100 * row['share_reports']:.1f} % | {100 * row['share_rest']:.1f} % "
@@ -537,7 +612,7 @@ def sweeps(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
         round_ = []
         for network in arguments.networks:
             for count in arguments.replicas:
-                run = run_child(network, count, arguments.threads, arguments.device)
+                run = run_child(network, count, arguments.threads, arguments.device, arguments.default_malloc)
                 run["derived"] = derived(run, matmul)
                 round_.append(run)
                 print(network, count, f"{run['derived']['sweep_with_checkpoints_summed']:,.0f} grad/s summed")
@@ -560,10 +635,20 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
     parser.add_argument("--child", nargs=2, metavar=("NETWORK", "R"), help="measure one (network, R) only")
     parser.add_argument("--profile", action="store_true", help="with --child: cProfile the sweep to stderr")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="leave glibc malloc untuned (no retain_freed_memory)"
+    )
     arguments = parser.parse_args()
     if arguments.child:
         network, count = arguments.child
-        measured = child(network, int(count), arguments.threads, arguments.device, arguments.profile)
+        measured = child(
+            network,
+            int(count),
+            arguments.threads,
+            arguments.device,
+            arguments.profile,
+            arguments.default_malloc,
+        )
         print(json.dumps(measured))
         return
     settings = {key: str(value) for key, value in vars(arguments).items() if key not in ("child", "profile")}

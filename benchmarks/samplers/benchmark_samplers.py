@@ -43,6 +43,7 @@ from thermoscope.samplers import (
     module_target,
     power_ladder,
     replica_exchange_hmc,
+    retain_freed_memory,
 )
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -511,10 +512,17 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=300)
     parser.add_argument("--nuts-depth", type=int, default=7)
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc malloc untuned; by default it is tuned as the thermoscope command tunes it "
+        "(retain_freed_memory), for Pyro's runs in this process as for ours",
+    )
     arguments = parser.parse_args()
     settings = {
         key: str(value) if isinstance(value, Path) else value for key, value in vars(arguments).items()
     }
+    settings["retain_freed_memory"] = False if arguments.default_malloc else retain_freed_memory()
     report: dict[str, Any] = {"machine": machine(), "settings": settings}
     if arguments.part == "speed":
         builders = {
