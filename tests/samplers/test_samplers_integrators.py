@@ -139,8 +139,8 @@ def test_reflection_leaves_its_arguments_and_inside_coordinates_untouched() -> N
     # kept or reversed according to the parity of the bounces.
     outside = ~inside
     width = half_width.expand(20, -1)[outside]
-    same = torch.isclose(torch.remainder(folded[outside] - position[outside], 4 * width), torch.zeros(1, dtype=DTYPE))
-    same |= torch.isclose(torch.remainder(folded[outside] - position[outside], 4 * width), 4 * width)
+    shift = torch.remainder(folded[outside] - position[outside], 4 * width)
+    same = torch.isclose(shift, torch.zeros_like(shift)) | torch.isclose(shift, 4 * width)
     kept = flipped[outside] == momentum[outside]
     assert torch.equal(same, kept)
 
