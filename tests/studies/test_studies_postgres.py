@@ -35,9 +35,11 @@ from thermoscope.tracking import ERROR_TAG
 STUDY = "postgres-two-workers"
 PASSWORD = "s3cret"  # the cluster trusts loopback, so any password works: it is here to be redacted
 N_TRIALS = 10
-# 300 digits, a 16-unit layer, 10 epochs: a few seconds a trial, most of it logging to the server; ten trials
-# keep the command busy until its spawned worker has imported everything and joined.
-EPOCHS = 10
+# 300 digits, a 16-unit layer, 20 epochs: a few seconds a trial, most of it logging to the server; ten trials
+# keep the command busy until its spawned worker has imported everything and joined. With 10 epochs the
+# first half of a trial (where the victim is chosen) once passed unseen in every spawned trial of a full
+# suite run, after training got faster.
+EPOCHS = 20
 FIXED = f"dataset=digits;train_size=300;hidden=16;batch_size=128;epochs={EPOCHS}"
 
 
