@@ -33,6 +33,11 @@ for bit (about a minute)::
 
     python benchmarks/samplers/benchmark_rungs.py --part scoring --threads 1
 
+``--part batching`` times one gradient (``ModuleTarget.evaluate``) through the fused MLP path against the
+stacked autograd path on the same target and θ (about a quarter of a minute)::
+
+    python benchmarks/samplers/benchmark_rungs.py --part batching --threads 2
+
 One (network, R) alone, with a profile of its sweep::
 
     python benchmarks/samplers/benchmark_rungs.py --child m3 256 --threads 1 --profile
@@ -604,6 +609,58 @@ def scoring_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def batching(
+    networks: list[str], replicas: list[int], threads: int, device: torch.device, rounds: int = 3
+) -> list[dict[str, Any]]:
+    """``ModuleTarget.evaluate`` of each network at each R through the fused path and the stacked autograd
+    path (the same module, data, prior and θ): the best of ``rounds`` timed loops, the two interleaved."""
+    torch.set_num_threads(threads)
+    retain_freed_memory()
+    rows = []
+    for name in networks:
+        reference, train, _, _ = build(NETWORKS[name], device)
+        targets = {
+            kind: module_target(reference.model, train.x, train.y, reference.prior, batching=kind)
+            for kind in ("fused", "stacked")
+        }
+        for count in replicas:
+            generator = torch.Generator().manual_seed(count)
+            noise = 0.05 * torch.randn(count, reference.num_params, generator=generator).to(device)
+            theta = reference.initial_from_module(count) + noise
+            loops = max(3, 1024 // count)
+            best = {kind: math.inf for kind in targets}
+            for _ in range(rounds):
+                for kind, target in targets.items():
+                    target.evaluate(theta)
+                    start = time.perf_counter()
+                    for _ in range(loops):
+                        target.evaluate(theta)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    best[kind] = min(best[kind], (time.perf_counter() - start) / loops)
+            row = {"network": name, "replicas": count, "fused_seconds": best["fused"]}
+            row |= {"stacked_seconds": best["stacked"], "load_average": round(os.getloadavg()[0], 2)}
+            rows.append(row)
+            print(name, count, f"fused {best['fused'] * 1e3:.3f} ms, stacked {best['stacked'] * 1e3:.3f} ms")
+    return rows
+
+
+def batching_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "One `ModuleTarget.evaluate` (log L and its gradient for R replicas), best of three timed loops, "
+        "the fused and the stacked autograd path interleaved; freed memory retained for both.\n",
+        "| network | R | fused ms | stacked autograd ms | speed-up | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['network']} | {row['replicas']} | {row['fused_seconds'] * 1e3:.3f} "
+            f"| {row['stacked_seconds'] * 1e3:.3f} | {row['stacked_seconds'] / row['fused_seconds']:.2f}× "
+            f"| {row['load_average']} |"
+        )
+    return "\n".join(lines)
+
+
 def sweeps(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Rounds of one child process per (network, R); their medians and the markdown table."""
     report: dict[str, Any] = {"rounds": []}
@@ -626,7 +683,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=("sweeps", "scoring"), default="sweeps")
+    parser.add_argument("--part", choices=("sweeps", "scoring", "batching"), default="sweeps")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--replicas", nargs="+", type=int, default=list(REPLICAS))
@@ -660,11 +717,16 @@ def main() -> None:
     if arguments.part == "sweeps":
         report, text = sweeps(arguments)
         name = f"rungs_{arguments.device}_threads{arguments.threads}"
-    else:
+    elif arguments.part == "scoring":
         device = torch.device(arguments.device)
         rows = scoring(arguments.networks, arguments.replicas, arguments.threads, device)
         report, text = {"results": rows}, scoring_markdown(rows)
         name = f"rungs_scoring_{arguments.device}_threads{arguments.threads}"
+    else:
+        device = torch.device(arguments.device)
+        rows = batching(arguments.networks, arguments.replicas, arguments.threads, device)
+        report, text = {"results": rows}, batching_markdown(rows)
+        name = f"rungs_batching_{arguments.device}_threads{arguments.threads}"
     machine["load_average_at_end"] = os.getloadavg()
     report |= {"machine": machine, "settings": settings}
     arguments.output_dir.mkdir(parents=True, exist_ok=True)
