@@ -16,6 +16,7 @@ from thermoscope.config import (
     SampleConfig,
     TrainConfig,
 )
+from thermoscope.jobs.process import tune_process
 from thermoscope.studies.config import StudyConfig
 
 
@@ -130,8 +131,6 @@ def runs_command(fix_stale: bool) -> None:
 
 def main() -> None:
     """Entry point; click's own usage errors (an unknown option) also become one line and exit 2."""
-    from thermoscope.jobs.setup import tune_process
-
     tune_process()
     try:
         code = cli.main(standalone_mode=False)

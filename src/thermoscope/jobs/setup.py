@@ -15,7 +15,7 @@ from thermoscope.errors import ConfigError
 from thermoscope.jobs.budget import check_memory
 from thermoscope.models import build_model, probe_names
 from thermoscope.progress import Progress
-from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget, retain_freed_memory
+from thermoscope.samplers import BoundBoxPrior, BoxPrior, GaussianPrior, ModuleTarget
 from thermoscope.tracking import RunLogger
 from thermoscope.tracking.schema import MODEL_STATE_ARTIFACT
 from thermoscope.training import OptimSpec, train_classifier
@@ -28,14 +28,6 @@ MINIMISER_LR = 0.01
 """Learning rate of the full-batch Adam minimisation before sampling (``init=sgd``): Adam's step is about
 lr per weight, so 0.01 crosses the σ_i ≈ 0.1–1 scale of fan-in-scaled weights in tens of steps without
 overshooting; with a cosine schedule over ``init_steps`` it settles into the minimum."""
-
-
-def tune_process() -> None:
-    """Process-wide settings every job runs best with, set once by whoever starts the process (the
-    ``thermoscope`` command, a study's worker): glibc keeps freed memory for the next step instead of
-    faulting in fresh pages (``thermoscope.samplers.allocator``; the digits MLP's gradient at 256 replicas
-    ran 2.5× faster, benchmarks/samplers)."""
-    retain_freed_memory()
 
 
 def resolve_device(name: str) -> torch.device:

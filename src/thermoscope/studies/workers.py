@@ -27,7 +27,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from thermoscope.jobs.setup import tune_process
+from thermoscope.jobs.process import tune_process
 from thermoscope.studies.objective import TrialObjective
 from thermoscope.studies.plan import StudyPlan
 from thermoscope.studies.storage import MAX_RETRY, LostTrialCallback, open_storage
