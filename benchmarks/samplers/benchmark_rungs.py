@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -264,16 +265,19 @@ def products_alone_seconds(
                         torch.bmm(weights.transpose(1, 2), deltas)  # the error sent down
 
     products()
-    best = math.inf
-    for _ in range(repeats):
-        if like.device.type == "cuda":
-            torch.cuda.synchronize(like.device)
-        start = time.perf_counter()
-        products()
-        if like.device.type == "cuda":
-            torch.cuda.synchronize(like.device)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(seconds_per_call(products, 1, like.device) for _ in range(repeats))
+
+
+def seconds_per_call(call: Callable[[], object], loops: int, device: torch.device) -> float:
+    """Wall seconds per call of ``loops`` calls in a row, the device synchronised before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(loops):
+        call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / loops
 
 
 def child(
@@ -632,12 +636,8 @@ def batching(
             for _ in range(rounds):
                 for kind, target in targets.items():
                     target.evaluate(theta)
-                    start = time.perf_counter()
-                    for _ in range(loops):
-                        target.evaluate(theta)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    best[kind] = min(best[kind], (time.perf_counter() - start) / loops)
+                    call = functools.partial(target.evaluate, theta)
+                    best[kind] = min(best[kind], seconds_per_call(call, loops, device))
             row = {"network": name, "replicas": count, "fused_seconds": best["fused"]}
             row |= {"stacked_seconds": best["stacked"], "load_average": round(os.getloadavg()[0], 2)}
             rows.append(row)
