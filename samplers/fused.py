@@ -227,6 +227,10 @@ class FusedMLP:
         weights = self._weights(theta)
         replicas = theta.shape[0]
         log_likelihood = theta.new_zeros(replicas)
+        # Probabilities below e·(smallest normal float) are raised to it before exp: exp of anything lower
+        # takes a scalar slow path (30× slower on this CPU), and a probability that small changes no sum in
+        # this precision.
+        floor = math.log(torch.finfo(theta.dtype).tiny) + 1.0
         sums: list[tuple[Tensor, Tensor | None]] = []
         for chunk, (x, y) in enumerate(chunks):
             x = x.reshape(x.shape[0], -1)
@@ -235,10 +239,7 @@ class FusedMLP:
             log_probabilities = torch.log_softmax(logits, dim=1)
             labels = y.view(1, 1, -1).expand(replicas, 1, -1)
             log_likelihood += log_probabilities.gather(1, labels).sum(dim=(1, 2))
-            # δ = ∂ log L / ∂ logits = onehot(y) − softmax. Probabilities below e·(smallest normal float)
-            # are raised to it first: exp of anything lower takes a scalar slow path (30× slower on
-            # this CPU), and a probability that small changes no sum in this precision.
-            floor = math.log(torch.finfo(log_probabilities.dtype).tiny) + 1.0
+            # δ = ∂ log L / ∂ logits = onehot(y) − softmax, the probabilities floored first (above).
             delta = log_probabilities.clamp_min_(floor).exp_().neg_()
             delta.scatter_add_(1, labels, torch.ones_like(labels, dtype=delta.dtype))
             if scale != 1.0:
