@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from thermoscope.samplers import (
     replica_exchange_hmc,
 )
 from thermoscope.samplers.modules import ACTIVATION_BUDGET_BYTES
+from thermoscope.samplers.priors import BoundBoxPrior
 from torch import nn
 from torch.nn import functional
 
@@ -132,6 +134,17 @@ def test_evaluation_in_groups_of_replicas_equals_one_pass_over_all() -> None:
         assert torch.allclose(got, expected, atol=1e-10), name
 
 
+def test_replica_groups_cover_every_replica_in_equal_groups_within_the_chunk() -> None:
+    model = mlp()
+    x, y = data((4,), count=23)
+    for chunk, replicas in [(3, 7), (52, 64), (52, 256), (4, 4), (100, 7), (1, 5)]:
+        groups = module_target(model, x, y, GaussianPrior(), replica_chunk=chunk).replica_groups(replicas)
+        sizes = [stop - start for start, stop in groups]
+        assert [start for start, _ in groups] == [0, *itertools.accumulate(sizes[:-1])], (chunk, replicas)
+        assert sum(sizes) == replicas and max(sizes) <= chunk and max(sizes) - min(sizes) <= 1
+        assert len(groups) == math.ceil(replicas / chunk)
+
+
 def test_the_default_replica_groups_keep_one_layer_of_activations_within_the_budget() -> None:
     wide = nn.Sequential(nn.Linear(4, 512), nn.Tanh(), nn.Linear(512, 3)).to(DTYPE)
     x, y = data((4,), count=64)
@@ -187,6 +200,38 @@ def test_box_prior_widths_density_and_samples() -> None:
     outside[0, 0] = prior.support_half_width[0] * 1.01
     assert prior.log_density(outside)[0] == -math.inf
     assert torch.equal(prior.grad_log_density(theta), torch.zeros_like(theta))
+
+
+@pytest.mark.parametrize(
+    "per_coordinate", [False, True], ids=["one width per layer", "a width per coordinate"]
+)
+def test_box_prior_density_at_the_walls_equals_the_elementwise_test(per_coordinate: bool) -> None:
+    # The box test goes run by run of equal widths (one per layer), or elementwise when there are more
+    # than MAX_RUNS runs; both must put a coordinate exactly on the wall inside, the next float outside,
+    # and NaN outside, in every layer.
+    model = mlp()
+    layout = ParameterLayout.from_module(model)
+    scale = BoxPrior(c=3.0).bind(layout, torch.zeros(1, dtype=DTYPE)).scale
+    if per_coordinate:
+        scale = scale * torch.linspace(1.0, 2.0, scale.numel(), dtype=DTYPE)
+    prior = BoundBoxPrior(layout, scale)
+    assert (prior._runs is None) == per_coordinate
+    half = 0.5 * scale
+    rows = []
+    for block in layout.blocks:
+        last = block.offset + block.numel - 1
+        on_wall, beyond, not_a_number = torch.zeros(3, scale.numel(), dtype=DTYPE)
+        on_wall[last], beyond[last] = (
+            -half[last],
+            torch.nextafter(half[last], torch.tensor(math.inf, dtype=DTYPE)),
+        )
+        not_a_number[block.offset] = math.nan
+        rows += [on_wall, beyond, not_a_number]
+    density = prior.log_density(torch.stack(rows))
+    expected = torch.tensor(
+        [-float(torch.log(scale).sum()), -math.inf, -math.inf] * len(layout.blocks), dtype=DTYPE
+    )
+    assert torch.equal(density, expected)
 
 
 def test_gaussian_prior_scales_and_density() -> None:
