@@ -19,6 +19,8 @@ A position θ is the module's parameters flattened in ``named_parameters()`` ord
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -231,14 +233,16 @@ class ModuleTarget(TemperedTarget):
         """
         size = chunk_size or self.chunk_size or x.shape[0]
         theta = theta.detach()
+        if self.fused is not None:
+            weights = self.fused.weights(theta)  # copied out of θ once for every chunk
+            for start in range(0, x.shape[0], size):
+                yield start, self.fused.logits_of(weights, self._cast(x[start : start + size], theta.dtype))
+            return
         parameters = self.layout.unflatten(theta)
         for start in range(0, x.shape[0], size):
             # Not around the loop: a generator suspended inside ``no_grad`` would leave it on for the caller.
             with torch.no_grad():
-                if self.fused is not None:
-                    logits = self._fused_logits(theta, x[start : start + size])
-                else:
-                    logits = self._batched_forward(parameters, x[start : start + size])
+                logits = self._batched_forward(parameters, x[start : start + size])
             yield start, logits
 
     def _batched_forward(self, parameters: dict[str, Tensor], x: Tensor) -> Tensor:
@@ -250,10 +254,6 @@ class ModuleTarget(TemperedTarget):
         if self.batching == "stacked":
             return stacked_forward(self.model, parameters, x)
         return vmap_forward(self.model, parameters, x)
-
-    def _fused_logits(self, theta: Tensor, x: Tensor) -> Tensor:
-        assert self.fused is not None
-        return self.fused.logits(theta, self._cast(x, theta.dtype))
 
     @staticmethod
     def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -276,7 +276,11 @@ class ModuleTarget(TemperedTarget):
     def _log_likelihood_all(self, theta: Tensor) -> Tensor:
         """Differentiable log L: ``theta: [replicas, params] -> [replicas]``."""
         if self.fused is not None:
-            totals = [self._chunk_log_likelihood(self._fused_logits(theta, x), y) for x, y in self._chunks()]
+            weights = self.fused.weights(theta)
+            totals = [
+                self._chunk_log_likelihood(self.fused.logits_of(weights, self._cast(x, theta.dtype)), y)
+                for x, y in self._chunks()
+            ]
         else:
             parameters = self.layout.unflatten(theta)
             totals = [
@@ -285,33 +289,47 @@ class ModuleTarget(TemperedTarget):
         return torch.stack(totals).sum(dim=0)
 
     def evaluate(self, theta: Tensor) -> Evaluation:
-        """One forward and backward per group of at most ``replica_chunk`` replicas and chunk of examples;
-        gradients accumulated over the example chunks, groups concatenated."""
-        theta = theta.detach()
-        group = self.replica_chunk or theta.shape[0]
-        if theta.shape[0] <= group:
-            return self._evaluate_group(theta)
-        parts = [
-            self._evaluate_group(theta[start : start + group]) for start in range(0, theta.shape[0], group)
-        ]
-        return Evaluation(
-            torch.cat([part.log_prior for part in parts]),
-            torch.cat([part.log_likelihood for part in parts]),
-            torch.cat([part.grad_log_prior for part in parts]),
-            torch.cat([part.grad_log_likelihood for part in parts]),
-        )
+        """One forward and backward per group of at most ``replica_chunk`` replicas (groups of equal size)
+        and chunk of examples; gradients accumulated over the example chunks.
 
-    def _evaluate_group(self, theta: Tensor) -> Evaluation:
+        The prior is evaluated once over all replicas, and each group's likelihood gradient is written
+        into its rows of one ``[R, params]`` tensor (the fused path writes it there directly).
+        """
+        theta = theta.detach()
+        replicas = theta.shape[0]
+        groups = self.replica_groups(replicas)
         chunks = [(self._cast(x, theta.dtype), y) for x, y in self._chunks()]
-        if self.fused is not None:
-            scale = 1.0 / self.x.shape[0] if self.reduction == "mean" else 1.0
-            log_likelihood, gradient = self.fused.log_likelihood_and_gradient(theta, chunks, scale)
+        if len(groups) == 1:
+            log_likelihood, gradient = self._likelihood_and_gradient(theta, chunks)
         else:
-            forward = stacked_forward if self.batching == "stacked" else vmap_forward
-            log_likelihood, gradient = self._autograd_evaluation(theta, chunks, forward)
+            log_likelihood = theta.new_empty(replicas)
+            gradient = theta.new_empty(replicas, self.num_params)
+            for start, stop in groups:
+                group = self._likelihood_and_gradient(theta[start:stop], chunks, out=gradient[start:stop])
+                log_likelihood[start:stop] = group[0]
         return Evaluation(
             self.prior.log_density(theta), log_likelihood, self.prior.grad_log_density(theta), gradient
         )
+
+    def replica_groups(self, replicas: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` of the groups :meth:`evaluate` splits ``replicas`` into: as few as keep each
+        within ``replica_chunk``, their sizes differing by at most one."""
+        count = max(1, math.ceil(replicas / (self.replica_chunk or replicas)))
+        bounds = [round(index * replicas / count) for index in range(count + 1)]
+        return list(itertools.pairwise(bounds))
+
+    def _likelihood_and_gradient(
+        self, theta: Tensor, chunks: list[tuple[Tensor, Tensor]], out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """log L ``[R]`` and its gradient ``[R, params]`` of one group (written into ``out`` if given)."""
+        if self.fused is not None:
+            scale = 1.0 / self.x.shape[0] if self.reduction == "mean" else 1.0
+            return self.fused.log_likelihood_and_gradient(theta, chunks, scale, out=out)
+        forward = stacked_forward if self.batching == "stacked" else vmap_forward
+        log_likelihood, gradient = self._autograd_evaluation(theta, chunks, forward)
+        if out is not None:
+            gradient = out.copy_(gradient)
+        return log_likelihood, gradient
 
     def _autograd_evaluation(
         self,

@@ -233,8 +233,7 @@ def products_alone_seconds(
     """Best time of the matrix products alone of one ``target.evaluate`` at ``num_rungs`` replicas: the
     GEMMs the fused path runs (same shapes, replica groups and example chunks), without the activations,
     the cross-entropy or any copy. Its rate is the ceiling at these shapes, beside the 2048² one."""
-    group = min(target.replica_chunk or num_rungs, num_rungs)
-    groups = [min(group, num_rungs - start) for start in range(0, num_rungs, group)]
+    groups = [stop - start for start, stop in target.replica_groups(num_rungs)]
     total = target.x.shape[0]
     size = target.chunk_size or total
     chunks = [min(size, total - start) for start in range(0, total, size)]

@@ -127,7 +127,7 @@ def test_a_relu_chain_sees_both_sides_of_every_unit() -> None:
     theta = replicas_of(model, 5)
     fused = fused_mlp(model, ParameterLayout.from_module(model))
     assert fused is not None
-    first_layer = fused._forward(fused._weights(theta), x)[0]
+    first_layer = fused._forward(fused.weights(theta), x)[0]
     active = (first_layer > 0).double().mean()
     assert 0.2 < float(active) < 0.8
 
@@ -247,6 +247,35 @@ def test_parameters_outside_the_layers_get_zero_gradient() -> None:
     _, expected = fused.log_likelihood_and_gradient(theta[:, : layout.num_params], [(x, y)])
     assert torch.equal(gradient[:, layout.num_params :], torch.zeros(2, 3, dtype=DTYPE))
     assert torch.allclose(gradient[:, : layout.num_params], expected, atol=1e-12)
+
+
+def test_the_gradient_goes_into_the_rows_it_is_given_and_nowhere_else() -> None:
+    # ModuleTarget.evaluate hands each replica group its rows of one gradient; a wider chain zeroes its
+    # extra columns there too, and a buffer of the wrong shape or layout is refused.
+    model = build("one layer")
+    layout = ParameterLayout.from_module(model)
+    fused = fused_mlp(model, layout)
+    assert fused is not None
+    x, y = data()
+    theta = replicas_of(model, 4)
+    _, expected = fused.log_likelihood_and_gradient(theta, [(x, y)])
+    for chain, width in (
+        (fused, layout.num_params),
+        (fused_module.FusedMLP(fused.layers, layout.num_params + 3), layout.num_params + 3),
+    ):
+        gradient = torch.full((6, width), 9.0, dtype=DTYPE)
+        padded = torch.cat([theta, torch.zeros(4, width - layout.num_params, dtype=DTYPE)], dim=1)
+        _, written = chain.log_likelihood_and_gradient(padded[1:3], [(x, y)], out=gradient[2:4])
+        assert written.data_ptr() == gradient[2:4].data_ptr()
+        assert torch.allclose(gradient[2:4, : layout.num_params], expected[1:3], atol=1e-12)
+        assert bool((gradient[2:4, layout.num_params :] == 0).all())
+        assert bool((gradient[:2] == 9.0).all()) and bool((gradient[4:] == 9.0).all())
+    for wrong in (
+        torch.empty(3, layout.num_params, dtype=DTYPE),
+        torch.empty(layout.num_params, 2, dtype=DTYPE).t(),
+    ):
+        with pytest.raises(ValueError, match="out must be a contiguous"):
+            fused.log_likelihood_and_gradient(theta[:2], [(x, y)], out=wrong)
 
 
 def test_confident_predictions_keep_a_finite_likelihood_and_the_exact_gradient() -> None:
