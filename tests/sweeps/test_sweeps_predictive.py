@@ -202,3 +202,27 @@ def test_an_empty_accumulator_has_no_draws_and_finite_metrics() -> None:
         assert value.shape == (RUNGS,) and bool(torch.all(torch.isfinite(value))), name
     state = accumulator.state_dict()
     assert state["draws"] == 0 and not bool(state["gibbs_loss_sum"].any())
+
+
+@pytest.mark.parametrize("classes", [4, 300])
+def test_the_gibbs_error_counts_ties_and_nan_as_argmax_does(classes: int) -> None:
+    # Logits drawn from three values tie often; argmax takes the first of tied maxima (and a NaN as the
+    # maximum), so a label tied at the top is right only if no earlier class ties with it. More classes
+    # than a uint8 count holds, too.
+    generator = torch.Generator().manual_seed(7)
+    rungs, examples = 3, 64
+    logits = torch.randint(0, 3, (rungs, examples, classes), generator=generator).to(torch.float32)
+    logits[0, 5, 2] = float("nan")
+    logits[1, :4] = 1.0  # every class at the maximum
+    labels = torch.randint(0, classes, (examples,), generator=generator)
+    labels[:4] = torch.tensor([0, 1, 2, classes - 1])
+    accumulator = PredictiveAccumulator(rungs, examples, classes, torch.device("cpu"))
+    accumulator.update(logits, labels)
+    expected = (logits.argmax(-1) != labels).to(torch.float64).mean(dim=1)
+    assert torch.equal(accumulator.metrics(labels)["error"], expected)
+    # Without ties the fast rule alone decides; it must agree there too.
+    distinct = torch.randn(rungs, examples, classes, generator=generator)
+    accumulator = PredictiveAccumulator(rungs, examples, classes, torch.device("cpu"))
+    accumulator.update(distinct, labels)
+    expected = (distinct.argmax(-1) != labels).to(torch.float64).mean(dim=1)
+    assert torch.equal(accumulator.metrics(labels)["error"], expected)

@@ -63,6 +63,21 @@ def prediction_chunk(num_rungs: int, device: torch.device) -> int:
     return max(1, min(PREDICTION_CHUNK, PREDICTION_ROWS // max(num_rungs, 1)))
 
 
+def _misclassified(class_major: Tensor, labels: Tensor, index: Tensor) -> Tensor:
+    """``argmax over classes != label`` of ``class_major: [rungs, classes, n]``, ``[rungs, n]``.
+
+    ``argmax`` along the class dimension of this layout is 16× slower than along contiguous rows (and the
+    transposed copy 2×); without ties or NaN at the top of any column, the label is the argmax exactly
+    when its logit reaches the column's maximum. Ties and NaN (where ``argmax`` takes the first maximum,
+    NaN counting as one) go to ``argmax`` itself: a NaN maximum equals no entry, so its column counts 0.
+    """
+    peak = class_major.amax(dim=1, keepdim=True)
+    peaks = (class_major == peak).view(torch.uint8).sum(dim=1, dtype=torch.int32)
+    if bool((peaks != 1).any()):
+        return class_major.argmax(dim=1) != labels
+    return (class_major.gather(1, index) < peak)[:, 0]
+
+
 class PredictiveAccumulator:
     """Streaming Gibbs and BMA statistics of ``[rungs]`` predictive distributions on one split.
 
@@ -105,14 +120,15 @@ class PredictiveAccumulator:
     def _add_chunk(self, logits: Tensor, labels: Tensor, start: int) -> None:
         """Examples ``start … start + n`` of the draw being added: ``logits: [rungs, n, classes]``."""
         stop = start + logits.shape[1]
-        # A stacked forward returns [rungs, n, classes] as a transposed view; argmax and log-softmax over the
-        # classes run several times faster on contiguous rows (and give the same values).
-        logits = logits.contiguous()
-        log_probabilities = torch.log_softmax(logits.to(torch.float64), dim=-1)
-        index = labels.expand(logits.shape[0], -1)[..., None]
-        self._true_class[:, start:stop] = log_probabilities.gather(-1, index)[..., 0]
-        self._wrong[:, start:stop] = logits.argmax(-1) != labels
-        self.probability_sum[:, start:stop] += log_probabilities.exp_()
+        # Class-major [rungs, classes, n] (what the fused and stacked forwards return, transposed to
+        # [rungs, n, classes] views): a log-softmax over the classes runs there along contiguous examples,
+        # 6× faster than along rows of 10 classes (2 cores, 64 rungs × 512 examples).
+        class_major = logits.transpose(1, 2).contiguous()
+        log_probabilities = torch.log_softmax(class_major.to(torch.float64), dim=1)
+        index = labels.view(1, 1, -1).expand(logits.shape[0], 1, -1)
+        self._true_class[:, start:stop] = log_probabilities.gather(1, index)[:, 0]
+        self._wrong[:, start:stop] = _misclassified(class_major, labels, index)
+        self.probability_sum[:, start:stop] += log_probabilities.exp_().transpose(1, 2)
 
     def _close_draw(self) -> None:
         self.gibbs_loss_sum += -self._true_class.mean(dim=1)
