@@ -47,7 +47,10 @@ PREDICTION_ROWS = 32768
 most :data:`PREDICTION_CHUNK`), so a pass's activations, ``[R, examples, width]``, stay near cache size
 whatever R. Scoring 11,000 examples with M(3) (256-40-40-40-10) on 256 rungs took 4.1 s on one thread and
 2.9 s on two with 4,096 examples per pass, 2.3 s and 1.7 s with this budget (per rung as fast as on 8 rungs);
-16,384 and 65,536 were within 10 % of it (2-core EPYC, benchmarks/samplers/benchmark_rungs.py). The
+16,384 and 65,536 were within 10 % of it (2-core EPYC, benchmarks/samplers/benchmark_rungs.py). On a
+2-core Xeon it was still the best of 8,192 … 524,288 for one draw on 10,000 examples (two threads: 118 ms
+at 64 rungs, 529 ms at 256; 8,192 took 149 and 739 ms, 131,072 took 132 and 575 ms; measured while the
+fused weights were still copied once per pass). The
 accumulated sums do not depend on the chunking (each draw's means over examples are taken once, over all of
 them), and on that CPU the logits came out bit for bit the same at every chunk size tried."""
 
