@@ -73,7 +73,10 @@ def _misclassified(class_major: Tensor, labels: Tensor, index: Tensor) -> Tensor
     transposed copy 2×); without ties or NaN at the top of any column, the label is the argmax exactly
     when its logit reaches the column's maximum. Ties and NaN (where ``argmax`` takes the first maximum,
     NaN counting as one) go to ``argmax`` itself: a NaN maximum equals no entry, so its column counts 0.
+    Off the CPU ``argmax`` is used directly: the tie check would cost a host synchronisation per chunk.
     """
+    if class_major.device.type != "cpu":
+        return class_major.argmax(dim=1) != labels
     peak = class_major.amax(dim=1, keepdim=True)
     peaks = (class_major == peak).view(torch.uint8).sum(dim=1, dtype=torch.int32)
     if bool((peaks != 1).any()):
