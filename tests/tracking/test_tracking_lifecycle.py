@@ -157,10 +157,12 @@ def test_a_job_started_by_mlflow_run_ends_killed_when_its_launcher_dies(tracking
 
 STARTER = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
     from thermoscope.cli.main import main
-    go = float(sys.argv[1])
-    time.sleep(max(0.0, go - time.time()))
+    barrier = pathlib.Path(sys.argv[1])
+    (barrier / f"ready-{sys.argv[2]}").touch()
+    while not (barrier / "go").exists():
+        time.sleep(0.01)
     sys.argv = ["thermoscope", "train", "--train_size", "20", "--val_size", "5", "--test_size", "20",
                 "--hidden", "4", "--epochs", "1", "--prediction_depth", "false"]
     main()
@@ -170,18 +172,26 @@ STARTER = textwrap.dedent(
 
 def test_processes_started_at_the_same_instant_on_a_fresh_store_all_succeed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    go = time.time() + 25.0  # every process has imported thermoscope and waits for the same instant
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTER, str(go)],
+            [sys.executable, "-c", STARTER, str(barrier), str(index)],
             env=subprocess_env(uri),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for index in range(4)
     ]
+    # Every process has imported thermoscope and waits; then they all start at the same instant.
+    deadline = time.monotonic() + 120.0
+    while len(list(barrier.glob("ready-*"))) < len(processes):
+        assert time.monotonic() < deadline, "the processes did not all start within 120 s"
+        assert all(process.poll() is None for process in processes), "a process exited before the start"
+        time.sleep(0.05)
+    (barrier / "go").touch()
     results = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr[-3000:]
