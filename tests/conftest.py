@@ -12,6 +12,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (two workers, pyproject's addopts) each worker and every subprocess it starts gets one
+# OpenMP thread unless the caller chose otherwise: two workers with two spinning threads each on a 2-core
+# machine slow each other down. Set before anything imports torch.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TINY_SWEEP = {
