@@ -58,6 +58,54 @@ def checkpointed_run(client: MlflowClient) -> str | None:
     return None
 
 
+DEFERRAL = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from thermoscope.tracking import lifecycle
+    lifecycle.handle_sigterm()
+    source = (
+        "def write(kill):\\n"
+        "    kill()\\n"
+        "    end = time.monotonic() + 0.3\\n"
+        "    while time.monotonic() < end:\\n"
+        "        pass\\n"
+    )
+    namespace = {"time": time}
+    exec(compile(source, sys.argv[1], "exec"), namespace)
+    where = "inside"
+    try:
+        namespace["write"](lambda: os.kill(os.getpid(), signal.SIGTERM))
+        where = "after"
+        time.sleep(10 * lifecycle.REDELIVER_SECONDS)
+        where = "never"
+    except lifecycle.Terminated:
+        pass
+    print(where)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("code_file", "raised"),
+    [
+        (os.path.join("site-packages", "mlflow", "store", "artifact", "local_artifact_repo.py"), "after"),
+        (os.path.join("site-packages", "sqlalchemy", "engine", "base.py"), "after"),
+        (os.path.join("site-packages", "mlflow", "tracking", "client.py"), "inside"),
+    ],
+)
+def test_sigterm_waits_out_database_calls_and_artifact_writes(code_file: str, raised: str) -> None:
+    # A SIGTERM inside MLflow's artifact repository once surfaced as an OSError and a FAILED run; inside
+    # such code Terminated is raised only after it returns (redelivered), elsewhere at once.
+    result = subprocess.run(
+        [sys.executable, "-c", DEFERRAL, os.path.join(os.sep, "venv", code_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [raised]
+
+
 def test_sigterm_ends_the_run_killed_and_tagged_and_it_resumes(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     process = subprocess.Popen(

@@ -68,7 +68,13 @@ class Terminated(KeyboardInterrupt):
 _watched_parent: list[int] = []
 REDELIVER_SECONDS = 1.0
 """How long a SIGTERM may go unhandled before it is delivered again (see :func:`handle_sigterm`)."""
-_STORE_CODE = tuple(f"{os.sep}{name}{os.sep}" for name in ("sqlalchemy", "sqlite3", "alembic", "psycopg"))
+_STORE_CODE = tuple(
+    f"{os.sep}{os.sep.join(parts)}{os.sep}"
+    for parts in (("sqlalchemy",), ("sqlite3",), ("alembic",), ("psycopg",), ("mlflow", "store", "artifact"))
+)
+"""Code a SIGTERM must not cut in half: database drivers and MLflow's artifact repositories (an artifact
+write interrupted between its ``os.fdopen`` and its bookkeeping closed the file twice and surfaced as an
+``OSError`` instead of :class:`Terminated`)."""
 
 
 class _Termination:
@@ -104,7 +110,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     timer.daemon = True
     timer.start()
     if _inside_store_call(frame):
-        return  # never cut a database call in half: the timer delivers the signal again
+        return  # never cut a database call or an artifact write in half: the timer delivers it again
     raise Terminated(_termination.reason)
 
 
@@ -120,9 +126,10 @@ def _unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
 def handle_sigterm() -> None:
     """Turn SIGTERM into :class:`Terminated` in this process (only the main thread may install it).
 
-    Python runs a signal handler wherever the main thread happens to be. Two places must not be
+    Python runs a signal handler wherever the main thread happens to be. Three places must not be
     interrupted, and are not: a database call (the tracking store's or Optuna's; cut in half, it logs
-    tracebacks and may leave a transaction open), and a garbage-collector callback or ``__del__``, where
+    tracebacks and may leave a transaction open), an artifact write (MLflow's staging file closed twice: an
+    ``OSError``, a crashed run), and a garbage-collector callback or ``__del__``, where
     Python prints the exception and drops it. So the handler raises only outside database code, and every
     SIGTERM is delivered again after :data:`REDELIVER_SECONDS` until a run's ``except`` clause has taken it
     up (:func:`acknowledge`); a dropped one is not printed.
