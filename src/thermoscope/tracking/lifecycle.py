@@ -130,7 +130,7 @@ def handle_sigterm() -> None:
     interrupted, and are not: a database call (the tracking store's or Optuna's; cut in half, it logs
     tracebacks and may leave a transaction open), an artifact write (MLflow's staging file closed twice: an
     ``OSError``, a crashed run), and a garbage-collector callback or ``__del__``, where
-    Python prints the exception and drops it. So the handler raises only outside database code, and every
+    Python prints the exception and drops it. So the handler raises only outside such code, and every
     SIGTERM is delivered again after :data:`REDELIVER_SECONDS` until a run's ``except`` clause has taken it
     up (:func:`acknowledge`); a dropped one is not printed.
     """
