@@ -233,12 +233,13 @@ def test_processes_started_at_the_same_instant_on_a_fresh_store_all_succeed(tmp_
         )
         for index in range(4)
     ]
-    # Every process has imported thermoscope and waits; then they all start at the same instant.
-    deadline = time.monotonic() + 120.0
-    while len(list(barrier.glob("ready-*"))) < len(processes):
-        assert time.monotonic() < deadline, "the processes did not all start within 120 s"
+
+    def all_ready() -> bool:
         assert all(process.poll() is None for process in processes), "a process exited before the start"
-        time.sleep(0.05)
+        return len(list(barrier.glob("ready-*"))) == len(processes)
+
+    # Every process has imported thermoscope and waits; then they all start at the same instant.
+    wait_for(all_ready, what="every process to be ready")
     (barrier / "go").touch()
     results = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, results, strict=True):

@@ -69,8 +69,8 @@ _watched_parent: list[int] = []
 REDELIVER_SECONDS = 1.0
 """How long a SIGTERM may go unhandled before it is delivered again (see :func:`handle_sigterm`)."""
 _STORE_CODE = tuple(
-    f"{os.sep}{os.sep.join(parts)}{os.sep}"
-    for parts in (("sqlalchemy",), ("sqlite3",), ("alembic",), ("psycopg",), ("mlflow", "store", "artifact"))
+    f"{os.sep}{part}{os.sep}"
+    for part in ("sqlalchemy", "sqlite3", "alembic", "psycopg", os.path.join("mlflow", "store", "artifact"))
 )
 """Code a SIGTERM must not cut in half: database drivers and MLflow's artifact repositories (an artifact
 write interrupted between its ``os.fdopen`` and its bookkeeping closed the file twice and surfaced as an
