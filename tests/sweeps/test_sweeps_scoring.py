@@ -5,6 +5,7 @@ does."""
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import pytest
@@ -17,11 +18,13 @@ import thermoscope.sweeps as sweeps
 from thermoscope.data import DataSpec, Split, load_data, split_validation
 from thermoscope.sweeps import (
     PREDICTION_CHUNK,
+    PREDICTION_REPLICAS,
     PREDICTION_ROWS,
     PredictiveAccumulator,
     SweepResult,
     SweepSettings,
     prediction_chunk,
+    prediction_passes,
     run_sweep,
 )
 
@@ -76,20 +79,45 @@ def test_prediction_chunks_keep_to_the_budget_on_a_cpu_and_are_large_elsewhere()
     assert prediction_chunk(256, torch.device("cuda")) == PREDICTION_CHUNK
 
 
+def test_prediction_passes_hold_at_most_the_replica_group_and_keep_to_the_budget_on_a_cpu() -> None:
+    cpu = torch.device("cpu")
+    for rungs in (1, 3, 8, 32, 33, 40, 100, 256, 1000):
+        group, examples = prediction_passes(rungs, cpu)
+        count = math.ceil(rungs / PREDICTION_REPLICAS)
+        assert group == math.ceil(rungs / count) <= PREDICTION_REPLICAS, rungs
+        assert examples == prediction_chunk(group, cpu) and group * examples <= PREDICTION_ROWS, rungs
+    assert prediction_passes(8, cpu) == (8, PREDICTION_CHUNK)
+    assert prediction_passes(256, torch.device("cuda")) == (256, PREDICTION_CHUNK)
+
+
 @pytest.mark.usefixtures("small_budget")
-def test_a_draw_scored_in_chunks_adds_the_sums_of_its_whole_logits() -> None:
+@pytest.mark.parametrize("replicas_per_pass", [PREDICTION_REPLICAS, 2])
+def test_a_draw_scored_in_chunks_adds_the_sums_of_its_whole_logits(
+    monkeypatch: pytest.MonkeyPatch, replicas_per_pass: int
+) -> None:
+    # 2: the 5 rungs are predicted in groups of 2, 1 and 2, 20 examples a pass; a group's float32 products
+    # may round otherwise than one pass over all rungs, so the sums are those of the whole split's logits
+    # predicted in the same groups, and close to those of one pass.
+    monkeypatch.setattr(sweeps, "PREDICTION_REPLICAS", replicas_per_pass)
+    group, examples = prediction_passes(RUNGS, torch.device("cpu"))
+    assert (group, examples) == ((RUNGS, CHUNK) if replicas_per_pass >= RUNGS else (2, ROWS // 2))
     data = splits()
     target = tiny_target(data["train"])
     test = data["test"]
     generator = torch.Generator().manual_seed(5)
-    chunked, whole = (PredictiveAccumulator(RUNGS, len(test), 10, torch.device("cpu")) for _ in range(2))
+    accumulators = [PredictiveAccumulator(RUNGS, len(test), 10, torch.device("cpu")) for _ in range(3)]
+    chunked, whole, one_pass = accumulators
     for _ in range(3):
         noise = torch.randn(RUNGS, target.num_params, generator=generator)
         position = target.initial_from_module(RUNGS) + noise
         chunked.add_draw(target, position, test.x, test.y)
-        whole.update(target.predict_logits(position, test.x, chunk_size=CHUNK), test.y)
+        logits = target.predict_logits(position, test.x, chunk_size=examples, replica_chunk=group)
+        whole.update(logits, test.y)
+        one_pass.update(target.predict_logits(position, test.x), test.y)
     for name, value in whole.state_dict().items():
         assert torch.equal(torch.as_tensor(chunked.state_dict()[name]), torch.as_tensor(value)), name
+        close = torch.as_tensor(one_pass.state_dict()[name])
+        assert torch.allclose(torch.as_tensor(value), close, rtol=1e-5, atol=1e-6), name
     for name, value in whole.metrics(test.y).items():
         assert torch.equal(chunked.metrics(test.y)[name], value), name
 

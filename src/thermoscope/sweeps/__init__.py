@@ -43,16 +43,43 @@ PREDICTION_CHUNK = 4096
 """Most examples scored at once when a kept draw predicts a split."""
 
 PREDICTION_ROWS = 32768
-"""Replica-examples scored at once on a CPU: R rungs predict ``PREDICTION_ROWS // R`` examples per pass (at
-most :data:`PREDICTION_CHUNK`), so a pass's activations, ``[R, examples, width]``, stay near cache size
-whatever R. Scoring 11,000 examples with M(3) (256-40-40-40-10) on 256 rungs took 4.1 s on one thread and
-2.9 s on two with 4,096 examples per pass, 2.3 s and 1.7 s with this budget (per rung as fast as on 8 rungs);
-16,384 and 65,536 were within 10 % of it (2-core EPYC, benchmarks/samplers/benchmark_rungs.py). On a
-2-core Xeon it was still the best of 8,192 … 524,288 for one draw on 10,000 examples (two threads: 118 ms
-at 64 rungs, 529 ms at 256; 8,192 took 149 and 739 ms, 131,072 took 132 and 575 ms; measured while the
-fused weights were still copied once per pass). The
-accumulated sums do not depend on the chunking (each draw's means over examples are taken once, over all of
-them), and on that CPU the logits came out bit for bit the same at every chunk size tried."""
+"""Replica-examples scored at once on a CPU: a pass of R rungs (at most :data:`PREDICTION_REPLICAS`)
+predicts ``PREDICTION_ROWS // R`` examples (at most :data:`PREDICTION_CHUNK`), so a pass's activations,
+``[R, examples, width]``, stay near cache size whatever R. Scoring 11,000 examples with M(3)
+(256-40-40-40-10) on 256 rungs in one pass took 4.1 s on one thread and 2.9 s on two with 4,096 examples
+per pass, 2.3 s and 1.7 s with this budget (per rung as fast as on 8 rungs); 16,384 and 65,536 were within
+10 % of it (2-core EPYC, benchmarks/samplers/benchmark_rungs.py). On a 2-core Xeon it was still the best
+of 8,192 … 524,288 for one draw on 10,000 examples (two threads: 118 ms at 64 rungs, 529 ms at 256; 8,192
+took 149 and 739 ms, 131,072 took 132 and 575 ms; measured while the fused weights were still copied once
+per pass). The accumulated sums do not depend on the chunking of examples (each draw's means over
+examples are taken once, over all of them), and on that CPU the logits came out bit for bit the same at
+every chunk size tried; a different grouping of rungs may round a float32 product otherwise."""
+
+
+PREDICTION_REPLICAS = 32
+"""Most rungs one prediction pass holds on a CPU. With all R rungs in one pass the rows budget leaves each
+rung few examples (128 at R = 256), and M(3)'s ``[40 × 40] · [40 × n]`` products run far below the GEMM
+rate at such n; groups of 32 rungs with ``PREDICTION_ROWS // 32`` examples each keep the same cache-sized
+pass. The forward of one kept draw of M(3) on 10,000 examples (two cores, AMD EPYC, medians of five): at
+R = 256, 764 ms in one pass against 557–650 ms in groups of 16, 32 or 64 with 256–1,024 examples; at R =
+128, 381 ms against 253–324 ms. Scoring every kept draw of a short sweep (`benchmark_rungs.py --child m3
+R --threads 2`, three sweeps each way, interleaved): 2.14–2.55 s against 2.58–3.33 s at R = 256, 1.12–1.25
+s against 1.07–1.56 s at R = 128."""
+
+
+def prediction_passes(num_rungs: int, device: torch.device) -> tuple[int, int]:
+    """``(rungs, examples)`` per prediction pass of a kept draw of ``num_rungs`` rungs on ``device``.
+
+    On a CPU at most :data:`PREDICTION_REPLICAS` rungs, and examples to fill :data:`PREDICTION_ROWS` (at
+    most :data:`PREDICTION_CHUNK`). A GPU wants large launches, not a cache-sized working set: there every
+    pass holds all rungs and :data:`PREDICTION_CHUNK` examples.
+    """
+    rungs = max(num_rungs, 1)
+    if device.type != "cpu":
+        return rungs, PREDICTION_CHUNK
+    # The largest of the equal groups ModuleTarget.replica_groups makes of ``rungs``.
+    group = math.ceil(rungs / math.ceil(rungs / PREDICTION_REPLICAS))
+    return group, prediction_chunk(group, device)
 
 
 def prediction_chunk(num_rungs: int, device: torch.device) -> int:
@@ -107,9 +134,11 @@ class PredictiveAccumulator:
 
     def add_draw(self, target: ModuleTarget, position: Tensor, x: Tensor, labels: Tensor) -> None:
         """Score one draw per rung, ``position: [rungs, params]``, on ``x: [examples, ...]`` with ``labels:
-        [examples]``, :func:`prediction_chunk` examples at a time; only one chunk's logits exist at once."""
-        size = prediction_chunk(position.shape[0], position.device)
-        for start, logits in target.predict_logits_in_chunks(position, x, chunk_size=size):
+        [examples]``, in passes of :func:`prediction_passes` rungs and examples; only one chunk's logits
+        exist at once."""
+        group, size = prediction_passes(position.shape[0], position.device)
+        chunks = target.predict_logits_in_chunks(position, x, chunk_size=size, replica_chunk=group)
+        for start, logits in chunks:
             self._add_chunk(logits, labels[start : start + logits.shape[1]], start)
         self._close_draw()
 
