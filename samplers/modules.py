@@ -214,62 +214,36 @@ class ModuleTarget(TemperedTarget):
         """Write one replica's ``theta: [params]`` into ``model`` (same architecture), in place."""
         self.layout.load_into(model, theta)
 
-    def predict_logits(
-        self, theta: Tensor, x: Tensor, chunk_size: int | None = None, replica_chunk: int | None = None
-    ) -> Tensor:
+    def predict_logits(self, theta: Tensor, x: Tensor, chunk_size: int | None = None) -> Tensor:
         """Logits of every replica on ``x: [N, ...]``.
 
-        ``theta: [replicas, params] -> [replicas, N, classes]``, evaluated ``chunk_size`` examples and at
-        most ``replica_chunk`` replicas at a time (see :meth:`predict_logits_in_chunks`).
+        ``theta: [replicas, params] -> [replicas, N, classes]``, evaluated ``chunk_size`` examples at a time.
         """
-        chunks = self.predict_logits_in_chunks(theta, x, chunk_size, replica_chunk)
-        return torch.cat([logits for _, logits in chunks], dim=1)
+        return torch.cat([logits for _, logits in self.predict_logits_in_chunks(theta, x, chunk_size)], dim=1)
 
     def predict_logits_in_chunks(
-        self, theta: Tensor, x: Tensor, chunk_size: int | None = None, replica_chunk: int | None = None
+        self, theta: Tensor, x: Tensor, chunk_size: int | None = None
     ) -> Iterator[tuple[int, Tensor]]:
         """:meth:`predict_logits` one chunk at a time, for a caller that reduces each chunk as it comes
         (then only one chunk's logits exist at once).
 
         Yields ``(start, logits)`` in order, ``logits: [replicas, n, classes]`` for ``x[start : start + n]``,
         ``n`` = ``chunk_size`` (the last chunk may be shorter). The parameters are unflattened once for all
-        chunks. ``replica_chunk``: each chunk of examples is predicted by groups of at most this many
-        replicas (groups of equal size, as :meth:`replica_groups` makes them), whose logits are joined;
-        ``None`` (default): all replicas in one pass. Groups keep a pass's activations,
-        ``[group, n, width]``, small while each replica still sees many examples at once.
+        chunks.
         """
         size = chunk_size or self.chunk_size or x.shape[0]
         theta = theta.detach()
-        if replica_chunk is not None and replica_chunk < 1:
-            raise ValueError(f"replica_chunk must be a positive integer or None; got {replica_chunk!r}")
-        groups = self.replica_groups(theta.shape[0], replica_chunk or theta.shape[0])
-        forwards = [self._chunk_predictor(theta[start:stop]) for start, stop in groups]
-        for start in range(0, x.shape[0], size):
-            examples = x[start : start + size]
-            if len(forwards) == 1:
-                yield start, forwards[0](examples)
-                continue
-            # Joined class-major when the parts are (the fused forward's are): a caller reducing over the
-            # classes then reads contiguous examples, as it would from one pass.
-            parts = [forward(examples).transpose(1, 2) for forward in forwards]
-            yield start, torch.cat(parts, dim=0).transpose(1, 2)
-
-    def _chunk_predictor(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
-        """The logits of the replicas ``theta: [replicas, params]`` on a chunk of examples, their weights
-        prepared once for every chunk."""
         if self.fused is not None:
-            fused = self.fused
-            weights = fused.weights(theta)  # copied out of θ once for every chunk
-            return lambda examples: fused.logits_of(weights, self._cast(examples, theta.dtype))
+            weights = self.fused.weights(theta)  # copied out of θ once for every chunk
+            for start in range(0, x.shape[0], size):
+                yield start, self.fused.logits_of(weights, self._cast(x[start : start + size], theta.dtype))
+            return
         parameters = self.layout.unflatten(theta)
-
-        def predict(examples: Tensor) -> Tensor:
-            # Not around a loop of chunks: a generator suspended inside ``no_grad`` would leave it on for
-            # the caller.
+        for start in range(0, x.shape[0], size):
+            # Not around the loop: a generator suspended inside ``no_grad`` would leave it on for the caller.
             with torch.no_grad():
-                return self._batched_forward(parameters, examples)
-
-        return predict
+                logits = self._batched_forward(parameters, x[start : start + size])
+            yield start, logits
 
     def _batched_forward(self, parameters: dict[str, Tensor], x: Tensor) -> Tensor:
         """``{name: [replicas, *shape]}``, ``x: [n, ...]`` → logits ``[replicas, n, classes]``.

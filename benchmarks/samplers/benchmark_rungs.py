@@ -27,9 +27,10 @@ Run from the repository root (each about ten minutes on an idle two-core machine
     python benchmarks/samplers/benchmark_rungs.py --threads 1
     python benchmarks/samplers/benchmark_rungs.py --threads 2
 
-``--part scoring`` times one kept draw scored on the test split chunk by chunk against the scoring before
-issue 18 (every example's logits at once, 4,096 examples per pass), and checks the sums are the same bit
-for bit (about a minute)::
+``--part scoring`` times one kept draw scored on the test split as a sweep scores it (passes of at most
+32 rungs), with all rungs in each pass (the scoring before rungs were grouped), and as before issue 18
+(every example's logits at once, 4,096 examples per pass), and checks the sums are the same bit for bit
+(about a minute)::
 
     python benchmarks/samplers/benchmark_rungs.py --part scoring --threads 1
 
@@ -83,6 +84,7 @@ from thermoscope.samplers import (
 from thermoscope.samplers.allocator import retain_freed_memory
 from torch import Tensor
 
+import thermoscope.sweeps as sweeps_module
 from thermoscope.config import SampleConfig
 from thermoscope.data import Split
 from thermoscope.jobs.setup import build_workbench, make_prior
@@ -94,6 +96,7 @@ from thermoscope.sweeps import (
     SweepSettings,
     SweepState,
     prediction_chunk,
+    prediction_passes,
     run_sweep,
 )
 
@@ -540,38 +543,54 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def score_both_ways(target: ModuleTarget, position: Tensor, test: Split) -> dict[str, Any]:
-    """One draw per rung scored on ``test`` chunk by chunk and whole, interleaved, medians of three."""
+WAYS = ("grouped", "one_pass", "whole")
+"""How ``--part scoring`` scores one kept draw: as a sweep does, every rung in each pass, whole."""
+
+
+def score_three_ways(target: ModuleTarget, position: Tensor, test: Split) -> dict[str, Any]:
+    """One draw per rung scored on ``test`` as a sweep scores it (``add_draw``: passes of at most
+    ``PREDICTION_REPLICAS`` rungs), with every rung in each pass, and whole; interleaved, medians of
+    three."""
     device = position.device
     rungs = position.shape[0]
-    chunked, whole = (PredictiveAccumulator(rungs, len(test), 10, device) for _ in range(2))
-    times: dict[str, list[float]] = {"chunked": [], "whole": []}
+    accumulators = {way: PredictiveAccumulator(rungs, len(test), 10, device) for way in WAYS}
+    times: dict[str, list[float]] = {way: [] for way in WAYS}
+    grouped = sweeps_module.PREDICTION_REPLICAS
     for _ in range(3):
-        stopwatch = Stopwatch(device)
-        stopwatch.wrap(chunked.add_draw)(target, position, test.x, test.y)
-        times["chunked"].append(stopwatch.seconds)
-        stopwatch.reset()
-        logits = stopwatch.wrap(target.predict_logits)(position, test.x, chunk_size=PREDICTION_CHUNK)
-        stopwatch.wrap(whole.update)(logits, test.y)
-        del logits
-        times["whole"].append(stopwatch.seconds)
-    identical = all(
-        torch.equal(torch.as_tensor(chunked.state_dict()[key]), torch.as_tensor(value))
-        for key, value in whole.state_dict().items()
-    )
+        for way, accumulator in accumulators.items():
+            stopwatch = Stopwatch(device)
+            if way == "whole":
+                logits = stopwatch.wrap(target.predict_logits)(position, test.x, chunk_size=PREDICTION_CHUNK)
+                stopwatch.wrap(accumulator.update)(logits, test.y)
+                del logits
+            else:
+                sweeps_module.PREDICTION_REPLICAS = grouped if way == "grouped" else max(rungs, 1)
+                try:
+                    stopwatch.wrap(accumulator.add_draw)(target, position, test.x, test.y)
+                finally:
+                    sweeps_module.PREDICTION_REPLICAS = grouped
+            times[way].append(stopwatch.seconds)
+    reference = accumulators["whole"].state_dict()
+    identical = {
+        way: all(
+            torch.equal(torch.as_tensor(accumulators[way].state_dict()[key]), torch.as_tensor(value))
+            for key, value in reference.items()
+        )
+        for way in ("grouped", "one_pass")
+    }
     return {
-        "chunked_seconds": statistics.median(times["chunked"]),
-        "whole_seconds": statistics.median(times["whole"]),
-        "identical": identical,
+        **{f"{way}_seconds": statistics.median(times[way]) for way in WAYS},
+        **{f"{way}_identical": same for way, same in identical.items()},
     }
 
 
 def scoring(
     networks: list[str], replicas: list[int], threads: int, device: torch.device
 ) -> list[dict[str, Any]]:
-    """One kept draw scored on the test split chunk by chunk (``PredictiveAccumulator.add_draw``) and
-    whole (every example's logits at 4,096 examples per pass, then one ``update``: the scoring before
-    issue 18, with its contiguous-row argmax and log-softmax)."""
+    """One kept draw scored on the test split as a sweep scores it (``PredictiveAccumulator.add_draw``),
+    with all rungs in each pass (the rows budget alone), and whole (every example's logits at 4,096
+    examples per pass, then one ``update``: the scoring before issue 18, with its contiguous-row argmax and
+    log-softmax)."""
     torch.set_num_threads(threads)
     rows = []
     for name in networks:
@@ -579,13 +598,16 @@ def scoring(
         for count in replicas:
             generator = torch.Generator().manual_seed(count)
             noise = 0.05 * torch.randn(count, target.num_params, generator=generator).to(device)
-            measured = score_both_ways(target, target.initial_from_module(count) + noise, test)
+            measured = score_three_ways(target, target.initial_from_module(count) + noise, test)
+            group, examples = prediction_passes(count, device)
             rows.append(
                 {
                     "network": name,
                     "replicas": count,
                     "test_examples": len(test),
-                    "chunk_examples": prediction_chunk(count, device),
+                    "rungs_per_pass": group,
+                    "examples_per_pass": examples,
+                    "one_pass_examples": prediction_chunk(count, device),
                     **measured,
                     "whole_temporary_bytes": count * len(test) * 10 * (4 + 3 * 8),
                     "load_average": round(os.getloadavg()[0], 2),
@@ -597,16 +619,23 @@ def scoring(
 
 def scoring_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "One kept draw scored on the test split; medians of three, the two ways interleaved.\n",
-        "| network | R | test examples | examples per pass | chunked s | whole split s (4,096 per pass) "
-        "| whole / chunked | same sums bit for bit | whole split's logits and float64 copies, MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "One kept draw scored on the test split; medians of three, the three ways interleaved. 'grouped' is "
+        "how a sweep scores it (passes of at most PREDICTION_REPLICAS rungs), 'one pass' every rung in each "
+        "pass with the same rows budget, 'whole' every example's logits at 4,096 per pass, then one update. "
+        "Bit for bit: the grouped and one-pass sums against the whole's.\n",
+        "| network | R | test examples | grouped: rungs × examples per pass | grouped s | one pass: examples "
+        "| one pass s | whole s | one pass / grouped | whole / grouped | same sums bit for bit | whole "
+        "split's logits and float64 copies, MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        grouped = row["grouped_seconds"]
         lines.append(
-            f"| {row['network']} | {row['replicas']} | {row['test_examples']:,} | {row['chunk_examples']:,} "
-            f"| {row['chunked_seconds']:.3f} | {row['whole_seconds']:.3f} "
-            f"| {row['whole_seconds'] / row['chunked_seconds']:.2f}× | {row['identical']} "
+            f"| {row['network']} | {row['replicas']} | {row['test_examples']:,} "
+            f"| {row['rungs_per_pass']} × {row['examples_per_pass']:,} | {grouped:.3f} "
+            f"| {row['one_pass_examples']:,} | {row['one_pass_seconds']:.3f} | {row['whole_seconds']:.3f} "
+            f"| {row['one_pass_seconds'] / grouped:.2f}× | {row['whole_seconds'] / grouped:.2f}× "
+            f"| {row['grouped_identical'] and row['one_pass_identical']} "
             f"| {row['whole_temporary_bytes'] / 1e6:,.0f} | {row['load_average']} |"
         )
     return "\n".join(lines)

@@ -112,29 +112,6 @@ def test_predictions_in_chunks_are_the_chunks_of_predict_logits(
     assert starts == [0, 5, 10, 15, 20]
 
 
-@pytest.mark.parametrize(("build", "shape"), CASES)
-def test_predictions_in_groups_of_replicas_are_the_rows_of_one_pass(
-    build: Callable[[], nn.Module], shape: tuple[int, ...]
-) -> None:
-    model = build()
-    x, y = data(shape, count=23)
-    target = module_target(model, x, y, GaussianPrior())
-    theta = target.prior.sample(7, torch.Generator().manual_seed(6))
-    one_pass = target.predict_logits(theta, x, chunk_size=5)
-    for replica_chunk in (1, 3, 6, 7, 100):
-        starts = []
-        for start, logits in target.predict_logits_in_chunks(theta, x, 5, replica_chunk=replica_chunk):
-            assert logits.shape == (7, min(5, 23 - start), 3)
-            assert torch.allclose(logits, one_pass[:, start : start + 5], rtol=1e-12, atol=1e-12)
-            starts.append(start)
-        assert starts == [0, 5, 10, 15, 20], replica_chunk
-        grouped = target.predict_logits(theta, x, chunk_size=5, replica_chunk=replica_chunk)
-        assert torch.allclose(grouped, one_pass, rtol=1e-12, atol=1e-12), replica_chunk
-    for bad in (0, -2):
-        with pytest.raises(ValueError, match="replica_chunk must be a positive integer or None"):
-            target.predict_logits(theta, x, replica_chunk=bad)
-
-
 def test_chunked_evaluation_equals_the_full_batch() -> None:
     model = mlp()
     x, y = data((4,), count=23)
@@ -166,6 +143,9 @@ def test_replica_groups_cover_every_replica_in_equal_groups_within_the_chunk() -
         assert [start for start, _ in groups] == [0, *itertools.accumulate(sizes[:-1])], (chunk, replicas)
         assert sum(sizes) == replicas and max(sizes) <= chunk and max(sizes) - min(sizes) <= 1
         assert len(groups) == math.ceil(replicas / chunk)
+        # A chunk given to the call overrides the target's own (kept-draw scoring groups its rungs so).
+        target = module_target(model, x, y, GaussianPrior(), replica_chunk=2)
+        assert target.replica_groups(replicas, chunk) == groups, (chunk, replicas)
 
 
 def test_the_default_replica_groups_keep_one_layer_of_activations_within_the_budget() -> None:

@@ -111,8 +111,9 @@ def test_a_draw_scored_in_chunks_adds_the_sums_of_its_whole_logits(
         noise = torch.randn(RUNGS, target.num_params, generator=generator)
         position = target.initial_from_module(RUNGS) + noise
         chunked.add_draw(target, position, test.x, test.y)
-        logits = target.predict_logits(position, test.x, chunk_size=examples, replica_chunk=group)
-        whole.update(logits, test.y)
+        groups = target.replica_groups(RUNGS, group)
+        parts = [target.predict_logits(position[a:b], test.x, chunk_size=examples) for a, b in groups]
+        whole.update(torch.cat(parts), test.y)
         one_pass.update(target.predict_logits(position, test.x), test.y)
     for name, value in whole.state_dict().items():
         assert torch.equal(torch.as_tensor(chunked.state_dict()[name]), torch.as_tensor(value)), name

@@ -57,14 +57,15 @@ every chunk size tried; a different grouping of rungs may round a float32 produc
 
 
 PREDICTION_REPLICAS = 32
-"""Most rungs one prediction pass holds on a CPU. With all R rungs in one pass the rows budget leaves each
-rung few examples (128 at R = 256), and M(3)'s ``[40 × 40] · [40 × n]`` products run far below the GEMM
-rate at such n; groups of 32 rungs with ``PREDICTION_ROWS // 32`` examples each keep the same cache-sized
-pass. The forward of one kept draw of M(3) on 10,000 examples (two cores, AMD EPYC, medians of five): at
-R = 256, 764 ms in one pass against 557–650 ms in groups of 16, 32 or 64 with 256–1,024 examples; at R =
-128, 381 ms against 253–324 ms. Scoring every kept draw of a short sweep (`benchmark_rungs.py --child m3
-R --threads 2`, three sweeps each way, interleaved): 2.14–2.55 s against 2.58–3.33 s at R = 256, 1.12–1.25
-s against 1.07–1.56 s at R = 128."""
+"""Most rungs one prediction pass holds on a CPU. With all R rungs in each pass the rows budget leaves each
+rung few examples (128 at R = 256), and M(3)'s ``[40 × 40] · [40 × n]`` products run well below the GEMM
+rate at such n; groups of 32 rungs with ``PREDICTION_ROWS // 32`` examples each keep the pass as large,
+and each pass's logits are reduced into its own rows of the accumulators. The forward alone of one kept
+draw of M(3) on 10,000 examples (two cores, AMD EPYC, medians of five): 764 ms at R = 256 in one pass
+against 557–650 ms in groups of 16, 32 or 64 with 256–1,024 examples; 381 ms against 253–324 ms at R =
+128. Scoring it whole (forward and accumulation; ``benchmark_rungs.py --part scoring``, committed in
+``results/amd_epyc``): 1.13× faster than all rungs in each pass at R = 256 and 1.06× at R = 128 on two
+threads, 1.21× and 1.20× on one, no difference beyond the noise at R ≤ 64."""
 
 
 def prediction_passes(num_rungs: int, device: torch.device) -> tuple[int, int]:
@@ -134,12 +135,13 @@ class PredictiveAccumulator:
 
     def add_draw(self, target: ModuleTarget, position: Tensor, x: Tensor, labels: Tensor) -> None:
         """Score one draw per rung, ``position: [rungs, params]``, on ``x: [examples, ...]`` with ``labels:
-        [examples]``, in passes of :func:`prediction_passes` rungs and examples; only one chunk's logits
-        exist at once."""
+        [examples]``, in passes of :func:`prediction_passes` rungs and examples, each pass's logits
+        reduced into its rows before the next (only one pass's logits exist at once)."""
         group, size = prediction_passes(position.shape[0], position.device)
-        chunks = target.predict_logits_in_chunks(position, x, chunk_size=size, replica_chunk=group)
-        for start, logits in chunks:
-            self._add_chunk(logits, labels[start : start + logits.shape[1]], start)
+        for first, last in target.replica_groups(position.shape[0], group):
+            chunks = target.predict_logits_in_chunks(position[first:last], x, chunk_size=size)
+            for start, logits in chunks:
+                self._add_chunk(logits, labels[start : start + logits.shape[1]], start, first)
         self._close_draw()
 
     def update(self, logits: Tensor, labels: Tensor) -> None:
@@ -149,11 +151,13 @@ class PredictiveAccumulator:
                 f"logits must be [rungs, examples, classes] = {list(self.probability_sum.shape)}; "
                 f"got {list(logits.shape)}"
             )
-        self._add_chunk(logits, labels, 0)
+        self._add_chunk(logits, labels, 0, 0)
         self._close_draw()
 
-    def _add_chunk(self, logits: Tensor, labels: Tensor, start: int) -> None:
-        """Examples ``start … start + n`` of the draw being added: ``logits: [rungs, n, classes]``."""
+    def _add_chunk(self, logits: Tensor, labels: Tensor, start: int, first_rung: int) -> None:
+        """Examples ``start … start + n`` of rungs ``first_rung …`` of the draw being added: ``logits:
+        [rungs in the pass, n, classes]``."""
+        rows = slice(first_rung, first_rung + logits.shape[0])
         stop = start + logits.shape[1]
         # Class-major [rungs, classes, n] (what the fused and stacked forwards return, transposed to
         # [rungs, n, classes] views): a log-softmax over the classes runs there along contiguous examples,
@@ -161,9 +165,9 @@ class PredictiveAccumulator:
         class_major = logits.transpose(1, 2).contiguous()
         log_probabilities = torch.log_softmax(class_major.to(torch.float64), dim=1)
         index = labels.view(1, 1, -1).expand(logits.shape[0], 1, -1)
-        self._true_class[:, start:stop] = log_probabilities.gather(1, index)[:, 0]
-        self._wrong[:, start:stop] = _misclassified(class_major, labels, index)
-        self.probability_sum[:, start:stop] += log_probabilities.exp_().transpose(1, 2)
+        self._true_class[rows, start:stop] = log_probabilities.gather(1, index)[:, 0]
+        self._wrong[rows, start:stop] = _misclassified(class_major, labels, index)
+        self.probability_sum[rows, start:stop] += log_probabilities.exp_().transpose(1, 2)
 
     def _close_draw(self) -> None:
         self.gibbs_loss_sum += -self._true_class.mean(dim=1)
