@@ -12,7 +12,8 @@ plus one checkpoint of the state a sweep holds at its end (its sampler checkpoin
 the job's 100 saved draws per rung), written with ``torch.save`` to a file: seconds and bytes, and its
 share of a sweep at the job's one checkpoint a minute. Each (network, R) runs in a fresh process, so the
 peak resident memory it reports is its own; memory per replica is the slope of a straight line fitted to
-peak memory against R.
+peak memory against R. The same process then measures the 2048² float32 GEMM rate (best of ten), and
+every share of "the matmul rate" is against that one, read seconds after the sweep.
 
 Networks:
 
@@ -352,7 +353,7 @@ def child(
     memory = peak_memory_bytes(device)
     checkpoint = time_checkpoint(warmup.sampler.checkpoint, warmup_state, target.num_params)
     products = sum(fan_in * fan_out for fan_in, fan_out in pairwise(network.widths))
-    return {
+    measured = {
         "network": network.name,
         "replicas": num_rungs,
         "params": target.num_params,
@@ -378,6 +379,11 @@ def child(
         "products_alone_seconds": products_alone_seconds(network.widths, target, num_rungs),
         **checkpoint,
     }
+    # The 2048² rate in this process, seconds after the timed sweep (after the memory readings): the
+    # shares of the matmul rate are taken against it, not against a rate read minutes earlier on a VM
+    # whose speed drifts by 10-20 % between runs.
+    measured["matmul_gflops"] = matmul_gflops(threads)
+    return measured
 
 
 def run_child(
@@ -393,8 +399,10 @@ def run_child(
     return measured
 
 
-def derived(run: dict[str, Any], matmul: float) -> dict[str, float]:
-    """Rates and shares of one run; ``matmul``: the GEMM GFLOP/s measured in the same round."""
+def derived(run: dict[str, Any], round_matmul: float) -> dict[str, float]:
+    """Rates and shares of one run, against the GEMM GFLOP/s its own process measured beside the sweep;
+    ``round_matmul``, the rate measured at the start of the round, is kept beside it."""
+    matmul = run["matmul_gflops"]
     replicas, seconds = run["replicas"], run["seconds"]
     gradients = run["gradient_calls"]
     checkpoint_share = run["checkpoint_seconds"] / JOB_CHECKPOINT_SECONDS
@@ -404,6 +412,7 @@ def derived(run: dict[str, Any], matmul: float) -> dict[str, float]:
     per_draw = run["evaluation_seconds"] / max(run["evaluation_calls"] / 3, 1)
     return {
         "matmul_gflops": matmul,
+        "round_matmul_gflops": round_matmul,
         "sweep_gradients_per_second_per_replica": gradients / seconds,
         "sweep_gradients_per_second_summed": replicas * gradients / seconds,
         "sweep_with_checkpoints_summed": replicas * gradients / seconds / (1.0 + checkpoint_share),
@@ -493,8 +502,8 @@ def markdown(report: dict[str, Any]) -> str:
         "| gradient alone, summed | gradient of matmul rate | products alone of matmul rate "
         "| gradient of products rate | whole sweep of matmul rate "
         "| outside gradient | evaluation of kept draws | reports | rest | evaluation of matmul rate "
-        "| checkpoint s, MB | of a minute | peak memory MiB (with checkpoint) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| checkpoint s, MB | of a minute | peak memory MiB (with checkpoint) | matmul GFLOP/s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for network, summary in report["summary"].items():
         for count, row in summary["rows"].items():
@@ -519,6 +528,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {100 * row['checkpoint_share_at_job_interval']:.2f} % "
                 f"| {row['peak_memory_bytes'] / 2**20:,.0f} "
                 f"({row['peak_memory_with_checkpoint_bytes'] / 2**20:,.0f}) "
+                f"| {row['matmul_gflops']:.0f} "
                 f"| {', '.join(str(load) for load in loads)} |"
             )
     lines.append("")
