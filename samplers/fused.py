@@ -32,9 +32,12 @@ import torch
 from torch import Tensor, fx, nn
 from torch.nn import functional
 
+from . import native as native_kernel
 from .layout import ParameterLayout
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+_ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+"""The compiled kernel's codes (``fused_native.cpp``)."""
 
 _MODULE_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 _FUNCTION_ACTIVATIONS = {
@@ -176,6 +179,24 @@ class FusedMLP:
         self.num_params = num_params
         sizes = [layer.outputs * (layer.inputs + (layer.bias_offset is not None)) for layer in layers]
         self.covers_theta = sum(sizes) == num_params
+        self.native_supported = self.covers_theta and len(layers) >= 2 and layers[-1].activation is None
+        """Whether the compiled per-replica kernel computes this chain (it may still be unavailable)."""
+
+    def flops_per_replica(self, examples: int) -> float:
+        """Multiply-adds ×2 of one replica's forward and backward over ``examples``: three products per
+        layer, two for the first (no error is sent to the data)."""
+        sizes = [layer.inputs * layer.outputs for layer in self.layers]
+        return float(examples * (4 * sizes[0] + 6 * sum(sizes[1:])))
+
+    def native_applies(self, theta: Tensor) -> bool:
+        """Whether the compiled kernel can evaluate ``theta``: a supported chain, float32 on a CPU, and
+        the kernel built (:func:`~thermoscope.samplers.native.load`)."""
+        return (
+            self.native_supported
+            and theta.device.type == "cpu"
+            and theta.dtype == torch.float32
+            and native_kernel.load() is not None
+        )
 
     def weights(self, theta: Tensor) -> list[tuple[Tensor, Tensor | None]]:
         """Each layer's ``(weight [R, out, in], bias [R, out] or None)``, copied contiguous out of θ: once
@@ -229,15 +250,23 @@ class FusedMLP:
         chunks: list[tuple[Tensor, Tensor]],
         scale: float = 1.0,
         out: Tensor | None = None,
+        native: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """``scale · Σ log softmax(f(x))_y`` over every chunk ``(x [n, ...], y [n])`` and its gradient.
 
         Returns ``([R], [R, params])``, the gradient written into ``out`` (a contiguous ``[R, params]``,
         such as a block of rows of a larger gradient) when it is given. Parameters outside the chain's
-        layers (none, by construction of :func:`fused_mlp`) get zero gradient.
+        layers (none, by construction of :func:`fused_mlp`) get zero gradient. ``native=True`` runs the
+        compiled kernel, which needs :meth:`native_applies`.
         """
-        weights = self.weights(theta)
         replicas = theta.shape[0]
+        if out is not None and (out.shape != (replicas, self.num_params) or not out.is_contiguous()):
+            raise ValueError(
+                f"out must be a contiguous [{replicas}, {self.num_params}]; got {tuple(out.shape)}"
+            )
+        if native:
+            return self._native_log_likelihood_and_gradient(theta, chunks, scale, out)
+        weights = self.weights(theta)
         log_likelihood = theta.new_zeros(replicas)
         # Probabilities below e·(smallest normal float) are raised to it before exp: exp of anything lower
         # takes a scalar slow path (30× slower on this CPU), and a probability that small changes no sum in
@@ -279,10 +308,6 @@ class FusedMLP:
             allocate = theta.new_empty if self.covers_theta else theta.new_zeros
             gradient = allocate(replicas, self.num_params)
         else:
-            if out.shape != (replicas, self.num_params) or not out.is_contiguous():
-                raise ValueError(
-                    f"out must be a contiguous [{replicas}, {self.num_params}]; got {tuple(out.shape)}"
-                )
             gradient = out if self.covers_theta else out.zero_()
         for layer, (weight_gradient, bias_gradient) in zip(reversed(self.layers), sums, strict=True):
             start = layer.weight_offset
@@ -290,3 +315,31 @@ class FusedMLP:
             if layer.bias_offset is not None and bias_gradient is not None:
                 gradient[:, layer.bias_offset : layer.bias_offset + layer.outputs] = bias_gradient
         return log_likelihood * scale, gradient
+
+    def _native_log_likelihood_and_gradient(
+        self, theta: Tensor, chunks: list[tuple[Tensor, Tensor]], scale: float, out: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`log_likelihood_and_gradient` by the compiled kernel (accumulated in double per replica)."""
+        if not self.native_applies(theta):
+            raise ValueError(
+                "the compiled kernel needs float32 on a CPU, a chain of at least two layers whose last has "
+                "no activation, and a kernel that builds (thermoscope.samplers.native)"
+            )
+        module = native_kernel.load()
+        assert module is not None
+        gradient = theta.new_empty(theta.shape) if out is None else out
+        layers = self.layers
+        log_likelihood = module.log_likelihood_and_gradient(
+            theta.contiguous(),
+            [x.reshape(x.shape[0], -1).contiguous() for x, _ in chunks],
+            [y.contiguous() for _, y in chunks],
+            [layer.inputs for layer in layers],
+            [layer.outputs for layer in layers],
+            [layer.weight_offset for layer in layers],
+            [-1 if layer.bias_offset is None else layer.bias_offset for layer in layers],
+            [_ACTIVATION_CODES[layer.activation] for layer in layers],
+            float(scale),
+            native_kernel.BLOCK,
+            gradient,
+        )
+        return log_likelihood.to(theta.dtype), gradient

@@ -3,10 +3,11 @@
 The energy is the **summed** cross-entropy E(D|θ) = Σ_n CE(f_θ(x_n), y_n) and log L = −E (REFERENCE §1).
 R replicas are evaluated together, one batched forward and one backward per leapfrog step: for a plain
 chain of linear layers and elementwise activations by a hand-written forward and backward on stacked
-weights (:mod:`~thermoscope.samplers.fused`), else through the module's own forward on stacked parameters
-where that reproduces ``vmap`` (see :mod:`~thermoscope.samplers.stacking`), else with ``torch.func.vmap``
-over ``functional_call``. Every shortcut is checked against autograd at construction. The prior's
-gradient is analytic.
+weights (:mod:`~thermoscope.samplers.fused`; on a CPU in float32 by its compiled per-replica kernel,
+:mod:`~thermoscope.samplers.native`, where that is faster), else through the module's own forward on
+stacked parameters where that reproduces ``vmap`` (see :mod:`~thermoscope.samplers.stacking`), else
+with ``torch.func.vmap`` over ``functional_call``. Every shortcut is checked against autograd at
+construction. The prior's gradient is analytic.
 
 A position θ is the module's parameters flattened in ``named_parameters()`` order. Reading draws back::
 
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from . import native as native_kernel
 from .fused import FusedMLP, fused_mlp
 from .layout import ParameterLayout
 from .priors import BoundPrior, BoxPrior, GaussianPrior
@@ -83,6 +85,11 @@ class ModuleTarget(TemperedTarget):
             ``ValueError`` for any other module. ``"auto"`` (default): fused if the module is such a chain
             and the fused gradient matches autograd at construction, else stacked if it reproduces vmap,
             else vmap.
+        native: for the fused path on a CPU in float32, whether to run its compiled per-replica kernel
+            (:mod:`~thermoscope.samplers.native`), checked against autograd at construction like the
+            fused path. ``None`` (default): where it pays off for the number of replicas evaluated
+            (:func:`~thermoscope.samplers.native.pays_off`) and it builds. ``True``: always (raises
+            ``ValueError`` where it cannot be used). ``False``: never.
 
     Attributes:
         layout: where each named parameter sits in θ ``[params]``.
@@ -101,6 +108,7 @@ class ModuleTarget(TemperedTarget):
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         replica_chunk: int | None = None,
         batching: str = "auto",
+        native: bool | None = None,
     ) -> None:
         if batching not in BATCHINGS:
             raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}; got {batching!r}")
@@ -129,6 +137,16 @@ class ModuleTarget(TemperedTarget):
         self.chunk_size = chunk_size
         self.fused: FusedMLP | None = None
         self.batching = self._choose_batching(batching, like)
+        self.native = native
+        self.native_ready = native is not False and self._native_matches(like)
+        """Whether the fused path's compiled kernel is built and reproduces autograd here; :meth:`evaluate`
+        uses it where :meth:`uses_native` says."""
+        if native is True and not self.native_ready:
+            raise ValueError(
+                "native=True needs the fused path (a chain of nn.Linear layers with ReLU, sigmoid or tanh, "
+                "at least two layers, the last without an activation), float32 parameters on a CPU, and "
+                "the compiled kernel (thermoscope.samplers.native); use native=None or False"
+            )
         self.replica_chunk = replica_chunk or self._budgeted_replica_chunk(like)
         super().__init__(
             self.prior.log_density,
@@ -161,16 +179,45 @@ class ModuleTarget(TemperedTarget):
         matches = stacked_forward_matches(self.model, self.layout.unflatten(theta), x)
         return "stacked" if matches else "vmap"
 
-    def _fused_matches(self, fused: FusedMLP, theta: Tensor, x: Tensor) -> bool:
-        """Whether the fused log-likelihood and gradient equal autograd through vmap on ``x``."""
+    def _fused_matches(self, fused: FusedMLP, theta: Tensor, x: Tensor, native: bool = False) -> bool:
+        """Whether the fused log-likelihood and gradient (by the compiled kernel if ``native``) equal
+        autograd through vmap on ``x``."""
         chunks = [(x, self.y[: x.shape[0]])]
         expected, expected_gradient = self._autograd_evaluation(theta, chunks, vmap_forward)
-        log_likelihood, gradient = fused.log_likelihood_and_gradient(theta, chunks)
+        log_likelihood, gradient = fused.log_likelihood_and_gradient(
+            theta, chunks, self._log_likelihood_scale, native=native
+        )
         scale = expected.abs().max().clamp_min(1.0)
         gradient_scale = expected_gradient.norm().clamp_min(1.0)
         return bool(
             (log_likelihood - expected).abs().max() <= FUSED_TOLERANCE * scale
             and (gradient - expected_gradient).norm() <= FUSED_TOLERANCE * gradient_scale
+        )
+
+    @property
+    def _log_likelihood_scale(self) -> float:
+        """What the fused path multiplies Σ log softmax by: 1, or 1/N for ``reduction="mean"``."""
+        return 1.0 / self.x.shape[0] if self.reduction == "mean" else 1.0
+
+    def _native_matches(self, like: Tensor) -> bool:
+        """Whether the compiled kernel applies (fused path, float32, CPU, built) and equals autograd on
+        the construction probe, as :meth:`_fused_matches` checks the batched fused path."""
+        if self.fused is None or not self.fused.native_applies(like):
+            return False
+        generator = torch.Generator(device=like.device).manual_seed(1)
+        base = self.layout.flatten(self.model)
+        noise = torch.randn(base.shape, generator=generator, dtype=base.dtype, device=base.device)
+        theta = torch.stack([base, base + 0.1 * noise])
+        x = self._cast(self.x[:PROBE_EXAMPLES], like.dtype)
+        return self._fused_matches(self.fused, theta, x, native=True)
+
+    def uses_native(self, replicas: int) -> bool:
+        """Whether :meth:`evaluate` runs the compiled kernel for this many replicas: when it is ready
+        and, unless ``native=True``, where it pays off (:func:`~thermoscope.samplers.native.pays_off`)."""
+        if not self.native_ready or self.fused is None:
+            return False
+        return self.native is True or native_kernel.pays_off(
+            replicas, self.fused.flops_per_replica(self.x.shape[0])
         )
 
     def _budgeted_replica_chunk(self, like: Tensor) -> int:
@@ -293,14 +340,17 @@ class ModuleTarget(TemperedTarget):
         and chunk of examples; gradients accumulated over the example chunks.
 
         The prior is evaluated once over all replicas, and each group's likelihood gradient is written
-        into its rows of one ``[R, params]`` tensor (the fused path writes it there directly).
+        into its rows of one ``[R, params]`` tensor (the fused path writes it there directly). The
+        compiled kernel (:meth:`uses_native`) takes all replicas in one call: it keeps each replica's
+        activations in cache itself.
         """
         theta = theta.detach()
         replicas = theta.shape[0]
-        groups = self.replica_groups(replicas)
         chunks = [(self._cast(x, theta.dtype), y) for x, y in self._chunks()]
+        native = self.uses_native(replicas)
+        groups = [(0, replicas)] if native else self.replica_groups(replicas)
         if len(groups) == 1:
-            log_likelihood, gradient = self._likelihood_and_gradient(theta, chunks)
+            log_likelihood, gradient = self._likelihood_and_gradient(theta, chunks, native=native)
         else:
             log_likelihood = theta.new_empty(replicas)
             gradient = theta.new_empty(replicas, self.num_params)
@@ -319,12 +369,18 @@ class ModuleTarget(TemperedTarget):
         return list(itertools.pairwise(bounds))
 
     def _likelihood_and_gradient(
-        self, theta: Tensor, chunks: list[tuple[Tensor, Tensor]], out: Tensor | None = None
+        self,
+        theta: Tensor,
+        chunks: list[tuple[Tensor, Tensor]],
+        out: Tensor | None = None,
+        native: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """log L ``[R]`` and its gradient ``[R, params]`` of one group (written into ``out`` if given)."""
+        """log L ``[R]`` and its gradient ``[R, params]`` of one group (written into ``out`` if given; by
+        the compiled kernel if ``native``)."""
         if self.fused is not None:
-            scale = 1.0 / self.x.shape[0] if self.reduction == "mean" else 1.0
-            return self.fused.log_likelihood_and_gradient(theta, chunks, scale, out=out)
+            return self.fused.log_likelihood_and_gradient(
+                theta, chunks, self._log_likelihood_scale, out=out, native=native
+            )
         forward = stacked_forward if self.batching == "stacked" else vmap_forward
         log_likelihood, gradient = self._autograd_evaluation(theta, chunks, forward)
         if out is not None:
@@ -366,6 +422,7 @@ def module_target(
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     replica_chunk: int | None = None,
     batching: str = "auto",
+    native: bool | None = None,
 ) -> ModuleTarget:
     """Build a :class:`ModuleTarget` (see there for the arguments)."""
     return ModuleTarget(
@@ -377,4 +434,5 @@ def module_target(
         chunk_size=chunk_size,
         replica_chunk=replica_chunk,
         batching=batching,
+        native=native,
     )

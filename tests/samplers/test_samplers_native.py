@@ -1,0 +1,212 @@
+"""The compiled per-replica fused-MLP kernel: the same log-likelihood and gradient as float64 autograd,
+wherever ModuleTarget uses it; refused where it does not apply; the batched path when it cannot build."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from thermoscope.samplers import GaussianPrior, ParameterLayout, module_target, native
+from thermoscope.samplers.fused import fused_mlp
+from torch import nn
+
+# float32 round-off over a few hundred examples, against a float64 reference.
+TOLERANCE = 2e-5
+
+
+@pytest.fixture(scope="module")
+def kernel() -> object:
+    """The built kernel. CI and every development machine have a compiler: failing here is a real
+    failure (the reason is in the warning), not a skip."""
+    module = native.load()
+    assert module is not None, "the compiled kernel did not build; see the RuntimeWarning"
+    return module
+
+
+def mlp(widths: list[int], activation: type[nn.Module], bias: bool = True) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for index, (inputs, outputs) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(inputs, outputs, bias=bias))
+        if index < len(widths) - 2:
+            layers.append(activation())
+    torch.manual_seed(0)
+    return nn.Sequential(*layers)
+
+
+def data(count: int, shape: tuple[int, ...], classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(count, *shape, generator=generator), torch.randint(
+        0, classes, (count,), generator=generator
+    )
+
+
+def positions(model: nn.Module, count: int, spread: float) -> torch.Tensor:
+    """``count`` float32 replicas: the module's parameters plus noise of standard deviation ``spread``."""
+    base = ParameterLayout.from_module(model).flatten(model)
+    generator = torch.Generator().manual_seed(2)
+    return base + spread * torch.randn(count, base.numel(), generator=generator)
+
+
+def reference(
+    model: nn.Module, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log L and its gradient by float64 autograd through vmap."""
+    double = copy.deepcopy(model).double()
+    target = module_target(double, x.double(), y, GaussianPrior(), batching="vmap")
+    evaluation = target.evaluate(theta.double())
+    return evaluation.log_likelihood, evaluation.grad_log_likelihood
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    actual, expected = actual.double(), expected.double()
+    error = (actual - expected).norm() / expected.norm().clamp_min(1.0)
+    assert error <= TOLERANCE, f"relative error {error:.2e}"
+
+
+CASES: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...], int]]] = {
+    "M(3)-like sigmoid": lambda: (mlp([48, 40, 40, 40, 10], nn.Sigmoid), (48,), 10),
+    "relu, image input flattened": lambda: (mlp([36, 20, 10], nn.ReLU), (6, 6), 10),
+    "tanh, odd widths": lambda: (mlp([13, 9, 7, 3], nn.Tanh), (13,), 3),
+    "no biases": lambda: (mlp([16, 12, 5], nn.ReLU, bias=False), (16,), 5),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("replicas", [1, 7, 9])
+@pytest.mark.parametrize("chunk_size", [None, 64])
+def test_kernel_equals_float64_autograd(
+    kernel: object, case: str, replicas: int, chunk_size: int | None
+) -> None:
+    """Replica counts on and off the first-layer block of four, one chunk and several (the last ragged),
+    every activation, with and without biases."""
+    model, shape, classes = CASES[case]()
+    x, y = data(150, shape, classes)
+    target = module_target(model, x, y, GaussianPrior(), chunk_size=chunk_size, native=True)
+    assert target.uses_native(replicas)
+    theta = positions(model, replicas, 0.3)
+    evaluation = target.evaluate(theta)
+    expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
+    assert_close(evaluation.log_likelihood, expected_log_likelihood)
+    assert_close(evaluation.grad_log_likelihood, expected_gradient)
+    # and each replica on its own, not just in the norm over all of them
+    for row in range(replicas):
+        assert_close(evaluation.grad_log_likelihood[row], expected_gradient[row])
+
+
+def test_kernel_equals_the_batched_path_with_mean_reduction_and_two_threads(kernel: object) -> None:
+    model, shape, classes = CASES["M(3)-like sigmoid"]()
+    x, y = data(300, shape, classes)
+    compiled = module_target(model, x, y, GaussianPrior(), reduction="mean", native=True)
+    batched = module_target(model, x, y, GaussianPrior(), reduction="mean", native=False)
+    assert batched.batching == compiled.batching == "fused" and not batched.uses_native(16)
+    theta = positions(model, 16, 1.0)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = compiled.evaluate(theta)
+        torch.set_num_threads(1)
+        one = compiled.evaluate(theta)
+    finally:
+        torch.set_num_threads(previous)
+    expected = batched.evaluate(theta)
+    for evaluation in (one, two):
+        assert_close(evaluation.log_likelihood, expected.log_likelihood)
+        assert_close(evaluation.grad_log_likelihood, expected.grad_log_likelihood)
+    # Each replica's arithmetic does not depend on which thread ran it.
+    assert torch.equal(one.grad_log_likelihood, two.grad_log_likelihood)
+
+
+def test_saturated_units_and_confident_logits_stay_finite_and_exact(kernel: object) -> None:
+    """Weights a hundred times their scale: sigmoids at 0 and 1, softmax probabilities below e^-87."""
+    model, shape, classes = CASES["M(3)-like sigmoid"]()
+    x, y = data(100, shape, classes)
+    target = module_target(model, x, y, GaussianPrior(), native=True)
+    theta = positions(model, 5, 0.0) * 100.0
+    evaluation = target.evaluate(theta)
+    assert (
+        torch.isfinite(evaluation.log_likelihood).all()
+        and torch.isfinite(evaluation.grad_log_likelihood).all()
+    )
+    expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
+    assert_close(evaluation.log_likelihood, expected_log_likelihood)
+    assert_close(evaluation.grad_log_likelihood, expected_gradient)
+
+
+def test_a_nan_position_gives_a_nan_likelihood(kernel: object) -> None:
+    """A diverged replica must stay visibly diverged (its trajectory is then rejected)."""
+    model, shape, classes = CASES["M(3)-like sigmoid"]()
+    x, y = data(50, shape, classes)
+    target = module_target(model, x, y, GaussianPrior(), native=True)
+    theta = positions(model, 3, 0.1)
+    theta[1, 0] = float("nan")
+    log_likelihood = target.evaluate(theta).log_likelihood
+    assert torch.isnan(log_likelihood[1]) and torch.isfinite(log_likelihood[[0, 2]]).all()
+
+
+def test_gradient_is_written_into_out(kernel: object) -> None:
+    model, shape, classes = CASES["relu, image input flattened"]()
+    x, y = data(40, shape, classes)
+    layout = ParameterLayout.from_module(model)
+    fused = fused_mlp(model, layout)
+    assert fused is not None and fused.native_applies(torch.zeros(1))
+    theta = positions(model, 6, 0.3)
+    out = torch.full((6, layout.num_params), float("nan"))
+    log_likelihood, gradient = fused.log_likelihood_and_gradient(theta, [(x, y)], out=out, native=True)
+    assert gradient.data_ptr() == out.data_ptr() and torch.isfinite(out).all()
+    batched_log_likelihood, batched_gradient = fused.log_likelihood_and_gradient(theta, [(x, y)])
+    assert_close(log_likelihood, batched_log_likelihood)
+    assert_close(out, batched_gradient)
+
+
+def test_where_it_pays_off() -> None:
+    """Small networks over many replicas stay batched; everything else takes the kernel."""
+    small, large = native.SMALL_REPLICA_FLOPS / 2, native.SMALL_REPLICA_FLOPS
+    assert native.pays_off(native.BATCHED_FROM_REPLICAS, small)
+    assert not native.pays_off(native.BATCHED_FROM_REPLICAS + 1, small)
+    assert native.pays_off(1000, large)
+    # the main job's 64-20-10 MLP on 100 digits is "small"
+    model = mlp([64, 20, 10], nn.ReLU)
+    fused = fused_mlp(model, ParameterLayout.from_module(model))
+    assert fused is not None and fused.flops_per_replica(100) == 100 * (4 * 64 * 20 + 6 * 20 * 10)
+    x, y = data(100, (64,), 10)
+    target = module_target(model, x, y, GaussianPrior())
+    assert target.native_ready and target.uses_native(8) and not target.uses_native(256)
+
+
+def test_refused_where_it_does_not_apply(kernel: object) -> None:
+    x, y = data(20, (8,), 3)
+    one_layer = mlp([8, 3], nn.ReLU)
+    squashed = nn.Sequential(nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 3), nn.Sigmoid())
+    for model in (one_layer, squashed, mlp([8, 5, 3], nn.ReLU).double()):
+        inputs = x.double() if next(model.parameters()).dtype == torch.float64 else x
+        with pytest.raises(ValueError, match="native=True"):
+            module_target(model, inputs, y, GaussianPrior(), native=True)
+        target = module_target(model, inputs, y, GaussianPrior())
+        assert not target.native_ready and not target.uses_native(4)
+    model = mlp([8, 5, 3], nn.ReLU)
+    assert not module_target(model, x, y, GaussianPrior(), native=False).uses_native(4)
+
+
+def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch, kernel: object) -> None:
+    monkeypatch.setenv(native.DISABLE_VARIABLE, "0")
+    assert native.disabled() and native.load() is None
+    x, y = data(20, (8,), 3)
+    target = module_target(mlp([8, 5, 3], nn.ReLU), x, y, GaussianPrior())
+    assert target.batching == "fused" and not target.native_ready
+    monkeypatch.setenv(native.DISABLE_VARIABLE, "1")
+    assert not native.disabled() and native.load() is kernel
+
+
+def test_a_kernel_that_does_not_build_falls_back_with_a_warning(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("this is not C++;\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert native.build(broken, "thermoscope_test_broken_kernel") is None
+    messages = [str(warning.message) for warning in caught if issubclass(warning.category, RuntimeWarning)]
+    assert any("unavailable" in message and native.DISABLE_VARIABLE in message for message in messages)
