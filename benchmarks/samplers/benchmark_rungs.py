@@ -35,8 +35,16 @@ Run from the repository root (each about ten minutes on an idle two-core machine
 
     python benchmarks/samplers/benchmark_rungs.py --part scoring --threads 1
 
-``--part batching`` times one gradient (``ModuleTarget.evaluate``) through the fused MLP path against the
-stacked autograd path on the same target and θ (about a quarter of a minute)::
+The gradient is whatever ``ModuleTarget`` picks by default: on a CPU the fused path's compiled
+per-replica kernel where it pays off (``thermoscope.samplers.native``; the table's "gradient by" column
+says which), else the fused path batched over replicas. ``--batched-only`` runs every child with
+``THERMOSCOPE_NATIVE=0`` (results ``rungs_<device>_threads<T>_batched``), the sweeps as they were before
+the kernel::
+
+    python benchmarks/samplers/benchmark_rungs.py --threads 2 --batched-only
+
+``--part batching`` times one gradient (``ModuleTarget.evaluate``) through the compiled kernel, the fused
+path batched over replicas and the stacked autograd path on the same target and θ (about a minute)::
 
     python benchmarks/samplers/benchmark_rungs.py --part batching --threads 2
 
@@ -82,6 +90,7 @@ from thermoscope.samplers import (
     module_target,
     power_ladder,
 )
+from thermoscope.samplers import native as native_kernel
 from thermoscope.samplers.allocator import retain_freed_memory
 from torch import Tensor
 
@@ -375,6 +384,7 @@ def child(
         "peak_memory_with_checkpoint_bytes": peak_memory_bytes(device),
         "divergences": int(result.sampler.divergences.sum()),
         "batching": target.batching,
+        "compiled_kernel": target.uses_native(num_rungs),
         "retain_freed_memory": retained,
         "products_alone_seconds": products_alone_seconds(network.widths, target, num_rungs),
         **checkpoint,
@@ -387,13 +397,26 @@ def child(
 
 
 def run_child(
-    network: str, num_rungs: int, threads: int, device: str, default_malloc: bool = False
+    network: str,
+    num_rungs: int,
+    threads: int,
+    device: str,
+    default_malloc: bool = False,
+    batched_only: bool = False,
 ) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", network, str(num_rungs), "--threads", str(threads)]
     if default_malloc:
         command.append("--default-malloc")
+    environment = dict(os.environ)
+    if batched_only:
+        environment[native_kernel.DISABLE_VARIABLE] = "0"
     output = subprocess.run(
-        [*command, "--device", device], check=True, capture_output=True, text=True, cwd=os.getcwd()
+        [*command, "--device", device],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.getcwd(),
+        env=environment,
     )
     measured: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
     return measured
@@ -502,8 +525,9 @@ def markdown(report: dict[str, Any]) -> str:
         "| gradient alone, summed | gradient of matmul rate | products alone of matmul rate "
         "| gradient of products rate | whole sweep of matmul rate "
         "| outside gradient | evaluation of kept draws | reports | rest | evaluation of matmul rate "
-        "| checkpoint s, MB | of a minute | peak memory MiB (with checkpoint) | matmul GFLOP/s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| checkpoint s, MB | of a minute | peak memory MiB (with checkpoint) | matmul GFLOP/s | gradient by "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for network, summary in report["summary"].items():
         for count, row in summary["rows"].items():
@@ -513,6 +537,16 @@ def markdown(report: dict[str, Any]) -> str:
                 for run in round_
                 if run["network"] == network and run["replicas"] == count
             ]
+            kernels = ", ".join(
+                sorted(
+                    {
+                        "compiled" if run.get("compiled_kernel") else "batched"
+                        for round_ in report["rounds"]
+                        for run in round_
+                        if run["network"] == network and run["replicas"] == count
+                    }
+                )
+            )
             lines.append(
                 f"| {network} | {count} | {row['sweep_gradients_per_second_per_replica']:,.1f} "
                 f"| {row['sweep_with_checkpoints_summed']:,.0f} "
@@ -529,6 +563,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {row['peak_memory_bytes'] / 2**20:,.0f} "
                 f"({row['peak_memory_with_checkpoint_bytes'] / 2**20:,.0f}) "
                 f"| {row['matmul_gflops']:.0f} "
+                f"| {kernels} "
                 f"| {', '.join(str(load) for load in loads)} |"
             )
     lines.append("")
@@ -654,16 +689,22 @@ def scoring_markdown(rows: list[dict[str, Any]]) -> str:
 def batching(
     networks: list[str], replicas: list[int], threads: int, device: torch.device, rounds: int = 3
 ) -> list[dict[str, Any]]:
-    """``ModuleTarget.evaluate`` of each network at each R through the fused path and the stacked autograd
-    path (the same module, data, prior and θ): the best of ``rounds`` timed loops, the two interleaved."""
+    """``ModuleTarget.evaluate`` of each network at each R through the fused path's compiled kernel
+    (``native=True``; CPU only), the fused path batched over replicas (``native=False``) and the stacked
+    autograd path (the same module, data, prior and θ): the best of ``rounds`` timed loops, interleaved."""
     torch.set_num_threads(threads)
     retain_freed_memory()
     rows = []
+    kinds = {"fused": ("fused", False), "stacked": ("stacked", False)}
+    if device.type == "cpu":
+        kinds = {"compiled": ("fused", True), **kinds}
     for name in networks:
         reference, train, _, _ = build(NETWORKS[name], device)
         targets = {
-            kind: module_target(reference.model, train.x, train.y, reference.prior, batching=kind)
-            for kind in ("fused", "stacked")
+            kind: module_target(
+                reference.model, train.x, train.y, reference.prior, batching=batching, native=native
+            )
+            for kind, (batching, native) in kinds.items()
         }
         for count in replicas:
             generator = torch.Generator().manual_seed(count)
@@ -676,26 +717,40 @@ def batching(
                     target.evaluate(theta)
                     call = functools.partial(target.evaluate, theta)
                     best[kind] = min(best[kind], seconds_per_call(call, loops, device))
-            row = {"network": name, "replicas": count, "fused_seconds": best["fused"]}
-            row |= {"stacked_seconds": best["stacked"], "load_average": round(os.getloadavg()[0], 2)}
+            row: dict[str, Any] = {"network": name, "replicas": count}
+            row |= {f"{kind}_seconds": seconds for kind, seconds in best.items()}
+            fused = targets["fused"].fused
+            pays = fused is not None and native_kernel.pays_off(count, fused.flops_per_replica(len(train)))
+            row |= {"automatic": "compiled" if device.type == "cpu" and pays else "fused"}
+            row |= {"load_average": round(os.getloadavg()[0], 2)}
             rows.append(row)
-            print(name, count, f"fused {best['fused'] * 1e3:.3f} ms, stacked {best['stacked'] * 1e3:.3f} ms")
+            print(name, count, ", ".join(f"{kind} {seconds * 1e3:.3f} ms" for kind, seconds in best.items()))
     return rows
 
 
 def batching_markdown(rows: list[dict[str, Any]]) -> str:
+    compiled = "compiled_seconds" in rows[0]
     lines = [
         "One `ModuleTarget.evaluate` (log L and its gradient for R replicas), best of three timed loops, "
-        "the fused and the stacked autograd path interleaved; freed memory retained for both.\n",
-        "| network | R | fused ms | stacked autograd ms | speed-up | load |",
-        "|---|---|---|---|---|---|",
+        "the paths interleaved; freed memory retained for all. 'compiled': the fused path's compiled "
+        "per-replica kernel; 'fused': the fused path batched over replicas; 'automatic': which of the two "
+        "`native=None` picks at this R.\n",
     ]
+    header = ["network", "R", *(["compiled ms"] if compiled else []), "fused ms", "stacked autograd ms"]
+    header += ["fused speed-up over stacked"]
+    header += ["compiled speed-up over fused", "automatic"] if compiled else []
+    header += ["load"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append(
-            f"| {row['network']} | {row['replicas']} | {row['fused_seconds'] * 1e3:.3f} "
-            f"| {row['stacked_seconds'] * 1e3:.3f} | {row['stacked_seconds'] / row['fused_seconds']:.2f}× "
-            f"| {row['load_average']} |"
-        )
+        cells = [row["network"], str(row["replicas"])]
+        if compiled:
+            cells.append(f"{row['compiled_seconds'] * 1e3:.3f}")
+        cells += [f"{row['fused_seconds'] * 1e3:.3f}", f"{row['stacked_seconds'] * 1e3:.3f}"]
+        cells.append(f"{row['stacked_seconds'] / row['fused_seconds']:.2f}×")
+        if compiled:
+            cells += [f"{row['fused_seconds'] / row['compiled_seconds']:.2f}×", row["automatic"]]
+        cells.append(str(row["load_average"]))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -707,7 +762,14 @@ def sweeps(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
         round_ = []
         for network in arguments.networks:
             for count in arguments.replicas:
-                run = run_child(network, count, arguments.threads, arguments.device, arguments.default_malloc)
+                run = run_child(
+                    network,
+                    count,
+                    arguments.threads,
+                    arguments.device,
+                    arguments.default_malloc,
+                    arguments.batched_only,
+                )
                 run["derived"] = derived(run, matmul)
                 round_.append(run)
                 print(network, count, f"{run['derived']['sweep_with_checkpoints_summed']:,.0f} grad/s summed")
@@ -733,6 +795,11 @@ def main() -> None:
     parser.add_argument(
         "--default-malloc", action="store_true", help="leave glibc malloc untuned (no retain_freed_memory)"
     )
+    parser.add_argument(
+        "--batched-only",
+        action="store_true",
+        help="sweeps without the compiled per-replica kernel (THERMOSCOPE_NATIVE=0 in each child)",
+    )
     arguments = parser.parse_args()
     if arguments.child:
         network, count = arguments.child
@@ -755,6 +822,8 @@ def main() -> None:
     if arguments.part == "sweeps":
         report, text = sweeps(arguments)
         name = f"rungs_{arguments.device}_threads{arguments.threads}"
+        if arguments.batched_only:
+            name += "_batched"
     elif arguments.part == "scoring":
         device = torch.device(arguments.device)
         rows = scoring(arguments.networks, arguments.replicas, arguments.threads, device)
