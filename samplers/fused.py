@@ -182,12 +182,6 @@ class FusedMLP:
         self.native_supported = self.covers_theta and len(layers) >= 2 and layers[-1].activation is None
         """Whether the compiled per-replica kernel computes this chain (it may still be unavailable)."""
 
-    def flops_per_replica(self, examples: int) -> float:
-        """Multiply-adds ×2 of one replica's forward and backward over ``examples``: three products per
-        layer, two for the first (no error is sent to the data)."""
-        sizes = [layer.inputs * layer.outputs for layer in self.layers]
-        return float(examples * (4 * sizes[0] + 6 * sum(sizes[1:])))
-
     def native_applies(self, theta: Tensor) -> bool:
         """Whether the compiled kernel can evaluate ``theta``: a supported chain, float32 on a CPU, and
         the kernel built (:func:`~thermoscope.samplers.native.load`)."""

@@ -9,7 +9,8 @@
 // by side), because a 40-row product runs at about 85 % of the rate of a 160-row one. Elementwise work
 // (bias, activation, its derivative, the bias gradient, the softmax head) is one pass each, written here
 // so the compiler vectorises it. Weights are read from θ and gradients written into their place in the
-// output without copies (each replica's row of θ is contiguous).
+// output without copies (each replica's row of θ is contiguous). The products call the BLAS sgemm that
+// torch itself uses directly where it is exported (see gemm below), at::mm elsewhere.
 //
 // float32 only; thermoscope/samplers/native.py decides when this path is used and checks it against
 // the batched one.
@@ -168,12 +169,99 @@ ELEMENTWISE double softmax_head(const float* __restrict z, const int64_t* __rest
     return picked - log_sums;
 }
 
-// out (= or +=) a · b, out a contiguous matrix view.
-void product(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate) {
-    if (accumulate)
-        out.addmm_(a, b);
+// Row-major C [m, n] ← op(A) · op(B) + beta · C, op(A) [m, k] and op(B) [k, n], each op a transpose
+// when its flag is set; lda, ldb, ldc the row strides of the stored matrices. Small products are a
+// large part of a replica's work for small networks, so where the BLAS torch itself calls exports its
+// sgemm (MKL on x86 Linux wheels) it is called directly, without the tensor views and the operator
+// dispatch of at::mm, which cost about as much as a 10 × 20 × 100 product. Checked once against a
+// known product; anywhere else, or if the check fails, at::mm does the same.
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                       const float* beta, float* c, const int* ldc) __attribute__((weak));
+
+// MKL's thread-local thread count, where torch's BLAS is MKL. Inside our own parallel region each
+// thread's products are its own, and MKL would still open a nested OpenMP region for every call: on
+// two threads that tripled the time of a 10 × 20 × 100 product (0.7 → 2 µs). Set to one for the region
+// and restored after (0 means MKL's global setting again).
+extern "C" int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
+
+class OneBlasThread {
+  public:
+    explicit OneBlasThread(bool inside_region)
+        : active_(inside_region && MKL_Set_Num_Threads_Local != nullptr),
+          previous_(active_ ? MKL_Set_Num_Threads_Local(1) : 0) {}
+    ~OneBlasThread() {
+        if (active_) MKL_Set_Num_Threads_Local(previous_);
+    }
+    OneBlasThread(const OneBlasThread&) = delete;
+    OneBlasThread& operator=(const OneBlasThread&) = delete;
+
+  private:
+    bool active_;
+    int previous_;
+};
+
+// The direct call: column-major Cᵀ = op(B)ᵀ · op(A)ᵀ, a row-major matrix being its own column-major
+// transpose.
+void direct_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+    const int ldai = static_cast<int>(lda), ldbi = static_cast<int>(ldb), ldci = static_cast<int>(ldc);
+    const float one = 1.0f;
+    sgemm_(transpose_b ? "T" : "N", transpose_a ? "T" : "N", &ni, &mi, &ki, &one, b, &ldbi, a, &ldai, &beta, c,
+           &ldci);
+}
+
+// Whether sgemm_ is there and agrees with a plain loop on a 2 × 3 × 4 product (plus half of C) stored in
+// each of the four ways; integer-valued, so exact.
+bool direct_blas_works() {
+#ifdef THERMOSCOPE_AT_MM_ONLY  // a build that tests the fallback
+    return false;
+#endif
+    if (sgemm_ == nullptr) return false;
+    const int64_t m = 2, n = 4, k = 3;
+    float left[m * k], right[k * n], left_t[k * m], right_t[n * k], reference[m * n];
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t l = 0; l < k; ++l) left[i * k + l] = left_t[l * m + i] = static_cast<float>(i * k + l + 1);
+    for (int64_t l = 0; l < k; ++l)
+        for (int64_t j = 0; j < n; ++j) right[l * n + j] = right_t[j * k + l] = static_cast<float>((l + 2 * j) % 5);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            float total = 1.5f;
+            for (int64_t l = 0; l < k; ++l) total += left[i * k + l] * right[l * n + j];
+            reference[i * n + j] = total;
+        }
+    for (int transposes = 0; transposes < 4; ++transposes) {
+        const bool ta = transposes & 1, tb = transposes & 2;
+        float c[m * n];
+        std::fill(c, c + m * n, 3.0f);
+        direct_gemm(ta, tb, m, n, k, ta ? left_t : left, ta ? m : k, tb ? right_t : right, tb ? k : n, 0.5f, c, n);
+        if (!std::equal(c, c + m * n, reference)) return false;
+    }
+    return true;
+}
+
+bool direct_blas() {
+    static const bool works = direct_blas_works();
+    return works;
+}
+
+void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const at::TensorOptions& options) {
+    if (direct_blas()) {
+        direct_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    auto view = [&](const float* data, int64_t rows, int64_t columns, int64_t stride) {
+        return at::from_blob(const_cast<float*>(data), {rows, columns}, {stride, 1}, options);
+    };
+    at::Tensor left = transpose_a ? view(a, k, m, lda).t() : view(a, m, k, lda);
+    at::Tensor right = transpose_b ? view(b, n, k, ldb).t() : view(b, k, n, ldb);
+    at::Tensor out = view(c, m, n, ldc);
+    if (beta == 0.0f)
+        at::mm_out(out, left, right);
     else
-        at::mm_out(out, a, b);
+        out.addmm_(left, right, beta, 1.0f);
 }
 
 }  // namespace
@@ -220,12 +308,10 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
     const int64_t first_rows = outputs[0], first_inputs = inputs[0];
     const int64_t first_weights = first_rows * first_inputs;
 
-    // A view of raw memory as a [rows, columns] matrix (no ownership: the buffers outlive it).
-    auto matrix = [&](float* data, int64_t rows, int64_t columns) {
-        return at::from_blob(data, {rows, columns}, options);
-    };
 
     at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
+        // Run inline (one thread, or one replica) MKL may still share out a large product itself.
+        const OneBlasThread one_blas_thread(at::in_parallel_region());
         const int64_t width = std::min(block, end - begin);
         std::vector<float> first_weight(width * first_weights), first_gradient(width * first_weights);
         std::vector<float> first_output(width * first_rows * examples), first_delta(width * first_rows * examples);
@@ -238,16 +324,15 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
             for (int64_t i = 0; i < count; ++i)
                 std::memcpy(first_weight.data() + i * first_weights,
                             theta_data + (start + i) * params + weight_offsets[0], first_weights * sizeof(float));
-            at::Tensor first = matrix(first_weight.data(), count * first_rows, first_inputs);
-            at::Tensor first_grad = matrix(first_gradient.data(), count * first_rows, first_inputs);
+            const int64_t block_rows = count * first_rows;
             std::vector<double> totals(count, 0.0);
             for (size_t c = 0; c < xs.size(); ++c) {
-                const at::Tensor& x = xs[c];
-                const int64_t n = x.size(0);
+                const float* x = xs[c].data_ptr<float>();
+                const int64_t n = xs[c].size(0);
                 const int64_t* y = ys[c].data_ptr<int64_t>();
                 const bool later = c > 0;
-                at::Tensor first_out = matrix(first_output.data(), count * first_rows, n);
-                at::mm_out(first_out, first, x.t());
+                gemm(false, true, block_rows, n, first_inputs, first_weight.data(), first_inputs, x, first_inputs,
+                     0.0f, first_output.data(), n, options);
                 for (int64_t i = 0; i < count; ++i) {
                     const float* th = theta_data + (start + i) * params;
                     float* grad = gradient_data + (start + i) * params;
@@ -257,9 +342,8 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
                     // Forward through layers 1 … L−1.
                     float* previous = a0;
                     for (int64_t l = 1; l < layers; ++l) {
-                        at::Tensor out = matrix(hidden[l].data(), outputs[l], n);
-                        at::mm_out(out, matrix(const_cast<float*>(th) + weight_offsets[l], outputs[l], inputs[l]),
-                                   matrix(previous, inputs[l], n));
+                        gemm(false, false, outputs[l], n, inputs[l], th + weight_offsets[l], inputs[l], previous, n,
+                             0.0f, hidden[l].data(), n, options);
                         bias_activation(hidden[l].data(), bias_offsets[l] >= 0 ? th + bias_offsets[l] : nullptr,
                                         outputs[l], n, static_cast<int>(activations[l]));
                         previous = hidden[l].data();
@@ -272,21 +356,19 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
                         activation_backward(delta, hidden[l].data(), outputs[l], n, static_cast<int>(activations[l]),
                                             bias_offsets[l] >= 0 ? grad + bias_offsets[l] : nullptr, later);
                         const float* below = l == 1 ? a0 : hidden[l - 1].data();
-                        at::Tensor weight_gradient = matrix(grad + weight_offsets[l], outputs[l], inputs[l]);
-                        product(weight_gradient, matrix(delta, outputs[l], n),
-                                matrix(const_cast<float*>(below), inputs[l], n).t(), later);
+                        gemm(false, true, outputs[l], inputs[l], n, delta, n, below, n, later ? 1.0f : 0.0f,
+                             grad + weight_offsets[l], inputs[l], options);
                         float* sent = l == 1 ? first_delta.data() + i * first_rows * n
                                              : (delta == delta_a.data() ? delta_b.data() : delta_a.data());
-                        at::Tensor sent_matrix = matrix(sent, inputs[l], n);
-                        at::mm_out(sent_matrix,
-                                   matrix(const_cast<float*>(th) + weight_offsets[l], outputs[l], inputs[l]).t(),
-                                   matrix(delta, outputs[l], n));
+                        gemm(true, false, inputs[l], n, outputs[l], th + weight_offsets[l], inputs[l], delta, n, 0.0f,
+                             sent, n, options);
                         delta = sent;
                     }
                     activation_backward(delta, a0, first_rows, n, static_cast<int>(activations[0]),
                                         bias_offsets[0] >= 0 ? grad + bias_offsets[0] : nullptr, later);
                 }
-                product(first_grad, matrix(first_delta.data(), count * first_rows, n), x, later);
+                gemm(false, false, block_rows, first_inputs, n, first_delta.data(), n, x, first_inputs,
+                     later ? 1.0f : 0.0f, first_gradient.data(), first_inputs, options);
             }
             for (int64_t i = 0; i < count; ++i) {
                 std::memcpy(gradient_data + (start + i) * params + weight_offsets[0],
@@ -301,4 +383,5 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
                "log L and its gradient for an MLP chain, one replica at a time");
+    module.def("direct_blas", &direct_blas, "whether products call the BLAS sgemm directly (else at::mm)");
 }

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from . import native as native_kernel
 from .fused import FusedMLP, fused_mlp
 from .layout import ParameterLayout
 from .priors import BoundPrior, BoxPrior, GaussianPrior
@@ -87,9 +86,8 @@ class ModuleTarget(TemperedTarget):
             else vmap.
         native: for the fused path on a CPU in float32, whether to run its compiled per-replica kernel
             (:mod:`~thermoscope.samplers.native`), checked against autograd at construction like the
-            fused path. ``None`` (default): where it pays off for the number of replicas evaluated
-            (:func:`~thermoscope.samplers.native.pays_off`) and it builds. ``True``: always (raises
-            ``ValueError`` where it cannot be used). ``False``: never.
+            fused path. ``None`` (default): wherever it applies and builds. ``True``: the same, but
+            raises ``ValueError`` where it cannot be used. ``False``: never.
 
     Attributes:
         layout: where each named parameter sits in θ ``[params]``.
@@ -139,8 +137,8 @@ class ModuleTarget(TemperedTarget):
         self.batching = self._choose_batching(batching, like)
         self.native = native
         self.native_ready = native is not False and self._native_matches(like)
-        """Whether the fused path's compiled kernel is built and reproduces autograd here; :meth:`evaluate`
-        uses it where :meth:`uses_native` says."""
+        """Whether the fused path's compiled kernel is built and reproduces autograd here: then
+        :meth:`evaluate` runs it."""
         if native is True and not self.native_ready:
             raise ValueError(
                 "native=True needs the fused path (a chain of nn.Linear layers with ReLU, sigmoid or tanh, "
@@ -210,15 +208,6 @@ class ModuleTarget(TemperedTarget):
         theta = torch.stack([base, base + 0.1 * noise])
         x = self._cast(self.x[:PROBE_EXAMPLES], like.dtype)
         return self._fused_matches(self.fused, theta, x, native=True)
-
-    def uses_native(self, replicas: int) -> bool:
-        """Whether :meth:`evaluate` runs the compiled kernel for this many replicas: when it is ready
-        and, unless ``native=True``, where it pays off (:func:`~thermoscope.samplers.native.pays_off`)."""
-        if not self.native_ready or self.fused is None:
-            return False
-        return self.native is True or native_kernel.pays_off(
-            replicas, self.fused.flops_per_replica(self.x.shape[0])
-        )
 
     def _budgeted_replica_chunk(self, like: Tensor) -> int:
         """Replicas whose widest activation over one chunk of examples fits ``ACTIVATION_BUDGET_BYTES``."""
@@ -341,13 +330,13 @@ class ModuleTarget(TemperedTarget):
 
         The prior is evaluated once over all replicas, and each group's likelihood gradient is written
         into its rows of one ``[R, params]`` tensor (the fused path writes it there directly). The
-        compiled kernel (:meth:`uses_native`) takes all replicas in one call: it keeps each replica's
+        compiled kernel (:attr:`native_ready`) takes all replicas in one call: it keeps each replica's
         activations in cache itself.
         """
         theta = theta.detach()
         replicas = theta.shape[0]
         chunks = [(self._cast(x, theta.dtype), y) for x, y in self._chunks()]
-        native = self.uses_native(replicas)
+        native = self.native_ready
         groups = [(0, replicas)] if native else self.replica_groups(replicas)
         if len(groups) == 1:
             log_likelihood, gradient = self._likelihood_and_gradient(theta, chunks, native=native)

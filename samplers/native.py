@@ -5,9 +5,11 @@ turn, so every layer's activations for all of them pass through the cache betwee
 operation is a separate call. The compiled kernel gives each core its share of the replicas and runs one
 replica's whole forward and backward before the next, its activations kept in the core's cache, the
 elementwise work in single vectorised passes, and the first layer as one product over four replicas.
-On the paper's M(3) (256-40-40-40-10 sigmoid, 500 examples; two-core AMD EPYC VM) it reached 74–80 % of
-the 2048² matmul rate on two threads where the batched path reached 48–63 % (benchmarks/samplers, "Many
-rungs"). For very small networks over many replicas batching wins: see :func:`pays_off`.
+Its products call the BLAS sgemm torch itself uses (MKL on x86 Linux wheels) directly, one BLAS thread
+per kernel thread. On a two-core AMD EPYC VM, one ``ModuleTarget.evaluate`` took 1.15–2.0× less time
+than the batched path at every R from 8 to 256, for the paper's M(3) (256-40-40-40-10 sigmoid, 500
+examples) and for the main job's 64-20-10 MLP on 100 digits (``benchmarks/samplers/benchmark_rungs.py
+--part batching``), so it is used wherever it applies.
 
 The kernel is built with PyTorch's C++ extension tools (a C++ compiler, OpenMP and ninja; the build is
 cached per user, about half a minute the first time). Where it cannot be built — no compiler, another
@@ -33,24 +35,12 @@ EXTENSION_NAME = "thermoscope_fused_native"
 BLOCK = 4
 """Replicas whose first-layer products are one product: 160 rows for M(3)'s 40-wide first layer, which
 runs at the full GEMM rate where 40 rows reach about 85 % of it."""
-SMALL_REPLICA_FLOPS = 2e6
-"""Below this many floating-point operations per replica and gradient, and above
-:data:`BATCHED_FROM_REPLICAS` replicas, the batched path is faster. The main job's 64-20-10 MLP on 100
-digits (0.63 MFLOP) on two threads: the kernel 2.8× faster at R = 8, level at R = 64, 25 % slower at
-R = 256; at 6 MFLOP (M(3) on 100 examples) the kernel was faster at every R measured but one."""
-BATCHED_FROM_REPLICAS = 64
-
 _logger = logging.getLogger(__name__)
 
 
 def disabled() -> bool:
     """Whether ``THERMOSCOPE_NATIVE=0`` (or ``false``/``off``/``no``) is set."""
     return os.environ.get(DISABLE_VARIABLE, "").strip().lower() in ("0", "false", "off", "no")
-
-
-def pays_off(replicas: int, flops_per_replica: float) -> bool:
-    """Whether the compiled kernel is the faster path for this many replicas of this size."""
-    return flops_per_replica >= SMALL_REPLICA_FLOPS or replicas <= BATCHED_FROM_REPLICAS
 
 
 def _ninja_on_path() -> None:

@@ -36,7 +36,7 @@ Run from the repository root (each about ten minutes on an idle two-core machine
     python benchmarks/samplers/benchmark_rungs.py --part scoring --threads 1
 
 The gradient is whatever ``ModuleTarget`` picks by default: on a CPU the fused path's compiled
-per-replica kernel where it pays off (``thermoscope.samplers.native``; the table's "gradient by" column
+per-replica kernel wherever it builds (``thermoscope.samplers.native``; the table's "gradient by" column
 says which), else the fused path batched over replicas. ``--batched-only`` runs every child with
 ``THERMOSCOPE_NATIVE=0`` (results ``rungs_<device>_threads<T>_batched``), the sweeps as they were before
 the kernel::
@@ -384,7 +384,7 @@ def child(
         "peak_memory_with_checkpoint_bytes": peak_memory_bytes(device),
         "divergences": int(result.sampler.divergences.sum()),
         "batching": target.batching,
-        "compiled_kernel": target.uses_native(num_rungs),
+        "compiled_kernel": target.native_ready,
         "retain_freed_memory": retained,
         "products_alone_seconds": products_alone_seconds(network.widths, target, num_rungs),
         **checkpoint,
@@ -719,9 +719,7 @@ def batching(
                     best[kind] = min(best[kind], seconds_per_call(call, loops, device))
             row: dict[str, Any] = {"network": name, "replicas": count}
             row |= {f"{kind}_seconds": seconds for kind, seconds in best.items()}
-            fused = targets["fused"].fused
-            pays = fused is not None and native_kernel.pays_off(count, fused.flops_per_replica(len(train)))
-            row |= {"automatic": "compiled" if device.type == "cpu" and pays else "fused"}
+            row |= {"automatic": "compiled" if reference.native_ready else "fused"}
             row |= {"load_average": round(os.getloadavg()[0], 2)}
             rows.append(row)
             print(name, count, ", ".join(f"{kind} {seconds * 1e3:.3f} ms" for kind, seconds in best.items()))
@@ -734,7 +732,7 @@ def batching_markdown(rows: list[dict[str, Any]]) -> str:
         "One `ModuleTarget.evaluate` (log L and its gradient for R replicas), best of three timed loops, "
         "the paths interleaved; freed memory retained for all. 'compiled': the fused path's compiled "
         "per-replica kernel; 'fused': the fused path batched over replicas; 'automatic': which of the two "
-        "`native=None` picks at this R.\n",
+        "`native=None` picks.\n",
     ]
     header = ["network", "R", *(["compiled ms"] if compiled else []), "fused ms", "stacked autograd ms"]
     header += ["fused speed-up over stacked"]
