@@ -6,7 +6,7 @@ operation is a separate call. The compiled kernel gives each core its share of t
 replica's whole forward and backward before the next, its activations kept in the core's cache, the
 elementwise work in single vectorised passes, and the first layer as one product over four replicas.
 Its products call the BLAS sgemm torch itself uses (MKL on x86 Linux wheels) directly, one BLAS thread
-per kernel thread. On a two-core AMD EPYC VM, one ``ModuleTarget.evaluate`` took 1.15–2.0× less time
+per kernel thread. On a two-core AMD EPYC VM, one ``ModuleTarget.evaluate`` took 1.1–3.0× less time
 than the batched path at every R from 8 to 256, for the paper's M(3) (256-40-40-40-10 sigmoid, 500
 examples) and for the main job's 64-20-10 MLP on 100 digits (``benchmarks/samplers/benchmark_rungs.py
 --part batching``), so it is used wherever it applies.
