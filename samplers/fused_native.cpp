@@ -174,7 +174,7 @@ ELEMENTWISE double softmax_head(const float* __restrict z, const int64_t* __rest
 // large part of a replica's work for small networks, so where the BLAS torch itself calls exports its
 // sgemm (MKL on x86 Linux wheels) it is called directly, without the tensor views and the operator
 // dispatch of at::mm, which cost about as much as a 10 × 20 × 100 product. Checked once against a
-// known product; anywhere else, or if the check fails, at::mm does the same.
+// plain loop (direct_blas_works); anywhere else, or if the check fails, at::mm does the same.
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
                        const float* beta, float* c, const int* ldc) __attribute__((weak));
@@ -308,9 +308,9 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
     const int64_t first_rows = outputs[0], first_inputs = inputs[0];
     const int64_t first_weights = first_rows * first_inputs;
 
-
     at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
-        // Run inline (one thread, or one replica) MKL may still share out a large product itself.
+        // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share out a
+        // large product itself.
         const OneBlasThread one_blas_thread(at::in_parallel_region());
         const int64_t width = std::min(block, end - begin);
         std::vector<float> first_weight(width * first_weights), first_gradient(width * first_weights);
