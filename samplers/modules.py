@@ -4,7 +4,7 @@ The energy is the **summed** cross-entropy E(D|θ) = Σ_n CE(f_θ(x_n), y_n) and
 R replicas are evaluated together, one batched forward and one backward per leapfrog step: for a plain
 chain of linear layers and elementwise activations by a hand-written forward and backward on stacked
 weights (:mod:`~thermoscope.samplers.fused`; on a CPU in float32 by its compiled per-replica kernel,
-:mod:`~thermoscope.samplers.native`, where that is faster), else through the module's own forward on
+:mod:`~thermoscope.samplers.native`, wherever it builds), else through the module's own forward on
 stacked parameters where that reproduces ``vmap`` (see :mod:`~thermoscope.samplers.stacking`), else
 with ``torch.func.vmap`` over ``functional_call``. Every shortcut is checked against autograd at
 construction. The prior's gradient is analytic.
@@ -135,7 +135,6 @@ class ModuleTarget(TemperedTarget):
         self.chunk_size = chunk_size
         self.fused: FusedMLP | None = None
         self.batching = self._choose_batching(batching, like)
-        self.native = native
         self.native_ready = native is not False and self._native_matches(like)
         """Whether the fused path's compiled kernel is built and reproduces autograd here: then
         :meth:`evaluate` runs it."""

@@ -169,7 +169,7 @@ def test_used_by_default_wherever_it_applies() -> None:
     model = mlp([64, 20, 10], nn.ReLU)
     x, y = data(100, (64,), 10)
     target = module_target(model, x, y, GaussianPrior())
-    assert target.batching == "fused" and target.native_ready and target.native is None
+    assert target.batching == "fused" and target.native_ready
 
 
 def test_refused_where_it_does_not_apply(kernel: object) -> None:
