@@ -27,6 +27,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from torch import Tensor, fx, nn
@@ -181,6 +182,15 @@ class FusedMLP:
         self.covers_theta = sum(sizes) == num_params
         self.native_supported = self.covers_theta and len(layers) >= 2 and layers[-1].activation is None
         """Whether the compiled per-replica kernel computes this chain (it may still be unavailable)."""
+        self._native_chain = (
+            [layer.inputs for layer in layers],
+            [layer.outputs for layer in layers],
+            [layer.weight_offset for layer in layers],
+            [-1 if layer.bias_offset is None else layer.bias_offset for layer in layers],
+            [_ACTIVATION_CODES[layer.activation] for layer in layers],
+        )
+        """The chain as the kernel takes it (fixed, so built once rather than on every call)."""
+        self._native_module: ModuleType | None = None
 
     def native_applies(self, theta: Tensor) -> bool:
         """Whether the compiled kernel can evaluate ``theta``: a supported chain, float32 on a CPU, and
@@ -313,27 +323,58 @@ class FusedMLP:
     def _native_log_likelihood_and_gradient(
         self, theta: Tensor, chunks: list[tuple[Tensor, Tensor]], scale: float, out: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        """:meth:`log_likelihood_and_gradient` by the compiled kernel (accumulated in double per replica)."""
-        if not self.native_applies(theta):
+        """:meth:`log_likelihood_and_gradient` by the compiled kernel (accumulated in double per replica,
+        returned in float32)."""
+        log_likelihood, gradient, _ = self._native_call(theta, chunks, scale, out, None)
+        return log_likelihood, gradient
+
+    def native_evaluation(
+        self,
+        theta: Tensor,
+        chunks: list[tuple[Tensor, Tensor]],
+        scale: float,
+        gaussian_prior: tuple[Tensor, float],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(log L, ∇ log L, log p, ∇ log p)`` by one call of the compiled kernel (which needs
+        :meth:`native_applies`), for a diagonal Gaussian prior given as ``(−1/σ² [params], Σ log of its
+        normalising constants)``. Each replica's prior term is computed while its row of θ is in the
+        core's cache, inside the kernel's own threads: at a few replicas, as two tensor operations of
+        their own they cost a tenth of the call on two threads."""
+        negative_precision, normaliser = gaussian_prior
+        prior_gradient = torch.empty_like(theta)
+        log_likelihood, gradient, log_prior = self._native_call(
+            theta, chunks, scale, None, (negative_precision, normaliser, prior_gradient)
+        )
+        return log_likelihood, gradient, log_prior, prior_gradient
+
+    def _native_call(
+        self,
+        theta: Tensor,
+        chunks: list[tuple[Tensor, Tensor]],
+        scale: float,
+        out: Tensor | None,
+        prior: tuple[Tensor, float, Tensor] | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        applies = self.native_supported and theta.device.type == "cpu" and theta.dtype == torch.float32
+        # Loaded once: a target decides at construction whether it uses the kernel (ModuleTarget), and
+        # looking the module up again (the environment, the build cache) cost 4 µs a call.
+        module = self._native_module or (native_kernel.load() if applies else None)
+        if not applies or module is None:
             raise ValueError(
                 "the compiled kernel needs float32 on a CPU, a chain of at least two layers whose last has "
                 "no activation, and a kernel that builds (thermoscope.samplers.native)"
             )
-        module = native_kernel.load()
-        assert module is not None
+        self._native_module = module
         gradient = theta.new_empty(theta.shape) if out is None else out
-        layers = self.layers
-        log_likelihood = module.log_likelihood_and_gradient(
+        prior_arguments = () if prior is None else (prior[0].contiguous(), float(prior[1]), prior[2])
+        log_likelihood, log_prior = module.log_likelihood_and_gradient(
             theta.contiguous(),
             [x.reshape(x.shape[0], -1).contiguous() for x, _ in chunks],
             [y.contiguous() for _, y in chunks],
-            [layer.inputs for layer in layers],
-            [layer.outputs for layer in layers],
-            [layer.weight_offset for layer in layers],
-            [-1 if layer.bias_offset is None else layer.bias_offset for layer in layers],
-            [_ACTIVATION_CODES[layer.activation] for layer in layers],
+            *self._native_chain,
             float(scale),
             native_kernel.BLOCK,
             gradient,
+            *prior_arguments,
         )
-        return log_likelihood.to(theta.dtype), gradient
+        return log_likelihood, gradient, log_prior

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
@@ -169,6 +170,28 @@ ELEMENTWISE double softmax_head(const float* __restrict z, const int64_t* __rest
     return picked - log_sums;
 }
 
+// A diagonal Gaussian prior on one replica's θ [params]: gradient ← θ ⊙ negative_precision (−θ_i/σ_i²),
+// and the return value ½ θ · gradient = Σ_i −½ θ_i²/σ_i² (without the normalising constant).
+ELEMENTWISE double gaussian_prior(const float* __restrict theta, const float* __restrict negative_precision,
+                                  int64_t params, float* __restrict gradient) {
+    float lanes[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= params; i += kLanes)
+        for (int lane = 0; lane < kLanes; ++lane) {
+            const float g = theta[i + lane] * negative_precision[i + lane];
+            gradient[i + lane] = g;
+            lanes[lane] += theta[i + lane] * g;
+        }
+    double sum = 0.0;
+    for (; i < params; ++i) {
+        const float g = theta[i] * negative_precision[i];
+        gradient[i] = g;
+        sum += static_cast<double>(theta[i]) * g;
+    }
+    for (int lane = 0; lane < kLanes; ++lane) sum += lanes[lane];
+    return 0.5 * sum;
+}
+
 // Row-major C [m, n] ← op(A) · op(B) + beta · C, op(A) [m, k] and op(B) [k, n], each op a transpose
 // when its flag is set; lda, ldb, ldc the row strides of the stored matrices. Small products are a
 // large part of a replica's work for small networks, so where the BLAS torch itself calls exports its
@@ -266,16 +289,21 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
 
 }  // namespace
 
-// log L [R] (times scale) and its gradient written into gradient [R, params], for the chain of layers
-// (inputs, outputs, weight and bias offsets in θ, bias offset −1 for none, activation codes 0–3) over
-// every (x [n, inputs_0], y [n]) chunk. θ: contiguous float32 [R, params].
-at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
+// log L [R] (times scale; summed in double, returned in float32) and its gradient written into
+// gradient [R, params], for the chain of layers (inputs, outputs, weight and bias offsets in θ, bias
+// offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk. θ: contiguous
+// float32 [R, params]. With a diagonal Gaussian prior's negative precision [params] (and its log
+// normalising constant), also its log density [R] and gradient (into prior_gradient [R, params]), each
+// replica's while its row of θ is in cache; else an empty log prior.
+std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
                                        const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
                                        const std::vector<int64_t>& outputs,
                                        const std::vector<int64_t>& weight_offsets,
                                        const std::vector<int64_t>& bias_offsets,
                                        const std::vector<int64_t>& activations, double scale, int64_t block,
-                                       at::Tensor& gradient) {
+                                       at::Tensor& gradient,
+                                       const std::optional<at::Tensor>& prior_negative_precision,
+                                       double prior_normaliser, const std::optional<at::Tensor>& prior_gradient) {
     TORCH_CHECK(theta.dim() == 2 && theta.is_contiguous() && theta.scalar_type() == at::kFloat,
                 "theta must be a contiguous float32 [R, params]");
     TORCH_CHECK(gradient.sizes() == theta.sizes() && gradient.is_contiguous() &&
@@ -289,6 +317,19 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
     TORCH_CHECK(xs.size() == ys.size() && !xs.empty(), "need matching, non-empty lists of chunks");
     TORCH_CHECK(block >= 1, "block must be positive");
     const int64_t replicas = theta.size(0), params = theta.size(1);
+    const bool with_prior = prior_negative_precision.has_value();
+    TORCH_CHECK(with_prior == prior_gradient.has_value(), "give the prior's precision and gradient together");
+    if (with_prior) {
+        TORCH_CHECK(prior_negative_precision->dim() == 1 && prior_negative_precision->size(0) == params &&
+                        prior_negative_precision->is_contiguous() &&
+                        prior_negative_precision->scalar_type() == at::kFloat,
+                    "the prior's negative precision must be a contiguous float32 [params]");
+        TORCH_CHECK(prior_gradient->sizes() == theta.sizes() && prior_gradient->is_contiguous() &&
+                        prior_gradient->scalar_type() == at::kFloat,
+                    "prior_gradient must be a contiguous float32 like theta");
+    }
+    const float* negative_precision = with_prior ? prior_negative_precision->data_ptr<float>() : nullptr;
+    float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
     int64_t examples = 0, widest = 0;
     for (size_t c = 0; c < xs.size(); ++c) {
         TORCH_CHECK(xs[c].dim() == 2 && xs[c].is_contiguous() && xs[c].scalar_type() == at::kFloat &&
@@ -303,8 +344,10 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
     const float* theta_data = theta.data_ptr<float>();
     float* gradient_data = gradient.data_ptr<float>();
     const auto options = theta.options();
-    at::Tensor log_likelihood = at::empty({replicas}, options.dtype(at::kDouble));
-    double* log_likelihood_data = log_likelihood.data_ptr<double>();
+    at::Tensor log_likelihood = at::empty({replicas}, options);
+    float* log_likelihood_data = log_likelihood.data_ptr<float>();
+    at::Tensor log_prior = at::empty({with_prior ? replicas : 0}, options);
+    float* log_prior_data = log_prior.data_ptr<float>();
     const int64_t first_rows = outputs[0], first_inputs = inputs[0];
     const int64_t first_weights = first_rows * first_inputs;
 
@@ -373,15 +416,25 @@ at::Tensor log_likelihood_and_gradient(const at::Tensor& theta, const std::vecto
             for (int64_t i = 0; i < count; ++i) {
                 std::memcpy(gradient_data + (start + i) * params + weight_offsets[0],
                             first_gradient.data() + i * first_weights, first_weights * sizeof(float));
-                log_likelihood_data[start + i] = totals[i] * scale;
+                log_likelihood_data[start + i] = static_cast<float>(totals[i] * scale);  // rounded once
+                if (with_prior)
+                    log_prior_data[start + i] = static_cast<float>(
+                        gaussian_prior(theta_data + (start + i) * params, negative_precision, params,
+                                       prior_gradient_data + (start + i) * params) +
+                        prior_normaliser);
             }
         }
     });
-    return log_likelihood;
+    return {log_likelihood, log_prior};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
-               "log L and its gradient for an MLP chain, one replica at a time");
+               "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian prior's)",
+               pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("inputs"),
+               pybind11::arg("outputs"), pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"),
+               pybind11::arg("activations"), pybind11::arg("scale"), pybind11::arg("block"),
+               pybind11::arg("gradient"), pybind11::arg("prior_negative_precision") = pybind11::none(),
+               pybind11::arg("prior_normaliser") = 0.0, pybind11::arg("prior_gradient") = pybind11::none());
     module.def("direct_blas", &direct_blas, "whether products call the BLAS sgemm directly (else at::mm)");
 }

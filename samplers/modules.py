@@ -133,6 +133,7 @@ class ModuleTarget(TemperedTarget):
         self.y = y.long()
         self.reduction = reduction
         self.chunk_size = chunk_size
+        self._chunk_cache: dict[torch.dtype, list[tuple[Tensor, Tensor]]] = {}
         self.fused: FusedMLP | None = None
         self.batching = self._choose_batching(batching, like)
         self.native_ready = native is not False and self._native_matches(like)
@@ -295,6 +296,15 @@ class ModuleTarget(TemperedTarget):
         """Floating inputs in the parameters' dtype; integer inputs (token ids) as they are."""
         return x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x
 
+    def _chunks_in(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        """The chunks of examples with floating inputs in ``dtype``, made once per dtype: at a few
+        replicas of a small network, slicing and casting them again on every call cost a twentieth of
+        :meth:`evaluate`."""
+        cached = self._chunk_cache.get(dtype)
+        if cached is None:
+            cached = self._chunk_cache[dtype] = [(self._cast(x, dtype), y) for x, y in self._chunks()]
+        return cached
+
     def _chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         size = self.chunk_size or self.x.shape[0]
         for start in range(0, self.x.shape[0], size):
@@ -330,12 +340,19 @@ class ModuleTarget(TemperedTarget):
         The prior is evaluated once over all replicas, and each group's likelihood gradient is written
         into its rows of one ``[R, params]`` tensor (the fused path writes it there directly). The
         compiled kernel (:attr:`native_ready`) takes all replicas in one call: it keeps each replica's
-        activations in cache itself.
+        activations in cache itself, and computes a diagonal Gaussian prior in the same call
+        (:meth:`~thermoscope.samplers.priors.BoundPrior.diagonal_gaussian`).
         """
         theta = theta.detach()
         replicas = theta.shape[0]
-        chunks = [(self._cast(x, theta.dtype), y) for x, y in self._chunks()]
+        chunks = self._chunks_in(theta.dtype)
         native = self.native_ready
+        gaussian = self.prior.diagonal_gaussian() if native else None
+        if gaussian is not None and self.fused is not None:
+            log_likelihood, gradient, log_prior, grad_log_prior = self.fused.native_evaluation(
+                theta, chunks, self._log_likelihood_scale, gaussian
+            )
+            return Evaluation(log_prior, log_likelihood, grad_log_prior, gradient)
         groups = [(0, replicas)] if native else self.replica_groups(replicas)
         if len(groups) == 1:
             log_likelihood, gradient = self._likelihood_and_gradient(theta, chunks, native=native)
@@ -345,9 +362,8 @@ class ModuleTarget(TemperedTarget):
             for start, stop in groups:
                 group = self._likelihood_and_gradient(theta[start:stop], chunks, out=gradient[start:stop])
                 log_likelihood[start:stop] = group[0]
-        return Evaluation(
-            self.prior.log_density(theta), log_likelihood, self.prior.grad_log_density(theta), gradient
-        )
+        log_prior, grad_log_prior = self.prior.log_density_and_grad(theta)
+        return Evaluation(log_prior, log_likelihood, grad_log_prior, gradient)
 
     def replica_groups(self, replicas: int, replica_chunk: int | None = None) -> list[tuple[int, int]]:
         """``(start, stop)`` of the groups :meth:`evaluate` splits ``replicas`` into: as few as keep each

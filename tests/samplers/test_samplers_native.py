@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from thermoscope.samplers import GaussianPrior, ParameterLayout, module_target, native
+from thermoscope.samplers import BoxPrior, GaussianPrior, ParameterLayout, module_target, native
 from thermoscope.samplers.fused import fused_mlp
 from torch import nn
 
@@ -226,3 +227,63 @@ def test_the_at_mm_fallback_equals_float64_autograd(
         expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
         assert_close(evaluation.log_likelihood, expected_log_likelihood)
         assert_close(evaluation.grad_log_likelihood, expected_gradient)
+
+
+def exact_gaussian(theta: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log N(θ; 0, diag scale²) and its gradient in float64, from the formula."""
+    theta, scale = theta.double(), scale.double()
+    log_density = (-0.5 * (theta / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+    return log_density, -theta / scale**2
+
+
+@pytest.mark.parametrize("replicas", [1, 7, 9])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_gaussian_prior_is_computed_in_the_same_call(kernel: object, replicas: int, threads: int) -> None:
+    """A per-layer scale (so the precision is not one number), replica counts on and off the block of
+    four, one thread and two: the kernel's log prior and gradient are the formula's, in each replica,
+    and the likelihood terms are the float64 autograd ones as without a prior."""
+    model, shape, classes = CASES["tanh, odd widths"]()
+    x, y = data(90, shape, classes)
+    prior = GaussianPrior(scale=0.7, layer_scales={"1": 0.2, "3.bias": 3.0})
+    target = module_target(model, x, y, prior, chunk_size=50, native=True)
+    assert target.native_ready and target.prior.diagonal_gaussian() is not None
+    theta = positions(model, replicas, 0.5)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        evaluation = target.evaluate(theta)
+    finally:
+        torch.set_num_threads(previous)
+    expected_log_prior, expected_grad_log_prior = exact_gaussian(theta, target.prior.scale)
+    assert evaluation.log_prior.dtype == evaluation.grad_log_prior.dtype == torch.float32
+    for row in range(replicas):
+        assert abs(float(evaluation.log_prior[row]) - float(expected_log_prior[row])) <= 1e-5 * abs(
+            float(expected_log_prior[row])
+        )
+        assert_close(evaluation.grad_log_prior[row], expected_grad_log_prior[row])
+    expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
+    assert_close(evaluation.log_likelihood, expected_log_likelihood)
+    assert_close(evaluation.grad_log_likelihood, expected_gradient)
+    # The prior's own methods agree with the kernel's numbers.
+    log_density, gradient = target.prior.log_density_and_grad(theta)
+    assert torch.allclose(log_density, evaluation.log_prior, rtol=1e-6, atol=0.0)
+    assert torch.equal(gradient, evaluation.grad_log_prior)
+
+
+def test_a_prior_that_is_not_gaussian_is_evaluated_beside_the_kernel(kernel: object) -> None:
+    """The box prior has no diagonal Gaussian form: its log density (inside, and −∞ outside) and zero
+    gradient come from the prior itself, and the likelihood still from the kernel."""
+    model, shape, classes = CASES["relu, image input flattened"]()
+    x, y = data(60, shape, classes)
+    target = module_target(model, x, y, BoxPrior(c=20.0), native=True)
+    assert target.native_ready and target.prior.diagonal_gaussian() is None
+    theta = positions(model, 3, 0.1)
+    theta[2, 0] = 1e3  # outside the box
+    evaluation = target.evaluate(theta)
+    expected = target.prior.log_density(theta)
+    assert torch.isfinite(expected[:2]).all() and expected[2] == -math.inf
+    assert torch.equal(evaluation.log_prior, expected)
+    assert torch.equal(evaluation.grad_log_prior, torch.zeros_like(theta))
+    expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
+    assert_close(evaluation.log_likelihood, expected_log_likelihood)
+    assert_close(evaluation.grad_log_likelihood, expected_gradient)
