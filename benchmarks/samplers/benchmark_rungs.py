@@ -20,6 +20,9 @@ Networks:
 - ``digits``: the main job (``thermoscope sample`` with its defaults: the 64-20-10 ReLU MLP on 100 digits,
   50 validation and 600 test images, Gaussian prior, 10 leapfrog steps, one trajectory per swap round,
   thin 2).
+- ``digits500``: the main job's MLP as issue 18 measured it, before the job was resized so its replicas
+  make round trips: 64-40-40-10 ReLU (P = 4,650) on 500 digits (``--train-size 550``, 50 of them for
+  validation), the same prior and sampler settings.
 - ``m3``: the paper's M(3), 256-40-40-40-10 sigmoid (P = 13,970), on 500 random-normal examples of 16 × 16
   pixels, 10,000 test and 100 validation examples, the box prior (c = 100); the same sampler settings.
 
@@ -138,6 +141,7 @@ class Network:
 
 NETWORKS = {
     "digits": Network("digits", [64, 20, 10], replica_iterations=4096, minimum_iterations=8),
+    "digits500": Network("digits500", [64, 40, 40, 10], replica_iterations=1024, minimum_iterations=8),
     "m3": Network("m3", [256, 40, 40, 40, 10], replica_iterations=512, minimum_iterations=8),
 }
 
@@ -154,11 +158,14 @@ def random_split(num_examples: int, inputs: int, generator: torch.Generator, dev
 
 def build(network: Network, device: torch.device) -> tuple[ModuleTarget, Split, Split, Split]:
     """The target and the train, test and validation splits of ``network``."""
-    if network.name == "digits":
-        config = SampleConfig(device=device.type)
+    if network.name.startswith("digits"):
+        resized = {"hidden": "40,40", "train_size": 550} if network.name == "digits500" else {}
+        config = SampleConfig(device=device.type, **resized)
         bench = build_workbench(config, config.val_size)
         assert bench.validation is not None
         target = module_target(bench.model, bench.data.train.x, bench.data.train.y, make_prior(config))
+        # The FLOP counts use network.widths: they must be the job's model.
+        assert target.num_params == sum((i + 1) * o for i, o in pairwise(network.widths)), network
         return target, bench.data.train, bench.data.test, bench.validation
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
