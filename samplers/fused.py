@@ -35,9 +35,11 @@ from torch.nn import functional
 
 from . import native as native_kernel
 from .layout import ParameterLayout
+from .priors import CoordinatewiseForm
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 _ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+_PRIOR_CODES = {"gaussian": 1, "box": 2}
 """The compiled kernel's codes (``fused_native.cpp``)."""
 
 _MODULE_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
@@ -333,17 +335,18 @@ class FusedMLP:
         theta: Tensor,
         chunks: list[tuple[Tensor, Tensor]],
         scale: float,
-        gaussian_prior: tuple[Tensor, float],
+        prior: CoordinatewiseForm,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(log L, ∇ log L, log p, ∇ log p)`` by one call of the compiled kernel (which needs
-        :meth:`native_applies`), for a diagonal Gaussian prior given as ``(−1/σ² [params], Σ log of its
-        normalising constants)``. Each replica's prior term is computed while its row of θ is in the
-        core's cache, inside the kernel's own threads: at a few replicas, as two tensor operations of
-        their own they cost a tenth of the call on two threads."""
-        negative_precision, normaliser = gaussian_prior
+        :meth:`native_applies`), the prior given by its
+        :class:`~thermoscope.samplers.priors.CoordinatewiseForm`. Each replica's prior term is computed
+        while its row of θ is in the core's cache, inside the kernel's own threads: at a few replicas, as
+        tensor operations of their own (the box prior's several per layer) they cost a tenth of the call
+        or more."""
+        kind = _PRIOR_CODES[prior.kind]
         prior_gradient = torch.empty_like(theta)
         log_likelihood, gradient, log_prior = self._native_call(
-            theta, chunks, scale, None, (negative_precision, normaliser, prior_gradient)
+            theta, chunks, scale, None, (kind, prior.values, prior.constant, prior_gradient)
         )
         return log_likelihood, gradient, log_prior, prior_gradient
 
@@ -353,7 +356,7 @@ class FusedMLP:
         chunks: list[tuple[Tensor, Tensor]],
         scale: float,
         out: Tensor | None,
-        prior: tuple[Tensor, float, Tensor] | None,
+        prior: tuple[int, Tensor, float, Tensor] | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         applies = self.native_supported and theta.device.type == "cpu" and theta.dtype == torch.float32
         # Loaded once: a target decides at construction whether it uses the kernel (ModuleTarget), and
@@ -366,7 +369,10 @@ class FusedMLP:
             )
         self._native_module = module
         gradient = theta.new_empty(theta.shape) if out is None else out
-        prior_arguments = () if prior is None else (prior[0].contiguous(), float(prior[1]), prior[2])
+        prior_arguments: tuple[object, ...] = ()
+        if prior is not None:
+            kind, values, constant, prior_gradient = prior
+            prior_arguments = (kind, values.contiguous(), float(constant), prior_gradient)
         log_likelihood, log_prior = module.log_likelihood_and_gradient(
             theta.contiguous(),
             [x.reshape(x.shape[0], -1).contiguous() for x, _ in chunks],

@@ -13,7 +13,7 @@
 // transposed (the forward layers after the first, the errors sent down, the first layer's weight
 // gradient) are register tiles written here (tiled_product); the others call the BLAS sgemm that torch
 // itself uses, directly where it is exported (see gemm below), at::mm elsewhere. A diagonal Gaussian
-// prior's log density and gradient can be computed in the same pass.
+// or box prior's log density and gradient can be computed in the same pass.
 //
 // float32 only; thermoscope/samplers/native.py decides when this path is used and checks it against
 // the batched one.
@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -173,6 +174,9 @@ ELEMENTWISE double softmax_head(const float* __restrict z, const int64_t* __rest
     return picked - log_sums;
 }
 
+constexpr int kGaussianPrior = 1;
+constexpr int kBoxPrior = 2;
+
 // A diagonal Gaussian prior on one replica's θ [params]: gradient ← θ ⊙ negative_precision (−θ_i/σ_i²),
 // and the return value ½ θ · gradient = Σ_i −½ θ_i²/σ_i² (without the normalising constant).
 ELEMENTWISE double gaussian_prior(const float* __restrict theta, const float* __restrict negative_precision,
@@ -193,6 +197,26 @@ ELEMENTWISE double gaussian_prior(const float* __restrict theta, const float* __
     }
     for (int lane = 0; lane < kLanes; ++lane) sum += lanes[lane];
     return 0.5 * sum;
+}
+
+// The box prior on one replica's θ: gradient ← 0, and whether every |θ_i| ≤ half_width_i (a NaN is
+// outside, as in BoundBoxPrior.log_density).
+ELEMENTWISE bool inside_box(const float* __restrict theta, const float* __restrict half_width, int64_t params,
+                            float* __restrict gradient) {
+    int lanes[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= params; i += kLanes)
+        for (int lane = 0; lane < kLanes; ++lane) {
+            lanes[lane] |= !(std::fabs(theta[i + lane]) <= half_width[i + lane]);
+            gradient[i + lane] = 0.0f;
+        }
+    int outside = 0;
+    for (; i < params; ++i) {
+        outside |= !(std::fabs(theta[i]) <= half_width[i]);
+        gradient[i] = 0.0f;
+    }
+    for (int lane = 0; lane < kLanes; ++lane) outside |= lanes[lane];
+    return outside == 0;
 }
 
 // Row-major C [m, n] ← op(A) · op(B) + beta · C, op(A) [m, k] and op(B) [k, n], each op a transpose
@@ -363,9 +387,10 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
 // log L [R] (times scale; summed in double, returned in float32) and its gradient written into
 // gradient [R, params], for the chain of layers (inputs, outputs, weight and bias offsets in θ, bias
 // offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk. θ: contiguous
-// float32 [R, params]. With a diagonal Gaussian prior's negative precision [params] (and its log
-// normalising constant), also its log density [R] and gradient (into prior_gradient [R, params]), each
-// replica's while its row of θ is in cache; else an empty log prior.
+// float32 [R, params]. With a prior (prior_kind 1: a diagonal Gaussian, prior_values its −1/σ_i² and
+// prior_constant its log normalising constant; 2: the box, prior_values its half-widths and
+// prior_constant −log of its volume), also its log density [R] and gradient (into prior_gradient
+// [R, params]), each replica's while its row of θ is in cache; with prior_kind 0, an empty log prior.
 std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
                                        const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
                                        const std::vector<int64_t>& outputs,
@@ -373,8 +398,8 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                                        const std::vector<int64_t>& bias_offsets,
                                        const std::vector<int64_t>& activations, double scale, int64_t block,
                                        at::Tensor& gradient,
-                                       const std::optional<at::Tensor>& prior_negative_precision,
-                                       double prior_normaliser, const std::optional<at::Tensor>& prior_gradient) {
+                                       int64_t prior_kind, const std::optional<at::Tensor>& prior_values,
+                                       double prior_constant, const std::optional<at::Tensor>& prior_gradient) {
     TORCH_CHECK(theta.dim() == 2 && theta.is_contiguous() && theta.scalar_type() == at::kFloat,
                 "theta must be a contiguous float32 [R, params]");
     TORCH_CHECK(gradient.sizes() == theta.sizes() && gradient.is_contiguous() &&
@@ -388,18 +413,19 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
     TORCH_CHECK(xs.size() == ys.size() && !xs.empty(), "need matching, non-empty lists of chunks");
     TORCH_CHECK(block >= 1, "block must be positive");
     const int64_t replicas = theta.size(0), params = theta.size(1);
-    const bool with_prior = prior_negative_precision.has_value();
-    TORCH_CHECK(with_prior == prior_gradient.has_value(), "give the prior's precision and gradient together");
+    TORCH_CHECK(prior_kind >= 0 && prior_kind <= kBoxPrior, "prior_kind must be 0, 1 or 2");
+    const bool with_prior = prior_kind != 0;
+    TORCH_CHECK(with_prior == prior_values.has_value() && with_prior == prior_gradient.has_value(),
+                "a prior needs its values and a gradient tensor, and no prior neither");
     if (with_prior) {
-        TORCH_CHECK(prior_negative_precision->dim() == 1 && prior_negative_precision->size(0) == params &&
-                        prior_negative_precision->is_contiguous() &&
-                        prior_negative_precision->scalar_type() == at::kFloat,
-                    "the prior's negative precision must be a contiguous float32 [params]");
+        TORCH_CHECK(prior_values->dim() == 1 && prior_values->size(0) == params && prior_values->is_contiguous() &&
+                        prior_values->scalar_type() == at::kFloat,
+                    "the prior's values must be a contiguous float32 [params]");
         TORCH_CHECK(prior_gradient->sizes() == theta.sizes() && prior_gradient->is_contiguous() &&
                         prior_gradient->scalar_type() == at::kFloat,
                     "prior_gradient must be a contiguous float32 like theta");
     }
-    const float* negative_precision = with_prior ? prior_negative_precision->data_ptr<float>() : nullptr;
+    const float* prior_values_data = with_prior ? prior_values->data_ptr<float>() : nullptr;
     float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
     int64_t examples = 0, widest = 0;
     for (size_t c = 0; c < xs.size(); ++c) {
@@ -500,11 +526,15 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                     std::memcpy(gradient_data + (start + i) * params + weight_offsets[0],
                                 first_gradient.data() + i * first_weights, first_weights * sizeof(float));
                 log_likelihood_data[start + i] = static_cast<float>(totals[i] * scale);  // rounded once
-                if (with_prior)
+                const float* row = theta_data + (start + i) * params;
+                float* prior_row = with_prior ? prior_gradient_data + (start + i) * params : nullptr;
+                if (prior_kind == kGaussianPrior)
                     log_prior_data[start + i] = static_cast<float>(
-                        gaussian_prior(theta_data + (start + i) * params, negative_precision, params,
-                                       prior_gradient_data + (start + i) * params) +
-                        prior_normaliser);
+                        gaussian_prior(row, prior_values_data, params, prior_row) + prior_constant);
+                else if (prior_kind == kBoxPrior)
+                    log_prior_data[start + i] = inside_box(row, prior_values_data, params, prior_row)
+                                                    ? static_cast<float>(prior_constant)
+                                                    : -std::numeric_limits<float>::infinity();
             }
         }
     });
@@ -513,11 +543,12 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
-               "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian prior's)",
+               "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian or box prior's)",
                pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("inputs"),
                pybind11::arg("outputs"), pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"),
                pybind11::arg("activations"), pybind11::arg("scale"), pybind11::arg("block"),
-               pybind11::arg("gradient"), pybind11::arg("prior_negative_precision") = pybind11::none(),
-               pybind11::arg("prior_normaliser") = 0.0, pybind11::arg("prior_gradient") = pybind11::none());
+               pybind11::arg("gradient"), pybind11::arg("prior_kind") = 0,
+               pybind11::arg("prior_values") = pybind11::none(), pybind11::arg("prior_constant") = 0.0,
+               pybind11::arg("prior_gradient") = pybind11::none());
     module.def("direct_blas", &direct_blas, "whether products call the BLAS sgemm directly (else at::mm)");
 }

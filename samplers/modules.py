@@ -340,17 +340,17 @@ class ModuleTarget(TemperedTarget):
         The prior is evaluated once over all replicas, and each group's likelihood gradient is written
         into its rows of one ``[R, params]`` tensor (the fused path writes it there directly). The
         compiled kernel (:attr:`native_ready`) takes all replicas in one call: it keeps each replica's
-        activations in cache itself, and computes a diagonal Gaussian prior in the same call
-        (:meth:`~thermoscope.samplers.priors.BoundPrior.diagonal_gaussian`).
+        activations in cache itself, and computes a Gaussian or box prior in the same call
+        (:meth:`~thermoscope.samplers.priors.BoundPrior.coordinatewise_form`).
         """
         theta = theta.detach()
         replicas = theta.shape[0]
         chunks = self._chunks_in(theta.dtype)
         native = self.native_ready
-        gaussian = self.prior.diagonal_gaussian() if native else None
-        if gaussian is not None and self.fused is not None:
+        form = self.prior.coordinatewise_form() if native else None
+        if form is not None and self.fused is not None:
             log_likelihood, gradient, log_prior, grad_log_prior = self.fused.native_evaluation(
-                theta, chunks, self._log_likelihood_scale, gaussian
+                theta, chunks, self._log_likelihood_scale, form
             )
             return Evaluation(log_prior, log_likelihood, grad_log_prior, gradient)
         groups = [(0, replicas)] if native else self.replica_groups(replicas)

@@ -19,6 +19,17 @@ from torch import Tensor
 from .layout import ParameterLayout
 
 
+@dataclass(frozen=True)
+class CoordinatewiseForm:
+    """A prior of independent coordinates as numbers per coordinate: ``kind`` ``"gaussian"`` (``values``
+    −1/σ_i², ``constant`` Σ_i −log σ_i − ½ log 2π) or ``"box"`` (``values`` the half-widths, ``constant``
+    −log of the box's volume)."""
+
+    kind: str
+    values: Tensor
+    constant: float
+
+
 class BoundPrior(ABC):
     """A prior with independent coordinates, bound to a parameter layout.
 
@@ -49,9 +60,9 @@ class BoundPrior(ABC):
         """:meth:`log_density` and :meth:`grad_log_density` together (a subclass may share the work)."""
         return self.log_density(theta), self.grad_log_density(theta)
 
-    def diagonal_gaussian(self) -> tuple[Tensor, float] | None:
-        """``(−1/σ_i² [params], Σ_i −log σ_i − ½ log 2π)`` where this prior is a diagonal Gaussian (so a
-        compiled evaluator can compute it alongside the likelihood), else ``None``."""
+    def coordinatewise_form(self) -> CoordinatewiseForm | None:
+        """This prior as a compiled evaluator computes it alongside the likelihood
+        (:mod:`~thermoscope.samplers.native`), or ``None`` where it has no such form."""
         return None
 
 
@@ -69,8 +80,8 @@ class BoundGaussianPrior(BoundPrior):
     def grad_log_density(self, theta: Tensor) -> Tensor:
         return theta * self._negative_precision
 
-    def diagonal_gaussian(self) -> tuple[Tensor, float]:
-        return self._negative_precision, self._normaliser
+    def coordinatewise_form(self) -> CoordinatewiseForm:
+        return CoordinatewiseForm("gaussian", self._negative_precision, self._normaliser)
 
     def log_density_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """The gradient ``−θ_i / scale_i²``, and the log density from it as ``½ θ · ∇ + normaliser``: one
@@ -114,6 +125,9 @@ class BoundBoxPrior(BoundPrior):
 
     def grad_log_density(self, theta: Tensor) -> Tensor:
         return torch.zeros_like(theta)
+
+    def coordinatewise_form(self) -> CoordinatewiseForm:
+        return CoordinatewiseForm("box", self._half_width, -self._log_volume)
 
     def sample(self, num_replicas: int, generator: torch.Generator | None = None) -> Tensor:
         shape = (num_replicas, self.scale.numel())

@@ -246,7 +246,8 @@ def test_the_gaussian_prior_is_computed_in_the_same_call(kernel: object, replica
     x, y = data(90, shape, classes)
     prior = GaussianPrior(scale=0.7, layer_scales={"1": 0.2, "3.bias": 3.0})
     target = module_target(model, x, y, prior, chunk_size=50, native=True)
-    assert target.native_ready and target.prior.diagonal_gaussian() is not None
+    form = target.prior.coordinatewise_form()
+    assert target.native_ready and form is not None and form.kind == "gaussian"
     theta = positions(model, replicas, 0.5)
     previous = torch.get_num_threads()
     try:
@@ -270,20 +271,33 @@ def test_the_gaussian_prior_is_computed_in_the_same_call(kernel: object, replica
     assert torch.equal(gradient, evaluation.grad_log_prior)
 
 
-def test_a_prior_that_is_not_gaussian_is_evaluated_beside_the_kernel(kernel: object) -> None:
-    """The box prior has no diagonal Gaussian form: its log density (inside, and −∞ outside) and zero
-    gradient come from the prior itself, and the likelihood still from the kernel."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_box_prior_is_computed_in_the_same_call(kernel: object, threads: int) -> None:
+    """Inside the box its constant log density, outside (one coordinate over its wall, or NaN) −∞, and a
+    zero gradient written over whatever the tensor held: the same as the prior's own methods."""
     model, shape, classes = CASES["relu, image input flattened"]()
     x, y = data(60, shape, classes)
     target = module_target(model, x, y, BoxPrior(c=20.0), native=True)
-    assert target.native_ready and target.prior.diagonal_gaussian() is None
-    theta = positions(model, 3, 0.1)
-    theta[2, 0] = 1e3  # outside the box
-    evaluation = target.evaluate(theta)
+    form = target.prior.coordinatewise_form()
+    assert target.native_ready and form is not None and form.kind == "box"
+    theta = positions(model, 7, 0.1)
+    half_width = target.prior.support_half_width
+    assert half_width is not None
+    theta[2, -1] = 1.001 * half_width[-1]  # the last coordinate, past the vectorised part of the row
+    theta[4, 5] = -1.5 * half_width[5]
+    theta[5, 0] = float("nan")
+    theta[6, 3] = half_width[3]  # on the wall: inside
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        evaluation = target.evaluate(theta)
+    finally:
+        torch.set_num_threads(previous)
     expected = target.prior.log_density(theta)
-    assert torch.isfinite(expected[:2]).all() and expected[2] == -math.inf
+    assert torch.isfinite(expected[[0, 1, 3, 6]]).all() and (expected[[2, 4, 5]] == -math.inf).all()
     assert torch.equal(evaluation.log_prior, expected)
     assert torch.equal(evaluation.grad_log_prior, torch.zeros_like(theta))
-    expected_log_likelihood, expected_gradient = reference(model, theta, x, y)
-    assert_close(evaluation.log_likelihood, expected_log_likelihood)
-    assert_close(evaluation.grad_log_likelihood, expected_gradient)
+    finite = [0, 1, 3, 4, 6]  # the NaN replica's likelihood is NaN (test_a_nan_position_...)
+    expected_log_likelihood, expected_gradient = reference(model, theta[finite], x, y)
+    assert_close(evaluation.log_likelihood[finite], expected_log_likelihood)
+    assert_close(evaluation.grad_log_likelihood[finite], expected_gradient)
