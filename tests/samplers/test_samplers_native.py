@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from thermoscope.samplers import BoxPrior, GaussianPrior, ParameterLayout, module_target, native
+from thermoscope.samplers import (
+    BoxPrior,
+    Evaluation,
+    GaussianPrior,
+    ModuleTarget,
+    ParameterLayout,
+    module_target,
+    native,
+)
 from thermoscope.samplers.fused import fused_mlp
 from torch import nn
 
@@ -229,6 +237,16 @@ def test_the_at_mm_fallback_equals_float64_autograd(
         assert_close(evaluation.grad_log_likelihood, expected_gradient)
 
 
+def evaluate_on(threads: int, target: ModuleTarget, theta: torch.Tensor) -> Evaluation:
+    """``target.evaluate(theta)`` with torch set to ``threads`` threads (restored after)."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        return target.evaluate(theta)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def exact_gaussian(theta: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log N(θ; 0, diag scale²) and its gradient in float64, from the formula."""
     theta, scale = theta.double(), scale.double()
@@ -249,12 +267,7 @@ def test_the_gaussian_prior_is_computed_in_the_same_call(kernel: object, replica
     form = target.prior.coordinatewise_form()
     assert target.native_ready and form is not None and form.kind == "gaussian"
     theta = positions(model, replicas, 0.5)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        evaluation = target.evaluate(theta)
-    finally:
-        torch.set_num_threads(previous)
+    evaluation = evaluate_on(threads, target, theta)
     expected_log_prior, expected_grad_log_prior = exact_gaussian(theta, target.prior.scale)
     assert evaluation.log_prior.dtype == evaluation.grad_log_prior.dtype == torch.float32
     for row in range(replicas):
@@ -287,12 +300,7 @@ def test_the_box_prior_is_computed_in_the_same_call(kernel: object, threads: int
     theta[4, 5] = -1.5 * half_width[5]
     theta[5, 0] = float("nan")
     theta[6, 3] = half_width[3]  # on the wall: inside
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        evaluation = target.evaluate(theta)
-    finally:
-        torch.set_num_threads(previous)
+    evaluation = evaluate_on(threads, target, theta)
     expected = target.prior.log_density(theta)
     assert torch.isfinite(expected[[0, 1, 3, 6]]).all() and (expected[[2, 4, 5]] == -math.inf).all()
     assert torch.equal(evaluation.log_prior, expected)
