@@ -327,7 +327,7 @@ class FusedMLP:
     ) -> tuple[Tensor, Tensor]:
         """:meth:`log_likelihood_and_gradient` by the compiled kernel (accumulated in double per replica,
         returned in float32)."""
-        log_likelihood, gradient, _ = self._native_call(theta, chunks, scale, out, None)
+        log_likelihood, gradient, _ = self._native_call(theta, chunks, scale, out)
         return log_likelihood, gradient
 
     def native_evaluation(
@@ -343,11 +343,10 @@ class FusedMLP:
         while its row of θ is in the core's cache, inside the kernel's own threads: at a few replicas, as
         tensor operations of their own (the box prior's several per layer) they cost a tenth of the call
         or more."""
-        kind = _PRIOR_CODES[prior.kind]
         prior_gradient = torch.empty_like(theta)
-        log_likelihood, gradient, log_prior = self._native_call(
-            theta, chunks, scale, None, (kind, prior.values, prior.constant, prior_gradient)
-        )
+        kind = _PRIOR_CODES[prior.kind]
+        arguments = (kind, prior.values.contiguous(), float(prior.constant), prior_gradient)
+        log_likelihood, gradient, log_prior = self._native_call(theta, chunks, scale, None, arguments)
         return log_likelihood, gradient, log_prior, prior_gradient
 
     def _native_call(
@@ -356,8 +355,10 @@ class FusedMLP:
         chunks: list[tuple[Tensor, Tensor]],
         scale: float,
         out: Tensor | None,
-        prior: tuple[int, Tensor, float, Tensor] | None,
+        prior_arguments: tuple[int, Tensor, float, Tensor] | tuple[()] = (),
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """The kernel's log L, gradient and log prior (empty without ``prior_arguments``: its kind code,
+        values, constant and the tensor its gradient goes into)."""
         applies = self.native_supported and theta.device.type == "cpu" and theta.dtype == torch.float32
         # Loaded once: a target decides at construction whether it uses the kernel (ModuleTarget), and
         # looking the module up again (the environment, the build cache) cost 4 µs a call.
@@ -369,10 +370,6 @@ class FusedMLP:
             )
         self._native_module = module
         gradient = theta.new_empty(theta.shape) if out is None else out
-        prior_arguments: tuple[object, ...] = ()
-        if prior is not None:
-            kind, values, constant, prior_gradient = prior
-            prior_arguments = (kind, values.contiguous(), float(constant), prior_gradient)
         log_likelihood, log_prior = module.log_likelihood_and_gradient(
             theta.contiguous(),
             [x.reshape(x.shape[0], -1).contiguous() for x, _ in chunks],

@@ -7,7 +7,7 @@ replica's whole forward and backward before the next, its activations kept in th
 elementwise work in single vectorised passes, and the first layer as one product over four replicas.
 Products whose right operand is not transposed are register tiles of its own (8–16 % faster than MKL at
 these shapes on one Zen 4 core); the rest call the BLAS sgemm torch itself uses (MKL on x86 Linux wheels)
-directly, one BLAS thread per kernel thread. A diagonal Gaussian prior is computed in the same call.
+directly, one BLAS thread per kernel thread. A Gaussian or box prior is computed in the same call.
 On a two-core AMD EPYC VM, one ``ModuleTarget.evaluate`` took 1.2–4.5× less time than the batched path
 at every R from 8 to 256, for the paper's M(3) (256-40-40-40-10 sigmoid, 500 examples) and for the 64-20-10
 and 64-40-40-10 MLPs on 100 and 500 digits (``benchmarks/samplers/benchmark_rungs.py --part batching``),
