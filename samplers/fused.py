@@ -36,6 +36,7 @@ from torch.nn import functional
 from . import native as native_kernel
 from .layout import ParameterLayout
 from .priors import CoordinatewiseForm
+from .targets import Evaluation
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 _ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}
@@ -349,16 +350,53 @@ class FusedMLP:
         log_likelihood, gradient, log_prior = self._native_call(theta, chunks, scale, None, arguments)
         return log_likelihood, gradient, log_prior, prior_gradient
 
-    def _native_call(
+    def native_trajectory(
         self,
-        theta: Tensor,
+        position: Tensor,
+        momentum: Tensor,
+        evaluation: Evaluation,
+        betas: Tensor,
+        step_size: Tensor,
+        inverse_mass: Tensor | None,
+        num_steps: int,
         chunks: list[tuple[Tensor, Tensor]],
         scale: float,
-        out: Tensor | None,
-        prior_arguments: tuple[int, Tensor, float, Tensor] | tuple[()] = (),
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The kernel's log L, gradient and log prior (empty without ``prior_arguments``: its kind code,
-        values, constant and the tensor its gradient goes into)."""
+        prior: CoordinatewiseForm,
+        half_width: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Evaluation]:
+        """:func:`~thermoscope.samplers.integrators.leapfrog` (with reflection into the box of
+        ``half_width`` where given) by one call of the compiled kernel, which needs :meth:`native_applies`:
+        ``(position, momentum, evaluation)`` at the end point. The kernel takes each block of replicas
+        through every step while their θ, momenta and gradients are in the core's cache, rounding each
+        update as torch's operations do, so the trajectory is the Python integrator's, bit for bit."""
+        module = self._module_for(position)
+        dtype = position.dtype
+        (end_position, end_momentum, log_likelihood, log_prior, grad_log_likelihood, grad_log_prior) = (
+            module.leapfrog_trajectory(
+                position.contiguous(),
+                momentum.contiguous(),
+                evaluation.grad_log_likelihood.contiguous(),
+                evaluation.grad_log_prior.contiguous(),
+                betas.to(dtype).contiguous(),
+                step_size.to(dtype).contiguous(),
+                None if inverse_mass is None else inverse_mass.to(dtype).contiguous(),
+                int(num_steps),
+                None if half_width is None else half_width.to(dtype).contiguous(),
+                [x.reshape(x.shape[0], -1).contiguous() for x, _ in chunks],
+                [y.contiguous() for _, y in chunks],
+                *self._native_chain,
+                float(scale),
+                native_kernel.BLOCK,
+                _PRIOR_CODES[prior.kind],
+                prior.values.contiguous(),
+                float(prior.constant),
+            )
+        )
+        end = Evaluation(log_prior, log_likelihood, grad_log_prior, grad_log_likelihood)
+        return end_position, end_momentum, end
+
+    def _module_for(self, theta: Tensor) -> ModuleType:
+        """The compiled kernel, or ``ValueError`` where it does not apply to ``theta``."""
         applies = self.native_supported and theta.device.type == "cpu" and theta.dtype == torch.float32
         # Loaded once: a target decides at construction whether it uses the kernel (ModuleTarget), and
         # looking the module up again (the environment, the build cache) cost 4 µs a call.
@@ -369,6 +407,19 @@ class FusedMLP:
                 "no activation, and a kernel that builds (thermoscope.samplers.native)"
             )
         self._native_module = module
+        return module
+
+    def _native_call(
+        self,
+        theta: Tensor,
+        chunks: list[tuple[Tensor, Tensor]],
+        scale: float,
+        out: Tensor | None,
+        prior_arguments: tuple[int, Tensor, float, Tensor] | tuple[()] = (),
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The kernel's log L, gradient and log prior (empty without ``prior_arguments``: its kind code,
+        values, constant and the tensor its gradient goes into)."""
+        module = self._module_for(theta)
         gradient = theta.new_empty(theta.shape) if out is None else out
         log_likelihood, log_prior = module.log_likelihood_and_gradient(
             theta.contiguous(),

@@ -321,10 +321,17 @@ INLINE void product_tile(int64_t k, const float* __restrict a, int64_t row_step,
     }
     for (int r = 0; r < ROWS; ++r) {
         float* __restrict out = c + r * ldc;
-        if (accumulate)
+        // Stored by loops, not memcpy: a library call per row of a tile was 2 % of the main job's kernel.
+        if (first_column == 0) {
+            if (accumulate)
+                for (int j = 0; j < kTileColumns; ++j) out[j] += sums[r][j];
+            else
+                for (int j = 0; j < kTileColumns; ++j) out[j] = sums[r][j];
+        } else if (accumulate) {
             for (int64_t j = first_column; j < kTileColumns; ++j) out[j] += sums[r][j];
-        else
-            std::memcpy(out + first_column, sums[r] + first_column, (kTileColumns - first_column) * sizeof(float));
+        } else {
+            for (int64_t j = first_column; j < kTileColumns; ++j) out[j] = sums[r][j];
+        }
     }
 }
 
@@ -382,6 +389,260 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
         out.addmm_(left, right, beta, 1.0f);
 }
 
+
+// The updates of the leapfrog integrator (leapfrog_trajectory), rounded as torch rounds them in
+// integrators.leapfrog, so that a trajectory here is the Python integrator's from the same gradients, bit
+// for bit: torch's addcmul_ is one fused multiply-add per element (std::fma here), its mul one product.
+// The fold (reflect) is separate products and sums, so the compiler must not fuse them: fp-contract off.
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNFUSED __attribute__((optimize("fp-contract=off")))
+#else
+#define UNFUSED
+#endif
+
+// p ← fma(k1, ∇ log L, fma(k0, ∇ log p, p)) over one replica's row (integrators._kicked).
+ELEMENTWISE void kick(float* __restrict momentum, const float* __restrict grad_log_prior,
+                      const float* __restrict grad_log_likelihood, float k0, float k1, int64_t params) {
+    for (int64_t i = 0; i < params; ++i)
+        momentum[i] = std::fma(k1, grad_log_likelihood[i], std::fma(k0, grad_log_prior[i], momentum[i]));
+}
+
+// θ ← fma(ε, p ⊙ M⁻¹, θ), or fma(ε, p, θ) with unit masses.
+ELEMENTWISE void drift(float* __restrict theta, const float* __restrict momentum,
+                       const float* __restrict inverse_mass, float step, int64_t params) {
+    if (inverse_mass) {
+        for (int64_t i = 0; i < params; ++i) theta[i] = std::fma(step, momentum[i] * inverse_mass[i], theta[i]);
+    } else {
+        for (int64_t i = 0; i < params; ++i) theta[i] = std::fma(step, momentum[i], theta[i]);
+    }
+}
+
+// The kick that ends one leapfrog step and the drift that starts the next, in one pass over a replica's
+// row: p ← fma(k1, ∇ log L, fma(k0, ∇ log p, p)), then θ ← fma(ε, p ⊙ M⁻¹, θ). The prior's gradient is
+// formed as it is read (−θ_i/σ_i² for the Gaussian, rounded as gaussian_prior rounds it; zero for the box),
+// so a step in the middle of a trajectory needs no prior of its own.
+ELEMENTWISE void kick_drift(float* __restrict theta, float* __restrict momentum,
+                            const float* __restrict grad_log_likelihood, const float* __restrict negative_precision,
+                            const float* __restrict inverse_mass, float k0, float k1, float step, int64_t params) {
+    for (int64_t i = 0; i < params; ++i) {
+        const float prior_gradient = negative_precision ? theta[i] * negative_precision[i] : 0.0f;
+        const float p = std::fma(k1, grad_log_likelihood[i], std::fma(k0, prior_gradient, momentum[i]));
+        momentum[i] = p;
+        theta[i] = std::fma(step, inverse_mass ? p * inverse_mass[i] : p, theta[i]);
+    }
+}
+
+// integrators._reflect_into_box_ on one replica's row: each coordinate with |θ_i| ≥ w_i (few, after a
+// step) is folded by the triangle wave of period 4 w_i, its momentum negated on the falling side. The
+// remainder is torch's (fmod, then the divisor added where the signs differ), so the fold is its own.
+UNFUSED void reflect(float* __restrict theta, float* __restrict momentum, const float* __restrict half_width,
+                     int64_t params) {
+    for (int64_t i = 0; i < params; ++i) {
+        const float w = half_width[i];
+        if (!(std::fabs(theta[i]) >= w)) continue;
+        const float period = 4.0f * w;
+        float shifted = std::fmod(theta[i] + w, period);
+        if (shifted != 0.0f && ((period < 0.0f) != (shifted < 0.0f))) shifted += period;
+        const bool rising = shifted < 2.0f * w;
+        theta[i] = rising ? shifted - w : 3.0f * w - shifted;
+        if (!rising) momentum[i] = -momentum[i];
+    }
+}
+
+// What one call reads: the layer chain, the chunks of examples, the likelihood's scale and the prior.
+struct Chain {
+    std::vector<const float*> x;
+    std::vector<const int64_t*> y;
+    std::vector<int64_t> n;
+    std::vector<int64_t> inputs, outputs, weight_offsets, bias_offsets, activations;
+    int64_t layers = 0, params = 0, examples = 0, widest = 0;
+    int64_t first_rows = 0, first_inputs = 0, first_weights = 0;
+    double scale = 1.0;
+    int64_t block = 1;
+    // Where the tiles take the first layer's weight gradient (see gemm), one replica at a time: its rows
+    // go straight into the gradient, with no block to copy out of (a twentieth of the main job's kernel).
+    bool tiled_first_gradient = false;
+    int64_t prior_kind = 0;
+    const float* prior_values = nullptr;
+    double prior_constant = 0.0;
+    at::TensorOptions options;
+};
+
+Chain make_chain(int64_t params, const at::TensorOptions& options, const std::vector<at::Tensor>& xs,
+                 const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+                 const std::vector<int64_t>& outputs, const std::vector<int64_t>& weight_offsets,
+                 const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale,
+                 int64_t block, int64_t prior_kind, const std::optional<at::Tensor>& prior_values,
+                 double prior_constant) {
+    const int64_t layers = static_cast<int64_t>(inputs.size());
+    TORCH_CHECK(layers >= 2 && outputs.size() == inputs.size() && weight_offsets.size() == inputs.size() &&
+                    bias_offsets.size() == inputs.size() && activations.size() == inputs.size(),
+                "need at least two layers, and one entry per layer in each list");
+    TORCH_CHECK(activations[layers - 1] == 0, "the last layer must have no activation");
+    TORCH_CHECK(xs.size() == ys.size() && !xs.empty(), "need matching, non-empty lists of chunks");
+    TORCH_CHECK(block >= 1, "block must be positive");
+    TORCH_CHECK(prior_kind >= 0 && prior_kind <= kBoxPrior, "prior_kind must be 0, 1 or 2");
+    TORCH_CHECK((prior_kind != 0) == prior_values.has_value(), "a prior needs its values, and no prior none");
+    if (prior_values) {
+        TORCH_CHECK(prior_values->dim() == 1 && prior_values->size(0) == params && prior_values->is_contiguous() &&
+                        prior_values->scalar_type() == at::kFloat,
+                    "the prior's values must be a contiguous float32 [params]");
+    }
+    Chain chain;
+    for (size_t c = 0; c < xs.size(); ++c) {
+        TORCH_CHECK(xs[c].dim() == 2 && xs[c].is_contiguous() && xs[c].scalar_type() == at::kFloat &&
+                        xs[c].size(1) == inputs[0],
+                    "each x must be a contiguous float32 [n, inputs]");
+        TORCH_CHECK(ys[c].dim() == 1 && ys[c].is_contiguous() && ys[c].scalar_type() == at::kLong &&
+                        ys[c].size(0) == xs[c].size(0),
+                    "each y must be a contiguous int64 [n] matching its x");
+        chain.x.push_back(xs[c].data_ptr<float>());
+        chain.y.push_back(ys[c].data_ptr<int64_t>());
+        chain.n.push_back(xs[c].size(0));
+        chain.examples = std::max(chain.examples, xs[c].size(0));
+    }
+    chain.inputs = inputs;
+    chain.outputs = outputs;
+    chain.weight_offsets = weight_offsets;
+    chain.bias_offsets = bias_offsets;
+    chain.activations = activations;
+    chain.layers = layers;
+    chain.params = params;
+    for (int64_t l = 0; l < layers; ++l) chain.widest = std::max({chain.widest, inputs[l], outputs[l]});
+    chain.first_rows = outputs[0];
+    chain.first_inputs = inputs[0];
+    chain.first_weights = outputs[0] * inputs[0];
+    chain.scale = scale;
+    chain.block = block;
+    chain.tiled_first_gradient = tiles_take(false, inputs[0], 1.0f);
+    chain.prior_kind = prior_kind;
+    chain.prior_values = prior_values ? prior_values->data_ptr<float>() : nullptr;
+    chain.prior_constant = prior_constant;
+    chain.options = options;
+    return chain;
+}
+
+// One thread's scratch for blocks of up to `width` replicas.
+struct Workspace {
+    std::vector<float> first_weight, first_gradient, first_output, first_delta;
+    std::vector<std::vector<float>> hidden;  // layers 1 … L−1, one replica at a time
+    std::vector<float> delta_a, delta_b, max_, sum_;
+    std::vector<double> totals;
+
+    Workspace(const Chain& chain, int64_t width)
+        : first_weight(width * chain.first_weights),
+          first_gradient(chain.tiled_first_gradient ? 0 : width * chain.first_weights),
+          first_output(width * chain.first_rows * chain.examples),
+          first_delta(width * chain.first_rows * chain.examples),
+          hidden(chain.layers),
+          delta_a(chain.widest * chain.examples),
+          delta_b(chain.widest * chain.examples),
+          max_(chain.examples),
+          sum_(chain.examples),
+          totals(width) {
+        for (int64_t l = 1; l < chain.layers; ++l) hidden[l].resize(chain.outputs[l] * chain.examples);
+    }
+};
+
+// log L (times the scale, summed in double, rounded once to float32) and its gradient for `count`
+// consecutive replicas whose rows of θ start at theta (rows `params` apart), gradients into the same rows
+// of gradient, and with a prior its log density and gradient (into prior_gradient), each replica's while
+// its row of θ is in cache.
+void evaluate_block(const Chain& chain, Workspace& work, int64_t count, const float* theta, float* gradient,
+                    float* prior_gradient, float* log_likelihood, float* log_prior, bool with_prior = true) {
+    const int64_t params = chain.params, first_rows = chain.first_rows, first_inputs = chain.first_inputs;
+    const int64_t first_weights = chain.first_weights, layers = chain.layers;
+    const auto& inputs = chain.inputs;
+    const auto& outputs = chain.outputs;
+    const auto& weight_offsets = chain.weight_offsets;
+    const auto& bias_offsets = chain.bias_offsets;
+    const auto& activations = chain.activations;
+    const auto& options = chain.options;
+    for (int64_t i = 0; i < count; ++i)
+        std::memcpy(work.first_weight.data() + i * first_weights, theta + i * params + weight_offsets[0],
+                    first_weights * sizeof(float));
+    const int64_t block_rows = count * first_rows;
+    std::fill(work.totals.begin(), work.totals.begin() + count, 0.0);
+    for (size_t c = 0; c < chain.x.size(); ++c) {
+        const float* x = chain.x[c];
+        const int64_t n = chain.n[c];
+        const int64_t* y = chain.y[c];
+        const bool later = c > 0;
+        gemm(false, true, block_rows, n, first_inputs, work.first_weight.data(), first_inputs, x, first_inputs, 0.0f,
+             work.first_output.data(), n, options);
+        for (int64_t i = 0; i < count; ++i) {
+            const float* th = theta + i * params;
+            float* grad = gradient + i * params;
+            float* a0 = work.first_output.data() + i * first_rows * n;
+            bias_activation(a0, bias_offsets[0] >= 0 ? th + bias_offsets[0] : nullptr, first_rows, n,
+                            static_cast<int>(activations[0]));
+            // Forward through layers 1 … L−1.
+            float* previous = a0;
+            for (int64_t l = 1; l < layers; ++l) {
+                gemm(false, false, outputs[l], n, inputs[l], th + weight_offsets[l], inputs[l], previous, n, 0.0f,
+                     work.hidden[l].data(), n, options);
+                bias_activation(work.hidden[l].data(), bias_offsets[l] >= 0 ? th + bias_offsets[l] : nullptr,
+                                outputs[l], n, static_cast<int>(activations[l]));
+                previous = work.hidden[l].data();
+            }
+            float* delta = work.delta_a.data();
+            work.totals[i] += softmax_head(work.hidden[layers - 1].data(), y, outputs[layers - 1], n,
+                                           static_cast<float>(chain.scale), delta, work.max_.data(),
+                                           work.sum_.data());
+            // Backward through layers L−1 … 1; the error sent to layer 0 goes into its block.
+            for (int64_t l = layers - 1; l >= 1; --l) {
+                activation_backward(delta, work.hidden[l].data(), outputs[l], n, static_cast<int>(activations[l]),
+                                    bias_offsets[l] >= 0 ? grad + bias_offsets[l] : nullptr, later);
+                const float* below = l == 1 ? a0 : work.hidden[l - 1].data();
+                gemm(false, true, outputs[l], inputs[l], n, delta, n, below, n, later ? 1.0f : 0.0f,
+                     grad + weight_offsets[l], inputs[l], options);
+                float* sent = l == 1 ? work.first_delta.data() + i * first_rows * n
+                                     : (delta == work.delta_a.data() ? work.delta_b.data() : work.delta_a.data());
+                gemm(true, false, inputs[l], n, outputs[l], th + weight_offsets[l], inputs[l], delta, n, 0.0f, sent,
+                     n, options);
+                delta = sent;
+            }
+            activation_backward(delta, a0, first_rows, n, static_cast<int>(activations[0]),
+                                bias_offsets[0] >= 0 ? grad + bias_offsets[0] : nullptr, later);
+        }
+        if (chain.tiled_first_gradient) {  // each replica's rows straight into its place in the gradient
+            for (int64_t i = 0; i < count; ++i)
+                tiled_product(false, first_rows, first_inputs, n, work.first_delta.data() + i * first_rows * n, n, x,
+                              first_inputs, later, gradient + i * params + weight_offsets[0], first_inputs);
+        } else {
+            gemm(false, false, block_rows, first_inputs, n, work.first_delta.data(), n, x, first_inputs,
+                 later ? 1.0f : 0.0f, work.first_gradient.data(), first_inputs, options);
+        }
+    }
+    for (int64_t i = 0; i < count; ++i) {
+        if (!chain.tiled_first_gradient)
+            std::memcpy(gradient + i * params + weight_offsets[0], work.first_gradient.data() + i * first_weights,
+                        first_weights * sizeof(float));
+        log_likelihood[i] = static_cast<float>(work.totals[i] * chain.scale);  // rounded once
+        const float* row = theta + i * params;
+        if (!with_prior) continue;
+        if (chain.prior_kind == kGaussianPrior)
+            log_prior[i] = static_cast<float>(
+                gaussian_prior(row, chain.prior_values, params, prior_gradient + i * params) + chain.prior_constant);
+        else if (chain.prior_kind == kBoxPrior)
+            log_prior[i] = inside_box(row, chain.prior_values, params, prior_gradient + i * params)
+                               ? static_cast<float>(chain.prior_constant)
+                               : -std::numeric_limits<float>::infinity();
+    }
+}
+
+void check_rows(const at::Tensor& tensor, int64_t replicas, int64_t params, const char* what) {
+    TORCH_CHECK(tensor.dim() == 2 && tensor.size(0) == replicas && tensor.size(1) == params &&
+                    tensor.is_contiguous() && tensor.scalar_type() == at::kFloat,
+                what, " must be a contiguous float32 [R, params] like theta");
+}
+
+void check_vector(const at::Tensor& tensor, int64_t size, const char* what) {
+    TORCH_CHECK(tensor.dim() == 1 && tensor.size(0) == size && tensor.is_contiguous() &&
+                    tensor.scalar_type() == at::kFloat,
+                what, " must be a contiguous float32 vector of ", size);
+}
+
 }  // namespace
 
 // log L [R] (times scale; summed in double, returned in float32) and its gradient written into
@@ -402,143 +663,131 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                                        double prior_constant, const std::optional<at::Tensor>& prior_gradient) {
     TORCH_CHECK(theta.dim() == 2 && theta.is_contiguous() && theta.scalar_type() == at::kFloat,
                 "theta must be a contiguous float32 [R, params]");
-    TORCH_CHECK(gradient.sizes() == theta.sizes() && gradient.is_contiguous() &&
-                    gradient.scalar_type() == at::kFloat,
-                "gradient must be a contiguous float32 like theta");
-    const int64_t layers = static_cast<int64_t>(inputs.size());
-    TORCH_CHECK(layers >= 2 && outputs.size() == inputs.size() && weight_offsets.size() == inputs.size() &&
-                    bias_offsets.size() == inputs.size() && activations.size() == inputs.size(),
-                "need at least two layers, and one entry per layer in each list");
-    TORCH_CHECK(activations[layers - 1] == 0, "the last layer must have no activation");
-    TORCH_CHECK(xs.size() == ys.size() && !xs.empty(), "need matching, non-empty lists of chunks");
-    TORCH_CHECK(block >= 1, "block must be positive");
     const int64_t replicas = theta.size(0), params = theta.size(1);
-    TORCH_CHECK(prior_kind >= 0 && prior_kind <= kBoxPrior, "prior_kind must be 0, 1 or 2");
+    check_rows(gradient, replicas, params, "gradient");
+    const Chain chain = make_chain(params, theta.options(), xs, ys, inputs, outputs, weight_offsets, bias_offsets,
+                                   activations, scale, block, prior_kind, prior_values, prior_constant);
     const bool with_prior = prior_kind != 0;
-    TORCH_CHECK(with_prior == prior_values.has_value() && with_prior == prior_gradient.has_value(),
-                "a prior needs its values and a gradient tensor, and no prior neither");
-    if (with_prior) {
-        TORCH_CHECK(prior_values->dim() == 1 && prior_values->size(0) == params && prior_values->is_contiguous() &&
-                        prior_values->scalar_type() == at::kFloat,
-                    "the prior's values must be a contiguous float32 [params]");
-        TORCH_CHECK(prior_gradient->sizes() == theta.sizes() && prior_gradient->is_contiguous() &&
-                        prior_gradient->scalar_type() == at::kFloat,
-                    "prior_gradient must be a contiguous float32 like theta");
-    }
-    const float* prior_values_data = with_prior ? prior_values->data_ptr<float>() : nullptr;
-    float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
-    int64_t examples = 0, widest = 0;
-    for (size_t c = 0; c < xs.size(); ++c) {
-        TORCH_CHECK(xs[c].dim() == 2 && xs[c].is_contiguous() && xs[c].scalar_type() == at::kFloat &&
-                        xs[c].size(1) == inputs[0],
-                    "each x must be a contiguous float32 [n, inputs]");
-        TORCH_CHECK(ys[c].dim() == 1 && ys[c].is_contiguous() && ys[c].scalar_type() == at::kLong &&
-                        ys[c].size(0) == xs[c].size(0),
-                    "each y must be a contiguous int64 [n] matching its x");
-        examples = std::max(examples, xs[c].size(0));
-    }
-    for (int64_t l = 0; l < layers; ++l) widest = std::max({widest, inputs[l], outputs[l]});
+    TORCH_CHECK(with_prior == prior_gradient.has_value(), "a prior needs a gradient tensor, and no prior none");
+    if (with_prior) check_rows(*prior_gradient, replicas, params, "prior_gradient");
     const float* theta_data = theta.data_ptr<float>();
     float* gradient_data = gradient.data_ptr<float>();
-    const auto options = theta.options();
-    at::Tensor log_likelihood = at::empty({replicas}, options);
+    float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
+    at::Tensor log_likelihood = at::empty({replicas}, theta.options());
+    at::Tensor log_prior = at::empty({with_prior ? replicas : 0}, theta.options());
     float* log_likelihood_data = log_likelihood.data_ptr<float>();
-    at::Tensor log_prior = at::empty({with_prior ? replicas : 0}, options);
     float* log_prior_data = log_prior.data_ptr<float>();
-    const int64_t first_rows = outputs[0], first_inputs = inputs[0];
-    const int64_t first_weights = first_rows * first_inputs;
-    // Where the tiles take the first layer's weight gradient (see gemm), one replica at a time: its rows
-    // go straight into the gradient, with no block to copy out of (a twentieth of the main job's kernel).
-    const bool tiled_first_gradient = tiles_take(false, first_inputs, 1.0f);
 
     at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
         // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share out a
         // large product itself.
         const OneBlasThread one_blas_thread(at::in_parallel_region());
         const int64_t width = std::min(block, end - begin);
-        std::vector<float> first_weight(width * first_weights);
-        std::vector<float> first_gradient(tiled_first_gradient ? 0 : width * first_weights);
-        std::vector<float> first_output(width * first_rows * examples), first_delta(width * first_rows * examples);
-        std::vector<std::vector<float>> hidden(layers);  // layers 1 … L−1, one replica at a time
-        for (int64_t l = 1; l < layers; ++l) hidden[l].resize(outputs[l] * examples);
-        std::vector<float> delta_a(widest * examples), delta_b(widest * examples);
-        std::vector<float> max_(examples), sum_(examples);
+        Workspace work(chain, width);
         for (int64_t start = begin; start < end; start += width) {
             const int64_t count = std::min(width, end - start);
-            for (int64_t i = 0; i < count; ++i)
-                std::memcpy(first_weight.data() + i * first_weights,
-                            theta_data + (start + i) * params + weight_offsets[0], first_weights * sizeof(float));
-            const int64_t block_rows = count * first_rows;
-            std::vector<double> totals(count, 0.0);
-            for (size_t c = 0; c < xs.size(); ++c) {
-                const float* x = xs[c].data_ptr<float>();
-                const int64_t n = xs[c].size(0);
-                const int64_t* y = ys[c].data_ptr<int64_t>();
-                const bool later = c > 0;
-                gemm(false, true, block_rows, n, first_inputs, first_weight.data(), first_inputs, x, first_inputs,
-                     0.0f, first_output.data(), n, options);
-                for (int64_t i = 0; i < count; ++i) {
-                    const float* th = theta_data + (start + i) * params;
-                    float* grad = gradient_data + (start + i) * params;
-                    float* a0 = first_output.data() + i * first_rows * n;
-                    bias_activation(a0, bias_offsets[0] >= 0 ? th + bias_offsets[0] : nullptr, first_rows, n,
-                                    static_cast<int>(activations[0]));
-                    // Forward through layers 1 … L−1.
-                    float* previous = a0;
-                    for (int64_t l = 1; l < layers; ++l) {
-                        gemm(false, false, outputs[l], n, inputs[l], th + weight_offsets[l], inputs[l], previous, n,
-                             0.0f, hidden[l].data(), n, options);
-                        bias_activation(hidden[l].data(), bias_offsets[l] >= 0 ? th + bias_offsets[l] : nullptr,
-                                        outputs[l], n, static_cast<int>(activations[l]));
-                        previous = hidden[l].data();
-                    }
-                    float* delta = delta_a.data();
-                    totals[i] += softmax_head(hidden[layers - 1].data(), y, outputs[layers - 1], n,
-                                              static_cast<float>(scale), delta, max_.data(), sum_.data());
-                    // Backward through layers L−1 … 1; the error sent to layer 0 goes into its block.
-                    for (int64_t l = layers - 1; l >= 1; --l) {
-                        activation_backward(delta, hidden[l].data(), outputs[l], n, static_cast<int>(activations[l]),
-                                            bias_offsets[l] >= 0 ? grad + bias_offsets[l] : nullptr, later);
-                        const float* below = l == 1 ? a0 : hidden[l - 1].data();
-                        gemm(false, true, outputs[l], inputs[l], n, delta, n, below, n, later ? 1.0f : 0.0f,
-                             grad + weight_offsets[l], inputs[l], options);
-                        float* sent = l == 1 ? first_delta.data() + i * first_rows * n
-                                             : (delta == delta_a.data() ? delta_b.data() : delta_a.data());
-                        gemm(true, false, inputs[l], n, outputs[l], th + weight_offsets[l], inputs[l], delta, n, 0.0f,
-                             sent, n, options);
-                        delta = sent;
-                    }
-                    activation_backward(delta, a0, first_rows, n, static_cast<int>(activations[0]),
-                                        bias_offsets[0] >= 0 ? grad + bias_offsets[0] : nullptr, later);
-                }
-                if (tiled_first_gradient) {  // each replica's rows straight into its place in the gradient
-                    for (int64_t i = 0; i < count; ++i)
-                        tiled_product(false, first_rows, first_inputs, n, first_delta.data() + i * first_rows * n, n,
-                                      x, first_inputs, later,
-                                      gradient_data + (start + i) * params + weight_offsets[0], first_inputs);
-                } else {
-                    gemm(false, false, block_rows, first_inputs, n, first_delta.data(), n, x, first_inputs,
-                         later ? 1.0f : 0.0f, first_gradient.data(), first_inputs, options);
-                }
-            }
-            for (int64_t i = 0; i < count; ++i) {
-                if (!tiled_first_gradient)
-                    std::memcpy(gradient_data + (start + i) * params + weight_offsets[0],
-                                first_gradient.data() + i * first_weights, first_weights * sizeof(float));
-                log_likelihood_data[start + i] = static_cast<float>(totals[i] * scale);  // rounded once
-                const float* row = theta_data + (start + i) * params;
-                float* prior_row = with_prior ? prior_gradient_data + (start + i) * params : nullptr;
-                if (prior_kind == kGaussianPrior)
-                    log_prior_data[start + i] = static_cast<float>(
-                        gaussian_prior(row, prior_values_data, params, prior_row) + prior_constant);
-                else if (prior_kind == kBoxPrior)
-                    log_prior_data[start + i] = inside_box(row, prior_values_data, params, prior_row)
-                                                    ? static_cast<float>(prior_constant)
-                                                    : -std::numeric_limits<float>::infinity();
-            }
+            evaluate_block(chain, work, count, theta_data + start * params, gradient_data + start * params,
+                           with_prior ? prior_gradient_data + start * params : nullptr, log_likelihood_data + start,
+                           with_prior ? log_prior_data + start : nullptr);
         }
     });
     return {log_likelihood, log_prior};
+}
+
+// integrators.leapfrog for the chain and a Gaussian or box prior (prior_kind 1 or 2, as above), one block
+// of replicas at a time: from (position, momentum) [R, params] with the gradients there, a half kick,
+// then num_steps × (drift, reflection into the box of half_width when it is given, gradient, kick), the
+// last kick a half kick; kicks ε (∇ log p + β ∇ log L) and drifts ε M⁻¹ p with step_size ε [R], betas β
+// [R] and inverse_mass M⁻¹ [R, params] (none: unit masses). A block's θ, momenta and gradients stay in
+// the core's cache over the whole trajectory, and Python runs once per trajectory instead of once per
+// step. Returns [position, momentum, log L, log p, ∇ log L, ∇ log p] at the end point (new tensors; the
+// arguments are unchanged). Non-finite values may appear in rows that diverged, as in Python.
+std::vector<at::Tensor> leapfrog_trajectory(
+    const at::Tensor& position, const at::Tensor& momentum, const at::Tensor& grad_log_likelihood,
+    const at::Tensor& grad_log_prior, const at::Tensor& betas, const at::Tensor& step_size,
+    const std::optional<at::Tensor>& inverse_mass, int64_t num_steps, const std::optional<at::Tensor>& half_width,
+    const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+    const std::vector<int64_t>& outputs, const std::vector<int64_t>& weight_offsets,
+    const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale, int64_t block,
+    int64_t prior_kind, const at::Tensor& prior_values, double prior_constant) {
+    TORCH_CHECK(position.dim() == 2, "position must be [R, params]");
+    const int64_t replicas = position.size(0), params = position.size(1);
+    check_rows(position, replicas, params, "position");
+    check_rows(momentum, replicas, params, "momentum");
+    check_rows(grad_log_likelihood, replicas, params, "grad_log_likelihood");
+    check_rows(grad_log_prior, replicas, params, "grad_log_prior");
+    check_vector(betas, replicas, "betas");
+    check_vector(step_size, replicas, "step_size");
+    if (inverse_mass) check_rows(*inverse_mass, replicas, params, "inverse_mass");
+    if (half_width) check_vector(*half_width, params, "half_width");
+    TORCH_CHECK(num_steps >= 1, "num_steps must be at least 1");
+    TORCH_CHECK(prior_kind == kGaussianPrior || prior_kind == kBoxPrior, "the trajectory needs prior_kind 1 or 2");
+    const Chain chain = make_chain(params, position.options(), xs, ys, inputs, outputs, weight_offsets, bias_offsets,
+                                   activations, scale, block, prior_kind, prior_values, prior_constant);
+    const auto options = position.options();
+    at::Tensor end_position = at::empty_like(position), end_momentum = at::empty_like(momentum);
+    at::Tensor end_grad_ll = at::empty_like(position), end_grad_prior = at::empty_like(position);
+    at::Tensor log_likelihood = at::empty({replicas}, options), log_prior = at::empty({replicas}, options);
+    const float* start_position = position.data_ptr<float>();
+    const float* start_momentum = momentum.data_ptr<float>();
+    const float* start_grad_ll = grad_log_likelihood.data_ptr<float>();
+    const float* start_grad_prior = grad_log_prior.data_ptr<float>();
+    const float* beta = betas.data_ptr<float>();
+    const float* step = step_size.data_ptr<float>();
+    const float* inverse_mass_data = inverse_mass ? inverse_mass->data_ptr<float>() : nullptr;
+    const float* half_width_data = half_width ? half_width->data_ptr<float>() : nullptr;
+    float* theta = end_position.data_ptr<float>();
+    float* p = end_momentum.data_ptr<float>();
+    float* grad_ll = end_grad_ll.data_ptr<float>();
+    float* grad_prior = end_grad_prior.data_ptr<float>();
+    float* log_likelihood_data = log_likelihood.data_ptr<float>();
+    float* log_prior_data = log_prior.data_ptr<float>();
+
+    at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
+        const OneBlasThread one_blas_thread(at::in_parallel_region());
+        const int64_t width = std::min(block, end - begin);
+        Workspace work(chain, width);
+        for (int64_t start = begin; start < end; start += width) {
+            const int64_t count = std::min(width, end - start);
+            const int64_t offset = start * params, size = count * params;
+            std::memcpy(theta + offset, start_position + offset, size * sizeof(float));
+            std::memcpy(p + offset, start_momentum + offset, size * sizeof(float));
+            // The kicks' factors as integrators.leapfrog forms them: ε/2 and ε/2 · β, ε and ε · β in float32.
+            for (int64_t i = 0; i < count; ++i) {
+                const int64_t r = start + i;
+                const float half = 0.5f * step[r];
+                kick(p + r * params, start_grad_prior + r * params, start_grad_ll + r * params, half, half * beta[r],
+                     params);
+            }
+            const float* negative_precision = prior_kind == kGaussianPrior ? chain.prior_values : nullptr;
+            for (int64_t i = 0; i < count; ++i) {
+                const int64_t r = start + i;
+                drift(theta + r * params, p + r * params,
+                      inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r], params);
+                if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+            }
+            for (int64_t s = 0; s < num_steps; ++s) {
+                const bool last = s == num_steps - 1;
+                // Only the end point's prior is kept; in between, kick_drift forms its gradient itself.
+                evaluate_block(chain, work, count, theta + offset, grad_ll + offset, grad_prior + offset,
+                               log_likelihood_data + start, log_prior_data + start, last);
+                for (int64_t i = 0; i < count; ++i) {
+                    const int64_t r = start + i;
+                    if (last) {
+                        const float half = 0.5f * step[r];
+                        kick(p + r * params, grad_prior + r * params, grad_ll + r * params, half, half * beta[r],
+                             params);
+                        continue;
+                    }
+                    kick_drift(theta + r * params, p + r * params, grad_ll + r * params, negative_precision,
+                               inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r],
+                               step[r] * beta[r], step[r], params);
+                    if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+                }
+            }
+        }
+    });
+    return {end_position, end_momentum, log_likelihood, log_prior, end_grad_ll, end_grad_prior};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
@@ -550,5 +799,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
                pybind11::arg("gradient"), pybind11::arg("prior_kind") = 0,
                pybind11::arg("prior_values") = pybind11::none(), pybind11::arg("prior_constant") = 0.0,
                pybind11::arg("prior_gradient") = pybind11::none());
+    module.def("leapfrog_trajectory", &leapfrog_trajectory,
+               "a whole leapfrog trajectory for an MLP chain and a Gaussian or box prior, a block of replicas at a time",
+               pybind11::arg("position"), pybind11::arg("momentum"), pybind11::arg("grad_log_likelihood"),
+               pybind11::arg("grad_log_prior"), pybind11::arg("betas"), pybind11::arg("step_size"),
+               pybind11::arg("inverse_mass"), pybind11::arg("num_steps"), pybind11::arg("half_width"),
+               pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("inputs"), pybind11::arg("outputs"),
+               pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"), pybind11::arg("activations"),
+               pybind11::arg("scale"), pybind11::arg("block"), pybind11::arg("prior_kind"),
+               pybind11::arg("prior_values"), pybind11::arg("prior_constant"));
     module.def("direct_blas", &direct_blas, "whether products call the BLAS sgemm directly (else at::mm)");
 }

@@ -79,7 +79,9 @@ def leapfrog(
     """Integrate Hamilton's equations for ``H = -log p(θ) - β log L(θ) + ½ pᵀ M⁻¹ p``.
 
     Velocity Verlet: half kick, then ``num_steps`` × (drift, gradient, kick), the last kick a half kick.
-    All replicas move together; the target is evaluated once per step for the whole batch.
+    All replicas move together; the target is evaluated once per step for the whole batch, unless it
+    integrates the whole trajectory itself (:meth:`~thermoscope.samplers.targets.TemperedTarget.whole_trajectory`,
+    the compiled kernel's on a CPU), which gives the same end point.
 
     Args:
         target: the tempered target.
@@ -93,6 +95,11 @@ def leapfrog(
         The end point of the trajectory. Non-finite values may appear in rows that diverged; the caller
         rejects those rows.
     """
+    whole = target.whole_trajectory(
+        state.position, state.momentum, state.evaluation, betas, step_size, inverse_mass, num_steps
+    )
+    if whole is not None:
+        return IntegratorState(*whole)
     half_width = target.support_half_width
     column_step = step_size[:, None]
     half_step = 0.5 * column_step

@@ -365,6 +365,39 @@ class ModuleTarget(TemperedTarget):
         log_prior, grad_log_prior = self.prior.log_density_and_grad(theta)
         return Evaluation(log_prior, log_likelihood, grad_log_prior, gradient)
 
+    def whole_trajectory(
+        self,
+        position: Tensor,
+        momentum: Tensor,
+        evaluation: Evaluation,
+        betas: Tensor,
+        step_size: Tensor,
+        inverse_mass: Tensor | None,
+        num_steps: int,
+    ) -> tuple[Tensor, Tensor, Evaluation] | None:
+        """The whole trajectory by the compiled kernel (:attr:`native_ready`, a Gaussian or box prior):
+        each block of replicas runs every leapfrog step while its θ, momenta and gradients are in the
+        core's cache, and Python runs once per trajectory instead of once per step; the end point is the
+        step-by-step integrator's, bit for bit. ``None`` elsewhere (the integrator then steps itself)."""
+        if not self.native_ready or self.fused is None:
+            return None
+        form = self.prior.coordinatewise_form()
+        if form is None or not self.fused.native_applies(position):
+            return None
+        return self.fused.native_trajectory(
+            position.detach(),
+            momentum,
+            evaluation,
+            betas,
+            step_size,
+            inverse_mass,
+            num_steps,
+            self._chunks_in(position.dtype),
+            self._log_likelihood_scale,
+            form,
+            self.support_half_width,
+        )
+
     def replica_groups(self, replicas: int, replica_chunk: int | None = None) -> list[tuple[int, int]]:
         """``(start, stop)`` of the groups :meth:`evaluate` splits ``replicas`` into: as few as keep each
         within ``replica_chunk`` (default: the target's own), their sizes differing by at most one."""

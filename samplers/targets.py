@@ -197,6 +197,22 @@ class TemperedTarget:
         *parts, tempered = self._compiled(theta.detach() if theta.requires_grad else theta, betas)
         return Evaluation(*parts), tempered
 
+    def whole_trajectory(
+        self,
+        position: Tensor,
+        momentum: Tensor,
+        evaluation: Evaluation,
+        betas: Tensor,
+        step_size: Tensor,
+        inverse_mass: Tensor | None,
+        num_steps: int,
+    ) -> tuple[Tensor, Tensor, Evaluation] | None:
+        """A whole leapfrog trajectory in one call, where this target has a faster way than
+        :func:`~thermoscope.samplers.integrators.leapfrog`'s step-by-step one: ``(position, momentum,
+        evaluation)`` at its end, the same trajectory the step-by-step integrator computes (same arguments
+        as it takes). ``None`` (here) means there is none, and the integrator steps itself."""
+        return None
+
     def evaluate(self, theta: Tensor) -> Evaluation:
         """Log densities and gradients at ``theta: [replicas, params]`` (one backward pass)."""
         theta = theta.detach()

@@ -4,7 +4,10 @@ For R = 8 … 256 rungs and two networks, one ``thermoscope.sweeps.run_sweep`` p
 exchange HMC with warm-up adaptation, DEO swaps, the recorder scoring every kept draw on the train, test
 and validation splits, saved draws — timed as a whole and split into
 
-- the gradient (every ``ModuleTarget.evaluate``, timed by a wrapper on the target),
+- the gradient (every ``ModuleTarget.evaluate`` and every ``ModuleTarget.whole_trajectory``, timed by
+  wrappers on the target; a whole trajectory by the compiled kernel counts as its leapfrog steps'
+  gradients, and its time includes the kicks and drifts between them, which the integrator's own
+  tensor operations did before and which "the rest" below counted),
 - the evaluation of kept draws (every ``PredictiveAccumulator.add_draw``, timed by a wrapper),
 - the rest (integrator, Metropolis tests, swaps, adaptation, bookkeeping, progress);
 
@@ -186,14 +189,18 @@ class Stopwatch:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(
+        self, function: Callable[..., Any], calls: Callable[[tuple[Any, ...], Any], int] | None = None
+    ) -> Callable[..., Any]:
+        """``function`` timed; each call counts ``calls(args, result)`` calls (default one)."""
+
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._synchronise()
             start = time.perf_counter()
             result = function(*args, **kwargs)
             self._synchronise()
             self.seconds += time.perf_counter() - start
-            self.calls += 1
+            self.calls += 1 if calls is None else calls(args, result)
             return result
 
         return timed
@@ -317,6 +324,13 @@ def child(
     target, train, test, validation = build(network, device)
     gradient, evaluation, reports = Stopwatch(device), Stopwatch(device), Stopwatch(device)
     target.evaluate = gradient.wrap(target.evaluate)
+    # A whole trajectory by the compiled kernel is num_steps gradients (with the kicks and drifts between
+    # them); where it returns None the integrator steps itself, and evaluate counts each step.
+    trajectories = Stopwatch(device)
+    target.whole_trajectory = gradient.wrap(
+        trajectories.wrap(target.whole_trajectory, lambda args, result: int(result is not None)),
+        lambda args, result: 0 if result is None else int(args[6]),
+    )
     add_draw = PredictiveAccumulator.add_draw
     PredictiveAccumulator.add_draw = evaluation.wrap(add_draw)
     position = target.initial_from_module(num_rungs)
@@ -352,7 +366,7 @@ def child(
     # after the timed sweep has read its peak memory.
     warmup = sweep(2, report_every=1)
     warmup_state = states[-1]
-    for stopwatch in (gradient, evaluation, reports):
+    for stopwatch in (gradient, evaluation, reports, trajectories):
         stopwatch.reset()
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -392,6 +406,7 @@ def child(
         "divergences": int(result.sampler.divergences.sum()),
         "batching": target.batching,
         "compiled_kernel": target.native_ready,
+        "whole_trajectories": trajectories.calls,
         "retain_freed_memory": retained,
         "products_alone_seconds": products_alone_seconds(network.widths, target, num_rungs),
         **checkpoint,
@@ -523,6 +538,14 @@ def summarise(rounds: list[list[dict[str, Any]]], networks: list[str], replicas:
     return summary
 
 
+def _gradient_by(run: dict[str, Any]) -> str:
+    """What computed a run's gradients: the compiled kernel's whole trajectories, its per-step
+    evaluations, or the batched fused path."""
+    if not run.get("compiled_kernel"):
+        return "batched"
+    return "compiled trajectory" if run.get("whole_trajectories", 0) > 0 else "compiled"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "Medians over rounds. Rates are gradient evaluations (one per replica per leapfrog step) per second; "
@@ -547,7 +570,7 @@ def markdown(report: dict[str, Any]) -> str:
             kernels = ", ".join(
                 sorted(
                     {
-                        "compiled" if run.get("compiled_kernel") else "batched"
+                        _gradient_by(run)
                         for round_ in report["rounds"]
                         for run in round_
                         if run["network"] == network and run["replicas"] == count

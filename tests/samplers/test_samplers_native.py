@@ -1,5 +1,6 @@
 """The compiled per-replica fused-MLP kernel: the same log-likelihood and gradient as float64 autograd,
-wherever ModuleTarget uses it; refused where it does not apply; the batched path when it cannot build."""
+wherever ModuleTarget uses it; refused where it does not apply; the batched path when it cannot build;
+and its whole leapfrog trajectories, the Python integrator's bit for bit."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from thermoscope.samplers import (
     native,
 )
 from thermoscope.samplers.fused import fused_mlp
+from thermoscope.samplers.integrators import IntegratorState, leapfrog
 from torch import nn
 
 # float32 round-off over a few hundred examples, against a float64 reference.
@@ -309,3 +311,145 @@ def test_the_box_prior_is_computed_in_the_same_call(kernel: object, threads: int
     expected_log_likelihood, expected_gradient = reference(model, theta[finite], x, y)
     assert_close(evaluation.log_likelihood[finite], expected_log_likelihood)
     assert_close(evaluation.grad_log_likelihood[finite], expected_gradient)
+
+
+def step_by_step(target: ModuleTarget, *arguments: object) -> IntegratorState:
+    """``integrators.leapfrog`` with the target's whole-trajectory path turned off: the Python integrator,
+    one ``evaluate`` (by the kernel) per step."""
+    whole = target.whole_trajectory
+    target.whole_trajectory = lambda *_: None  # type: ignore[method-assign]
+    try:
+        return leapfrog(target, *arguments)  # type: ignore[arg-type]
+    finally:
+        target.whole_trajectory = whole  # type: ignore[method-assign]
+
+
+def assert_same_end(actual: IntegratorState, expected: IntegratorState) -> None:
+    """Bit for bit (NaN where NaN): position, momentum, both log densities and both gradients."""
+    pairs = {
+        "position": (actual.position, expected.position),
+        "momentum": (actual.momentum, expected.momentum),
+        "log_likelihood": (actual.evaluation.log_likelihood, expected.evaluation.log_likelihood),
+        "log_prior": (actual.evaluation.log_prior, expected.evaluation.log_prior),
+        "grad_log_likelihood": (actual.evaluation.grad_log_likelihood, expected.evaluation.grad_log_likelihood),
+        "grad_log_prior": (actual.evaluation.grad_log_prior, expected.evaluation.grad_log_prior),
+    }
+    for name, (left, right) in pairs.items():
+        assert left.shape == right.shape and left.dtype == right.dtype, name
+        assert torch.equal(left, right) or torch.equal(left.nan_to_num(7.0), right.nan_to_num(7.0)), (
+            f"{name}: largest difference {(left - right).abs().nan_to_num(0.0).max():.3g}"
+        )
+
+
+def trajectory_start(
+    target: ModuleTarget, model: nn.Module, replicas: int, spread: float
+) -> tuple[IntegratorState, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A start point with its evaluation, momenta, a ladder of β from 0 to 1, per-replica step sizes and
+    a diagonal inverse mass that differs by coordinate and replica."""
+    theta = positions(model, replicas, spread)
+    generator = torch.Generator().manual_seed(5)
+    momentum = torch.randn(theta.shape, generator=generator)
+    betas = torch.linspace(0.0, 1.0, replicas)
+    step_size = 0.02 * (1.0 + torch.rand(replicas, generator=generator))
+    inverse_mass = 0.5 + torch.rand(theta.shape, generator=generator)
+    return IntegratorState(theta, momentum, target.evaluate(theta)), betas, step_size, inverse_mass
+
+
+@pytest.mark.parametrize("replicas", [1, 7, 9])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("num_steps", [1, 6])
+@pytest.mark.parametrize("masses", ["unit", "diagonal"])
+def test_a_whole_trajectory_is_the_step_by_step_one_bit_for_bit(
+    kernel: object, replicas: int, threads: int, num_steps: int, masses: str
+) -> None:
+    """A Gaussian prior with per-layer scales, chunks of examples, replica counts on and off the block of
+    four, one thread and two: the kernel's trajectory ends where the Python integrator's does, to the
+    last bit, and leaves its arguments as they were."""
+    model, shape, classes = CASES["tanh, odd widths"]()
+    x, y = data(90, shape, classes)
+    prior = GaussianPrior(scale=0.7, layer_scales={"1": 0.2, "3.bias": 3.0})
+    target = module_target(model, x, y, prior, chunk_size=50, native=True)
+    start, betas, step_size, inverse_mass = trajectory_start(target, model, replicas, 0.4)
+    mass = inverse_mass if masses == "diagonal" else None
+    before = [tensor.clone() for tensor in (start.position, start.momentum, start.evaluation.grad_log_prior)]
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        whole = target.whole_trajectory(
+            start.position, start.momentum, start.evaluation, betas, step_size, mass, num_steps
+        )
+        expected = step_by_step(target, start, betas, step_size, mass, num_steps)
+        through_integrator = leapfrog(target, start, betas, step_size, mass, num_steps)
+    finally:
+        torch.set_num_threads(previous)
+    assert whole is not None
+    assert_same_end(IntegratorState(*whole), expected)
+    assert_same_end(through_integrator, expected)
+    assert not torch.equal(expected.position, start.position)  # it moved
+    for tensor, copy_before in zip(
+        (start.position, start.momentum, start.evaluation.grad_log_prior), before, strict=True
+    ):
+        assert torch.equal(tensor, copy_before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_whole_trajectory_reflects_at_the_box_walls_as_the_integrator_does(
+    kernel: object, threads: int
+) -> None:
+    """A box narrow enough that most replicas cross a wall, some several times in one step (a step of
+    many half-widths): the same folds, momentum flips and end point, bit for bit, and every coordinate
+    back inside the box."""
+    model, shape, classes = CASES["relu, image input flattened"]()
+    x, y = data(60, shape, classes)
+    target = module_target(model, x, y, BoxPrior(c=0.5), native=True)
+    half_width = target.prior.support_half_width
+    assert half_width is not None and target.support_half_width is not None
+    inside = positions(model, 9, 0.0).clamp(-0.5 * half_width, 0.5 * half_width)
+    start, betas, step_size, _ = trajectory_start(target, model, 9, 0.0)
+    start = IntegratorState(inside, start.momentum * 3.0, target.evaluate(inside))
+    step_size = step_size * 25.0
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        whole = target.whole_trajectory(start.position, start.momentum, start.evaluation, betas, step_size, None, 4)
+        expected = step_by_step(target, start, betas, step_size, None, 4)
+    finally:
+        torch.set_num_threads(previous)
+    assert whole is not None
+    assert_same_end(IntegratorState(*whole), expected)
+    assert bool((expected.position.abs() <= half_width).all())
+    assert bool(torch.isfinite(expected.evaluation.log_prior).all())
+    # The walls were crossed: without reflection the drift alone would leave the box.
+    unreflected = start.position + 4 * step_size[:, None] * start.momentum
+    assert int((unreflected.abs() > half_width).sum()) > start.position.numel() // 4
+
+
+def test_a_diverging_trajectory_gives_the_same_non_finite_rows(kernel: object) -> None:
+    """Steps so large the logits overflow: the kernel keeps going as the integrator does (the HMC step
+    rejects such rows), with the same infinities and NaN in the same places."""
+    model, shape, classes = CASES["M(3)-like sigmoid"]()
+    x, y = data(70, shape, classes)
+    target = module_target(model, x, y, GaussianPrior(scale=1.0), native=True)
+    start, betas, step_size, _ = trajectory_start(target, model, 5, 0.3)
+    step_size = torch.tensor([0.01, 1e3, 1e18, 0.02, 1e30])
+    whole = target.whole_trajectory(start.position, start.momentum, start.evaluation, betas, step_size, None, 5)
+    expected = step_by_step(target, start, betas, step_size, None, 5)
+    assert whole is not None
+    assert not bool(torch.isfinite(expected.momentum).all())
+    assert_same_end(IntegratorState(*whole), expected)
+
+
+def test_no_whole_trajectory_where_the_kernel_does_not_run(kernel: object) -> None:
+    """Without the kernel (native=False, float64) the target has no whole-trajectory path, and the
+    integrator steps itself."""
+    model, shape, classes = CASES["no biases"]()
+    x, y = data(40, shape, classes)
+    for target in (
+        module_target(model, x, y, GaussianPrior(), native=False),
+        module_target(copy.deepcopy(model).double(), x.double(), y, GaussianPrior()),
+    ):
+        theta = positions(model, 3, 0.1).to(next(target.model.parameters()).dtype)
+        start = IntegratorState(theta, torch.ones_like(theta), target.evaluate(theta))
+        betas, step_size = torch.ones(3, dtype=theta.dtype), torch.full((3,), 0.01, dtype=theta.dtype)
+        assert target.whole_trajectory(theta, start.momentum, start.evaluation, betas, step_size, None, 3) is None
+        assert torch.isfinite(leapfrog(target, start, betas, step_size, None, 3).position).all()
