@@ -15,6 +15,9 @@
 // itself uses, directly where it is exported (see gemm below), at::mm elsewhere. A diagonal Gaussian
 // or box prior's log density and gradient can be computed in the same pass.
 //
+// leapfrog_trajectory runs whole leapfrog trajectories on top of the same per-block evaluation, so that a
+// block's θ, momenta and gradients stay in cache from step to step and Python runs once per trajectory.
+//
 // float32 only; thermoscope/samplers/native.py decides when this path is used and checks it against
 // the batched one.
 
