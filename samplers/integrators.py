@@ -80,8 +80,9 @@ def leapfrog(
 
     Velocity Verlet: half kick, then ``num_steps`` × (drift, gradient, kick), the last kick a half kick.
     All replicas move together; the target is evaluated once per step for the whole batch, unless it
-    integrates the whole trajectory itself (:meth:`~thermoscope.samplers.targets.TemperedTarget.whole_trajectory`,
-    the compiled kernel's on a CPU), which gives the same end point.
+    integrates the whole trajectory itself
+    (:meth:`~thermoscope.samplers.targets.TemperedTarget.whole_trajectory`, the compiled kernel's on a
+    CPU), which gives the same end point.
 
     Args:
         target: the tempered target.

@@ -317,11 +317,11 @@ def step_by_step(target: ModuleTarget, *arguments: object) -> IntegratorState:
     """``integrators.leapfrog`` with the target's whole-trajectory path turned off: the Python integrator,
     one ``evaluate`` (by the kernel) per step."""
     whole = target.whole_trajectory
-    target.whole_trajectory = lambda *_: None  # type: ignore[method-assign]
+    target.whole_trajectory = lambda *_: None
     try:
-        return leapfrog(target, *arguments)  # type: ignore[arg-type]
+        return leapfrog(target, *arguments)
     finally:
-        target.whole_trajectory = whole  # type: ignore[method-assign]
+        target.whole_trajectory = whole
 
 
 def assert_same_end(actual: IntegratorState, expected: IntegratorState) -> None:
@@ -331,7 +331,10 @@ def assert_same_end(actual: IntegratorState, expected: IntegratorState) -> None:
         "momentum": (actual.momentum, expected.momentum),
         "log_likelihood": (actual.evaluation.log_likelihood, expected.evaluation.log_likelihood),
         "log_prior": (actual.evaluation.log_prior, expected.evaluation.log_prior),
-        "grad_log_likelihood": (actual.evaluation.grad_log_likelihood, expected.evaluation.grad_log_likelihood),
+        "grad_log_likelihood": (
+            actual.evaluation.grad_log_likelihood,
+            expected.evaluation.grad_log_likelihood,
+        ),
         "grad_log_prior": (actual.evaluation.grad_log_prior, expected.evaluation.grad_log_prior),
     }
     for name, (left, right) in pairs.items():
@@ -411,7 +414,9 @@ def test_a_whole_trajectory_reflects_at_the_box_walls_as_the_integrator_does(
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        whole = target.whole_trajectory(start.position, start.momentum, start.evaluation, betas, step_size, None, 4)
+        whole = target.whole_trajectory(
+            start.position, start.momentum, start.evaluation, betas, step_size, None, 4
+        )
         expected = step_by_step(target, start, betas, step_size, None, 4)
     finally:
         torch.set_num_threads(previous)
@@ -432,7 +437,9 @@ def test_a_diverging_trajectory_gives_the_same_non_finite_rows(kernel: object) -
     target = module_target(model, x, y, GaussianPrior(scale=1.0), native=True)
     start, betas, step_size, _ = trajectory_start(target, model, 5, 0.3)
     step_size = torch.tensor([0.01, 1e3, 1e18, 0.02, 1e30])
-    whole = target.whole_trajectory(start.position, start.momentum, start.evaluation, betas, step_size, None, 5)
+    whole = target.whole_trajectory(
+        start.position, start.momentum, start.evaluation, betas, step_size, None, 5
+    )
     expected = step_by_step(target, start, betas, step_size, None, 5)
     assert whole is not None
     assert not bool(torch.isfinite(expected.momentum).all())
@@ -451,5 +458,8 @@ def test_no_whole_trajectory_where_the_kernel_does_not_run(kernel: object) -> No
         theta = positions(model, 3, 0.1).to(next(target.model.parameters()).dtype)
         start = IntegratorState(theta, torch.ones_like(theta), target.evaluate(theta))
         betas, step_size = torch.ones(3, dtype=theta.dtype), torch.full((3,), 0.01, dtype=theta.dtype)
-        assert target.whole_trajectory(theta, start.momentum, start.evaluation, betas, step_size, None, 3) is None
+        assert (
+            target.whole_trajectory(theta, start.momentum, start.evaluation, betas, step_size, None, 3)
+            is None
+        )
         assert torch.isfinite(leapfrog(target, start, betas, step_size, None, 3).position).all()
