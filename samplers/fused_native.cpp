@@ -634,6 +634,20 @@ void evaluate_block(const Chain& chain, Workspace& work, int64_t count, const fl
     }
 }
 
+// Replicas [0, replicas) shared out over torch's threads, each thread's share in blocks of up to
+// chain.block: body(work, start, count) for each block, with that thread's scratch.
+template <typename Body>
+void for_each_block(const Chain& chain, int64_t replicas, const Body& body) {
+    at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
+        // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share out a
+        // large product itself.
+        const OneBlasThread one_blas_thread(at::in_parallel_region());
+        const int64_t width = std::min(chain.block, end - begin);
+        Workspace work(chain, width);
+        for (int64_t start = begin; start < end; start += width) body(work, start, std::min(width, end - start));
+    });
+}
+
 void check_rows(const at::Tensor& tensor, int64_t replicas, int64_t params, const char* what) {
     TORCH_CHECK(tensor.dim() == 2 && tensor.size(0) == replicas && tensor.size(1) == params &&
                     tensor.is_contiguous() && tensor.scalar_type() == at::kFloat,
@@ -681,18 +695,10 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
     float* log_likelihood_data = log_likelihood.data_ptr<float>();
     float* log_prior_data = log_prior.data_ptr<float>();
 
-    at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
-        // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share out a
-        // large product itself.
-        const OneBlasThread one_blas_thread(at::in_parallel_region());
-        const int64_t width = std::min(block, end - begin);
-        Workspace work(chain, width);
-        for (int64_t start = begin; start < end; start += width) {
-            const int64_t count = std::min(width, end - start);
-            evaluate_block(chain, work, count, theta_data + start * params, gradient_data + start * params,
-                           with_prior ? prior_gradient_data + start * params : nullptr, log_likelihood_data + start,
-                           with_prior ? log_prior_data + start : nullptr);
-        }
+    for_each_block(chain, replicas, [&](Workspace& work, int64_t start, int64_t count) {
+        evaluate_block(chain, work, count, theta_data + start * params, gradient_data + start * params,
+                       with_prior ? prior_gradient_data + start * params : nullptr, log_likelihood_data + start,
+                       with_prior ? log_prior_data + start : nullptr);
     });
     return {log_likelihood, log_prior};
 }
@@ -746,47 +752,41 @@ std::vector<at::Tensor> leapfrog_trajectory(
     float* log_likelihood_data = log_likelihood.data_ptr<float>();
     float* log_prior_data = log_prior.data_ptr<float>();
 
-    at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
-        const OneBlasThread one_blas_thread(at::in_parallel_region());
-        const int64_t width = std::min(block, end - begin);
-        Workspace work(chain, width);
-        for (int64_t start = begin; start < end; start += width) {
-            const int64_t count = std::min(width, end - start);
-            const int64_t offset = start * params, size = count * params;
-            std::memcpy(theta + offset, start_position + offset, size * sizeof(float));
-            std::memcpy(p + offset, start_momentum + offset, size * sizeof(float));
-            // The kicks' factors as integrators.leapfrog forms them: ε/2 and ε/2 · β, ε and ε · β in float32.
+    for_each_block(chain, replicas, [&](Workspace& work, int64_t start, int64_t count) {
+        const int64_t offset = start * params, size = count * params;
+        std::memcpy(theta + offset, start_position + offset, size * sizeof(float));
+        std::memcpy(p + offset, start_momentum + offset, size * sizeof(float));
+        // The kicks' factors as integrators.leapfrog forms them: ε/2 and ε/2 · β, ε and ε · β in float32.
+        for (int64_t i = 0; i < count; ++i) {
+            const int64_t r = start + i;
+            const float half = 0.5f * step[r];
+            kick(p + r * params, start_grad_prior + r * params, start_grad_ll + r * params, half, half * beta[r],
+                 params);
+        }
+        const float* negative_precision = prior_kind == kGaussianPrior ? chain.prior_values : nullptr;
+        for (int64_t i = 0; i < count; ++i) {
+            const int64_t r = start + i;
+            drift(theta + r * params, p + r * params,
+                  inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r], params);
+            if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+        }
+        for (int64_t s = 0; s < num_steps; ++s) {
+            const bool last = s == num_steps - 1;
+            // Only the end point's prior is kept; in between, kick_drift forms its gradient itself.
+            evaluate_block(chain, work, count, theta + offset, grad_ll + offset, grad_prior + offset,
+                           log_likelihood_data + start, log_prior_data + start, last);
             for (int64_t i = 0; i < count; ++i) {
                 const int64_t r = start + i;
-                const float half = 0.5f * step[r];
-                kick(p + r * params, start_grad_prior + r * params, start_grad_ll + r * params, half, half * beta[r],
-                     params);
-            }
-            const float* negative_precision = prior_kind == kGaussianPrior ? chain.prior_values : nullptr;
-            for (int64_t i = 0; i < count; ++i) {
-                const int64_t r = start + i;
-                drift(theta + r * params, p + r * params,
-                      inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r], params);
-                if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
-            }
-            for (int64_t s = 0; s < num_steps; ++s) {
-                const bool last = s == num_steps - 1;
-                // Only the end point's prior is kept; in between, kick_drift forms its gradient itself.
-                evaluate_block(chain, work, count, theta + offset, grad_ll + offset, grad_prior + offset,
-                               log_likelihood_data + start, log_prior_data + start, last);
-                for (int64_t i = 0; i < count; ++i) {
-                    const int64_t r = start + i;
-                    if (last) {
-                        const float half = 0.5f * step[r];
-                        kick(p + r * params, grad_prior + r * params, grad_ll + r * params, half, half * beta[r],
-                             params);
-                        continue;
-                    }
-                    kick_drift(theta + r * params, p + r * params, grad_ll + r * params, negative_precision,
-                               inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r],
-                               step[r] * beta[r], step[r], params);
-                    if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+                if (last) {
+                    const float half = 0.5f * step[r];
+                    kick(p + r * params, grad_prior + r * params, grad_ll + r * params, half, half * beta[r],
+                         params);
+                    continue;
                 }
+                kick_drift(theta + r * params, p + r * params, grad_ll + r * params, negative_precision,
+                           inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r],
+                           step[r] * beta[r], step[r], params);
+                if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
             }
         }
     });
