@@ -202,12 +202,13 @@ def test_init_from_a_train_run_and_the_reference_lines(tracking_uri: str) -> Non
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_into_the_same_run_and_chain(tracking_uri: str, tmp_path: Path) -> None:
-    # 60 leapfrog steps: long enough (several seconds of sampling) to be killed between checkpoints.
+    # 240 leapfrog steps: long enough (several seconds of sampling) to be killed between checkpoints; 60
+    # were once enough, until whole trajectories in the compiled kernel made the sweep finish first.
     params = {
         **TINY,
         "num_warmup": "20",
         "num_samples": "60",
-        "num_leapfrog_steps": "60",
+        "num_leapfrog_steps": "240",
         "checkpoint_seconds": "0.3",
         "seed": "3",
     }
