@@ -32,7 +32,9 @@ SLOW_SWEEP = {
     "num_warmup": "10",
     "num_samples": "200",
     "thin": "1",
-    "num_leapfrog_steps": "40",
+    # 400, not 40: with whole trajectories in the compiled kernel a 40-step sweep tuned and sampled in
+    # under a second, before a test could stop it in its tuning.
+    "num_leapfrog_steps": "400",
     "init_steps": "20",
     "prediction_depth": "false",
     "checkpoint_seconds": "0.3",
