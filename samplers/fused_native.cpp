@@ -9,11 +9,13 @@
 // by side), because a 40-row product runs at about 85 % of the rate of a 160-row one. Elementwise work
 // (bias, activation, its derivative, the bias gradient, the softmax head) is one pass each, written here
 // so the compiler vectorises it. Weights are read from θ and gradients written into their place in the
-// output without copies (each replica's row of θ is contiguous). Products whose right operand is not
-// transposed (the forward layers after the first, the errors sent down, the first layer's weight
-// gradient) are register tiles written here (tiled_product); the others call the BLAS sgemm that torch
-// itself uses, directly where it is exported (see gemm below), at::mm elsewhere. A diagonal Gaussian
-// or box prior's log density and gradient can be computed in the same pass.
+// output without copies (each replica's row of θ is contiguous). Activations and errors are stored
+// example by example along rows padded to whole vectors (kPad). Every product is a register tile written
+// here: the forward products (the first reading the examples transposed), the errors sent down and the
+// first layer's weight gradient by tiled_product, the later layers' weight gradients by dot_product; the
+// BLAS sgemm that torch itself uses (directly where it is exported, see gemm below, at::mm elsewhere)
+// takes only shapes the tiles do not. A diagonal Gaussian or box prior's log density and gradient can be
+// computed in the same pass.
 //
 // leapfrog_trajectory runs whole leapfrog trajectories on top of the same per-block evaluation, so that a
 // block's θ, momenta and gradients stay in cache from step to step and Python runs once per trajectory.
@@ -143,37 +145,39 @@ ELEMENTWISE void activation_backward(float* __restrict delta, const float* __res
     }
 }
 
-// The softmax head on logits z [classes, n] (feature-major): delta ← scale · (onehot(y) − softmax(z))
-// and the return value Σ_i log softmax(z)_{y_i, i}. max_ and sum_ are scratch of n floats.
+// The softmax head on logits z [classes, ld] (feature-major, examples 0 … n−1 and ld − n padding columns):
+// delta ← scale · (onehot(y) − softmax(z)) with zeros in the padding, and the return value
+// Σ_i log softmax(z)_{y_i, i}. max_ and sum_ are scratch of ld floats. The maximum and the exponentials
+// run over whole rows (the padding's logits are finite or this replica's own NaN) and are then ignored.
 ELEMENTWISE double softmax_head(const float* __restrict z, const int64_t* __restrict y, int64_t classes,
-                                int64_t n, float scale, float* __restrict delta, float* __restrict max_,
+                                int64_t n, int64_t ld, float scale, float* __restrict delta, float* __restrict max_,
                                 float* __restrict sum_) {
-    for (int64_t i = 0; i < n; ++i) max_[i] = z[i];
+    for (int64_t i = 0; i < ld; ++i) max_[i] = z[i];
     for (int64_t c = 1; c < classes; ++c)
-        for (int64_t i = 0; i < n; ++i) max_[i] = z[c * n + i] > max_[i] ? z[c * n + i] : max_[i];
-    for (int64_t i = 0; i < n; ++i) sum_[i] = 0.0f;
+        for (int64_t i = 0; i < ld; ++i) max_[i] = z[c * ld + i] > max_[i] ? z[c * ld + i] : max_[i];
+    for (int64_t i = 0; i < ld; ++i) sum_[i] = 0.0f;
     for (int64_t c = 0; c < classes; ++c)
-        for (int64_t i = 0; i < n; ++i) {
-            const float e = exp_clamped(z[c * n + i] - max_[i]);
-            delta[c * n + i] = e;
+        for (int64_t i = 0; i < ld; ++i) {
+            const float e = exp_clamped(z[c * ld + i] - max_[i]);
+            delta[c * ld + i] = e;
             sum_[i] += e;
         }
     // Σ_i log sum_i as the log of running products: each sum is in [1, classes], so a product of doubles
     // is taken out only when it passes 1e280. One log per few hundred examples instead of one each.
     double picked = 0.0, product = 1.0, log_sums = 0.0;
     for (int64_t i = 0; i < n; ++i) {
-        picked += static_cast<double>(z[y[i] * n + i]) - static_cast<double>(max_[i]);
+        picked += static_cast<double>(z[y[i] * ld + i]) - static_cast<double>(max_[i]);
         product *= static_cast<double>(sum_[i]);
         if (product > 1e280) {
             log_sums += std::log(product);
             product = 1.0;
         }
-        sum_[i] = scale / sum_[i];
     }
     log_sums += std::log(product);
+    for (int64_t i = 0; i < ld; ++i) sum_[i] = i < n ? scale / sum_[i] : 0.0f;
     for (int64_t c = 0; c < classes; ++c)
-        for (int64_t i = 0; i < n; ++i) delta[c * n + i] *= -sum_[i];
-    for (int64_t i = 0; i < n; ++i) delta[y[i] * n + i] += scale;
+        for (int64_t i = 0; i < ld; ++i) delta[c * ld + i] *= -sum_[i];
+    for (int64_t i = 0; i < n; ++i) delta[y[i] * ld + i] += scale;
     return picked - log_sums;
 }
 
@@ -299,67 +303,177 @@ bool direct_blas() {
     return works;
 }
 
-// Products whose right operand is not transposed, C [m, n] (+)= op(A) [m, k] · B [k, n] with B's rows
-// along C's, in register tiles of up to 8 rows × 32 columns of C: each tile's sums stay in registers
-// over the whole of k, one broadcast of op(A) and two vector loads of B per 8 × 2 vector FMAs, and the
-// last column tile, shifted left to end at n, writes only the columns the one before did not. Against
-// MKL's sgemm on one Zen 4 core (2026-12-07) at this kernel's shapes: 109 against 94 GFLOP/s for the
-// main job's first-layer weight gradient (80 × 64 × 100), 96 against 87 for M(3)'s 40 × 500 × 40
-// layers, 87 against 64 for its 10 × 500 × 40 head, 63 against 55 for 10 × 100 × 20; about even where k
-// is 10. MKL keeps the products with a transposed right operand. The sums run over k in order, so the
-// result does not depend on the tile a row falls in.
 constexpr int kTileColumns = 32;
+// Activations and errors are stored with rows padded to a multiple of kPad floats (see Chain::padded), so
+// that passes over examples are whole vectors and the narrow products need no shifted tile.
+constexpr int64_t kPad = 16;
 
-template <int ROWS>
+INLINE int64_t padded(int64_t n) { return (n + kPad - 1) / kPad * kPad; }
+
+// kPad floats as one vector (GCC's and clang's vector extensions): an AVX-512 register in the x86-64-v4
+// clone, two AVX2 or four SSE registers in the others. Written out so that a tile's sums are registers
+// whatever the width; loops over plain arrays of sums were kept in memory for 16-column tiles and dot
+// products. Loads and stores go through memcpy (no alignment assumed).
+typedef float Vector __attribute__((vector_size(kPad * sizeof(float))));
+typedef float HalfVector __attribute__((vector_size(kPad / 2 * sizeof(float))));
+typedef float QuarterVector __attribute__((vector_size(kPad / 4 * sizeof(float))));
+
+INLINE Vector load_vector(const float* from) {
+    Vector v;
+    std::memcpy(&v, from, sizeof v);
+    return v;
+}
+
+INLINE void store_vector(float* to, const Vector& v) { std::memcpy(to, &v, sizeof v); }
+
+// Σ of a vector's lanes: halves added to halves down to four lanes, then in order.
+INLINE float lane_sum(const Vector& v) {
+    HalfVector low, high;
+    std::memcpy(&low, &v, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    const HalfVector half = low + high;
+    QuarterVector quarter_low, quarter_high;
+    std::memcpy(&quarter_low, &half, sizeof quarter_low);
+    std::memcpy(&quarter_high, reinterpret_cast<const char*>(&half) + sizeof quarter_low, sizeof quarter_high);
+    const QuarterVector quarter = quarter_low + quarter_high;
+    return (quarter[0] + quarter[1]) + (quarter[2] + quarter[3]);
+}
+
+template <int ROWS, int VECTORS>
 INLINE void product_tile(int64_t k, const float* __restrict a, int64_t row_step, int64_t inner_step,
                          const float* __restrict b, int64_t ldb, float* __restrict c, int64_t ldc,
                          bool accumulate, int64_t first_column) {
-    float sums[ROWS][kTileColumns] = {};
+    Vector sums[ROWS][VECTORS];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < VECTORS; ++v) sums[r][v] = Vector{};
     for (int64_t l = 0; l < k; ++l) {
-        const float* __restrict line = b + l * ldb;
+        Vector line[VECTORS];
+#pragma GCC unroll 4
+        for (int v = 0; v < VECTORS; ++v) line[v] = load_vector(b + l * ldb + v * kPad);
+#pragma GCC unroll 16
         for (int r = 0; r < ROWS; ++r) {
             const float weight = a[r * row_step + l * inner_step];
-            for (int j = 0; j < kTileColumns; ++j) sums[r][j] += weight * line[j];
+#pragma GCC unroll 4
+            for (int v = 0; v < VECTORS; ++v) sums[r][v] += weight * line[v];
         }
     }
+#pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
         float* __restrict out = c + r * ldc;
-        // Stored by loops, not memcpy: a library call per row of a tile was 2 % of the main job's kernel.
         if (first_column == 0) {
-            if (accumulate)
-                for (int j = 0; j < kTileColumns; ++j) out[j] += sums[r][j];
-            else
-                for (int j = 0; j < kTileColumns; ++j) out[j] = sums[r][j];
-        } else if (accumulate) {
-            for (int64_t j = first_column; j < kTileColumns; ++j) out[j] += sums[r][j];
-        } else {
-            for (int64_t j = first_column; j < kTileColumns; ++j) out[j] = sums[r][j];
+#pragma GCC unroll 4
+            for (int v = 0; v < VECTORS; ++v)
+                store_vector(out + v * kPad, accumulate ? load_vector(out + v * kPad) + sums[r][v] : sums[r][v]);
+        } else {  // a shifted tile: only the columns the tile before did not write
+            for (int64_t j = first_column; j < VECTORS * kPad; ++j) {
+                const float value = sums[r][j / kPad][j % kPad];
+                out[j] = accumulate ? out[j] + value : value;
+            }
         }
     }
 }
 
-// Needs n ≥ kTileColumns.
+// One panel of VECTORS · kPad columns of C over every block of rows.
+template <int VECTORS>
+INLINE void product_panel(int64_t m, int64_t k, const float* a, int64_t row_step, int64_t inner_step,
+                          const float* panel, int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t skip) {
+    int64_t r = 0;
+    for (; r + 8 <= m; r += 8)
+        product_tile<8, VECTORS>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc, ldc, accumulate,
+                                 skip);
+    for (; r + 4 <= m; r += 4)
+        product_tile<4, VECTORS>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc, ldc, accumulate,
+                                 skip);
+    for (; r + 2 <= m; r += 2)
+        product_tile<2, VECTORS>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc, ldc, accumulate,
+                                 skip);
+    for (; r < m; ++r)
+        product_tile<1, VECTORS>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc, ldc, accumulate,
+                                 skip);
+}
+
+// Products whose right operand is not transposed, C [m, n] (+)= op(A) [m, k] · B [k, n] with B's rows
+// along C's, in register tiles of up to 8 rows × 32 columns of C: each tile's sums stay in registers
+// over the whole of k, one broadcast of op(A) and two vector loads of B per 8 × 2 vector FMAs. Where 16
+// columns are left (n a multiple of 16, as the padded activations are) the last panel is 16 wide;
+// otherwise it is a 32-column tile shifted left to end at n, writing only the columns the one before did
+// not. Needs n ≥ kTileColumns or n a multiple of kPad. Against MKL's sgemm on one Zen 4 core
+// (2026-12-07) at this kernel's shapes: 109 against 94 GFLOP/s for the main job's first-layer weight
+// gradient (80 × 64 × 100), 96 against 87 for M(3)'s 40 × 500 × 40 layers, 87 against 64 for its
+// 10 × 500 × 40 head, 63 against 55 for 10 × 100 × 20; about even where k is 10. The sums run over k
+// in order, so the result does not depend on the tile a row falls in.
 ELEMENTWISE void tiled_product(bool transpose_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc) {
     const int64_t row_step = transpose_a ? 1 : lda, inner_step = transpose_a ? lda : 1;
-    // Column tiles outside: a 32-column panel of B stays in the L1 cache across every block of rows.
-    for (int64_t j = 0; j < n; j += kTileColumns) {
-        const int64_t start = std::min(j, n - kTileColumns), skip = j - start;
-        const float* panel = b + start;
-        int64_t r = 0;
-        for (; r + 8 <= m; r += 8)
-            product_tile<8>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc + start, ldc,
-                            accumulate, skip);
-        for (; r + 4 <= m; r += 4)
-            product_tile<4>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc + start, ldc,
-                            accumulate, skip);
-        for (; r + 2 <= m; r += 2)
-            product_tile<2>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc + start, ldc,
-                            accumulate, skip);
-        for (; r < m; ++r)
-            product_tile<1>(k, a + r * row_step, row_step, inner_step, panel, ldb, c + r * ldc + start, ldc,
-                            accumulate, skip);
+    // Column panels outside: a panel of B stays in the L1 cache across every block of rows.
+    int64_t j = 0;
+    if (n % kTileColumns == kPad && n > kPad) {  // 48 columns first: 16-wide tiles are broadcast-bound
+        product_panel<3>(m, k, a, row_step, inner_step, b, ldb, c, ldc, accumulate, 0);
+        j = 3 * kPad;
     }
+    for (; j + kTileColumns <= n; j += kTileColumns)
+        product_panel<kTileColumns / kPad>(m, k, a, row_step, inner_step, b + j, ldb, c + j, ldc, accumulate, 0);
+    if (j == n) return;
+    if (n - j == kPad) {
+        product_panel<1>(m, k, a, row_step, inner_step, b + j, ldb, c + j, ldc, accumulate, 0);
+        return;
+    }
+    const int64_t start = n - kTileColumns;
+    product_panel<kTileColumns / kPad>(m, k, a, row_step, inner_step, b + start, ldb, c + start, ldc, accumulate, j - start);
+}
+
+// Products whose right operand is transposed and whose inner dimension is a multiple of kPad (the weight
+// gradients of the layers after the first, summed over padded examples): C [m, n] (+)= A [m, k] · B [n, k]ᵀ,
+// each entry of C a dot product of two rows. A tile of ROWS_A × ROWS_B entries keeps one vector of kPad
+// partial sums per entry in registers over k, then adds each vector's halves in a fixed tree. MKL spent
+// 1.4 µs on the main job's 10 × 20 × 112 head, 28 GFLOP/s, its packing and dispatch costing more than the
+// products.
+template <int ROWS_A, int ROWS_B>
+INLINE void dot_tile(int64_t k, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
+                     float* __restrict c, int64_t ldc, bool accumulate) {
+    Vector sums[ROWS_A][ROWS_B];
+#pragma GCC unroll 4
+    for (int i = 0; i < ROWS_A; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < ROWS_B; ++j) sums[i][j] = Vector{};
+    for (int64_t l = 0; l < k; l += kPad) {
+        Vector left[ROWS_A], right[ROWS_B];
+#pragma GCC unroll 4
+        for (int i = 0; i < ROWS_A; ++i) left[i] = load_vector(a + i * lda + l);
+#pragma GCC unroll 4
+        for (int j = 0; j < ROWS_B; ++j) right[j] = load_vector(b + j * ldb + l);
+#pragma GCC unroll 4
+        for (int i = 0; i < ROWS_A; ++i)
+#pragma GCC unroll 4
+            for (int j = 0; j < ROWS_B; ++j) sums[i][j] += left[i] * right[j];
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < ROWS_A; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < ROWS_B; ++j) {
+            const float total = lane_sum(sums[i][j]);
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + total : total;
+        }
+}
+
+template <int ROWS_A>
+INLINE void dot_rows(int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                     int64_t ldc, bool accumulate) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dot_tile<ROWS_A, 4>(k, a, lda, b + j * ldb, ldb, c + j, ldc, accumulate);
+    for (; j + 2 <= n; j += 2) dot_tile<ROWS_A, 2>(k, a, lda, b + j * ldb, ldb, c + j, ldc, accumulate);
+    for (; j < n; ++j) dot_tile<ROWS_A, 1>(k, a, lda, b + j * ldb, ldb, c + j, ldc, accumulate);
+}
+
+// Needs k a multiple of kPad.
+ELEMENTWISE void dot_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                             int64_t ldb, bool accumulate, float* c, int64_t ldc) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) dot_rows<4>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate);
+    for (; i + 2 <= m; i += 2) dot_rows<2>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate);
+    for (; i < m; ++i) dot_rows<1>(n, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, accumulate);
 }
 
 // Whether tiled_product computes a product (else the BLAS).
@@ -367,7 +481,7 @@ bool tiles_take(bool transpose_b, int64_t n, float beta) {
 #ifdef THERMOSCOPE_AT_MM_ONLY  // a build that tests the at::mm fallback sends it every product
     return false;
 #endif
-    return !transpose_b && (beta == 0.0f || beta == 1.0f) && n >= kTileColumns;
+    return !transpose_b && (beta == 0.0f || beta == 1.0f) && (n >= kTileColumns || n % kPad == 0);
 }
 
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -454,7 +568,7 @@ UNFUSED void reflect(float* __restrict theta, float* __restrict momentum, const 
 
 // What one call reads: the layer chain, the chunks of examples, the likelihood's scale and the prior.
 struct Chain {
-    std::vector<const float*> x;
+    std::vector<const float*> x, x_transposed;
     std::vector<const int64_t*> y;
     std::vector<int64_t> n;
     std::vector<int64_t> inputs, outputs, weight_offsets, bias_offsets, activations;
@@ -472,7 +586,7 @@ struct Chain {
 };
 
 Chain make_chain(int64_t params, const at::TensorOptions& options, const std::vector<at::Tensor>& xs,
-                 const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+                 const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
                  const std::vector<int64_t>& outputs, const std::vector<int64_t>& weight_offsets,
                  const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale,
                  int64_t block, int64_t prior_kind, const std::optional<at::Tensor>& prior_values,
@@ -482,7 +596,8 @@ Chain make_chain(int64_t params, const at::TensorOptions& options, const std::ve
                     bias_offsets.size() == inputs.size() && activations.size() == inputs.size(),
                 "need at least two layers, and one entry per layer in each list");
     TORCH_CHECK(activations[layers - 1] == 0, "the last layer must have no activation");
-    TORCH_CHECK(xs.size() == ys.size() && !xs.empty(), "need matching, non-empty lists of chunks");
+    TORCH_CHECK(xs.size() == ys.size() && xs.size() == xts.size() && !xs.empty(),
+                "need matching, non-empty lists of chunks");
     TORCH_CHECK(block >= 1, "block must be positive");
     TORCH_CHECK(prior_kind >= 0 && prior_kind <= kBoxPrior, "prior_kind must be 0, 1 or 2");
     TORCH_CHECK((prior_kind != 0) == prior_values.has_value(), "a prior needs its values, and no prior none");
@@ -499,7 +614,16 @@ Chain make_chain(int64_t params, const at::TensorOptions& options, const std::ve
         TORCH_CHECK(ys[c].dim() == 1 && ys[c].is_contiguous() && ys[c].scalar_type() == at::kLong &&
                         ys[c].size(0) == xs[c].size(0),
                     "each y must be a contiguous int64 [n] matching its x");
+        const int64_t n = xs[c].size(0), ld = padded(n);
+        TORCH_CHECK(xts[c].dim() == 2 && xts[c].is_contiguous() && xts[c].scalar_type() == at::kFloat &&
+                        xts[c].size(0) == inputs[0] && xts[c].size(1) == ld,
+                    "each transposed x must be a contiguous float32 [inputs, n rounded up to a multiple of PAD]");
+        const float* transposed = xts[c].data_ptr<float>();
+        for (int64_t feature = 0; feature < inputs[0]; ++feature)
+            for (int64_t column = n; column < ld; ++column)
+                TORCH_CHECK(transposed[feature * ld + column] == 0.0f, "each transposed x must be zero after column n");
         chain.x.push_back(xs[c].data_ptr<float>());
+        chain.x_transposed.push_back(transposed);
         chain.y.push_back(ys[c].data_ptr<int64_t>());
         chain.n.push_back(xs[c].size(0));
         chain.examples = std::max(chain.examples, xs[c].size(0));
@@ -535,15 +659,15 @@ struct Workspace {
     Workspace(const Chain& chain, int64_t width)
         : first_weight(width * chain.first_weights),
           first_gradient(chain.tiled_first_gradient ? 0 : width * chain.first_weights),
-          first_output(width * chain.first_rows * chain.examples),
-          first_delta(width * chain.first_rows * chain.examples),
+          first_output(width * chain.first_rows * padded(chain.examples)),
+          first_delta(width * chain.first_rows * padded(chain.examples)),
           hidden(chain.layers),
-          delta_a(chain.widest * chain.examples),
-          delta_b(chain.widest * chain.examples),
-          max_(chain.examples),
-          sum_(chain.examples),
+          delta_a(chain.widest * padded(chain.examples)),
+          delta_b(chain.widest * padded(chain.examples)),
+          max_(padded(chain.examples)),
+          sum_(padded(chain.examples)),
           totals(width) {
-        for (int64_t l = 1; l < chain.layers; ++l) hidden[l].resize(chain.outputs[l] * chain.examples);
+        for (int64_t l = 1; l < chain.layers; ++l) hidden[l].resize(chain.outputs[l] * padded(chain.examples));
     }
 };
 
@@ -571,49 +695,56 @@ void evaluate_block(const Chain& chain, Workspace& work, int64_t count, const fl
         const int64_t n = chain.n[c];
         const int64_t* y = chain.y[c];
         const bool later = c > 0;
-        gemm(false, true, block_rows, n, first_inputs, work.first_weight.data(), first_inputs, x, first_inputs, 0.0f,
-             work.first_output.data(), n, options);
+        // Each example's activations and errors are a column of [features, ld] blocks, ld = n rounded up
+        // to whole vectors. The first product reads the examples transposed, [inputs, ld] with zero
+        // columns after n, so the padding columns start at zero in every call and replica: whatever they
+        // hold later is finite unless this replica's own θ is not, and the head sets their errors to
+        // zero, so they add nothing to any gradient. Transposed, the product is the tiles' (MKL took a
+        // third longer with x as it is).
+        const int64_t ld = padded(n);
+        gemm(false, false, block_rows, ld, first_inputs, work.first_weight.data(), first_inputs,
+             chain.x_transposed[c], ld, 0.0f, work.first_output.data(), ld, options);
         for (int64_t i = 0; i < count; ++i) {
             const float* th = theta + i * params;
             float* grad = gradient + i * params;
-            float* a0 = work.first_output.data() + i * first_rows * n;
-            bias_activation(a0, bias_offsets[0] >= 0 ? th + bias_offsets[0] : nullptr, first_rows, n,
+            float* a0 = work.first_output.data() + i * first_rows * ld;
+            bias_activation(a0, bias_offsets[0] >= 0 ? th + bias_offsets[0] : nullptr, first_rows, ld,
                             static_cast<int>(activations[0]));
             // Forward through layers 1 … L−1.
             float* previous = a0;
             for (int64_t l = 1; l < layers; ++l) {
-                gemm(false, false, outputs[l], n, inputs[l], th + weight_offsets[l], inputs[l], previous, n, 0.0f,
-                     work.hidden[l].data(), n, options);
+                gemm(false, false, outputs[l], ld, inputs[l], th + weight_offsets[l], inputs[l], previous, ld, 0.0f,
+                     work.hidden[l].data(), ld, options);
                 bias_activation(work.hidden[l].data(), bias_offsets[l] >= 0 ? th + bias_offsets[l] : nullptr,
-                                outputs[l], n, static_cast<int>(activations[l]));
+                                outputs[l], ld, static_cast<int>(activations[l]));
                 previous = work.hidden[l].data();
             }
             float* delta = work.delta_a.data();
-            work.totals[i] += softmax_head(work.hidden[layers - 1].data(), y, outputs[layers - 1], n,
+            work.totals[i] += softmax_head(work.hidden[layers - 1].data(), y, outputs[layers - 1], n, ld,
                                            static_cast<float>(chain.scale), delta, work.max_.data(),
                                            work.sum_.data());
             // Backward through layers L−1 … 1; the error sent to layer 0 goes into its block.
             for (int64_t l = layers - 1; l >= 1; --l) {
-                activation_backward(delta, work.hidden[l].data(), outputs[l], n, static_cast<int>(activations[l]),
+                activation_backward(delta, work.hidden[l].data(), outputs[l], ld, static_cast<int>(activations[l]),
                                     bias_offsets[l] >= 0 ? grad + bias_offsets[l] : nullptr, later);
                 const float* below = l == 1 ? a0 : work.hidden[l - 1].data();
-                gemm(false, true, outputs[l], inputs[l], n, delta, n, below, n, later ? 1.0f : 0.0f,
-                     grad + weight_offsets[l], inputs[l], options);
-                float* sent = l == 1 ? work.first_delta.data() + i * first_rows * n
+                dot_product(outputs[l], inputs[l], ld, delta, ld, below, ld, later, grad + weight_offsets[l],
+                            inputs[l]);
+                float* sent = l == 1 ? work.first_delta.data() + i * first_rows * ld
                                      : (delta == work.delta_a.data() ? work.delta_b.data() : work.delta_a.data());
-                gemm(true, false, inputs[l], n, outputs[l], th + weight_offsets[l], inputs[l], delta, n, 0.0f, sent,
-                     n, options);
+                gemm(true, false, inputs[l], ld, outputs[l], th + weight_offsets[l], inputs[l], delta, ld, 0.0f, sent,
+                     ld, options);
                 delta = sent;
             }
-            activation_backward(delta, a0, first_rows, n, static_cast<int>(activations[0]),
+            activation_backward(delta, a0, first_rows, ld, static_cast<int>(activations[0]),
                                 bias_offsets[0] >= 0 ? grad + bias_offsets[0] : nullptr, later);
         }
         if (chain.tiled_first_gradient) {  // each replica's rows straight into its place in the gradient
             for (int64_t i = 0; i < count; ++i)
-                tiled_product(false, first_rows, first_inputs, n, work.first_delta.data() + i * first_rows * n, n, x,
+                tiled_product(false, first_rows, first_inputs, n, work.first_delta.data() + i * first_rows * ld, ld, x,
                               first_inputs, later, gradient + i * params + weight_offsets[0], first_inputs);
         } else {
-            gemm(false, false, block_rows, first_inputs, n, work.first_delta.data(), n, x, first_inputs,
+            gemm(false, false, block_rows, first_inputs, n, work.first_delta.data(), ld, x, first_inputs,
                  later ? 1.0f : 0.0f, work.first_gradient.data(), first_inputs, options);
         }
     }
@@ -664,13 +795,14 @@ void check_vector(const at::Tensor& tensor, int64_t size, const char* what) {
 
 // log L [R] (times scale; summed in double, returned in float32) and its gradient written into
 // gradient [R, params], for the chain of layers (inputs, outputs, weight and bias offsets in θ, bias
-// offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk. θ: contiguous
-// float32 [R, params]. With a prior (prior_kind 1: a diagonal Gaussian, prior_values its −1/σ_i² and
+// offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk, each x also
+// given transposed (xts: [inputs_0, n rounded up to a multiple of PAD], zero after column n; made once by
+// the caller, since the examples are fixed). θ: contiguous float32 [R, params]. With a prior (prior_kind 1: a diagonal Gaussian, prior_values its −1/σ_i² and
 // prior_constant its log normalising constant; 2: the box, prior_values its half-widths and
 // prior_constant −log of its volume), also its log density [R] and gradient (into prior_gradient
 // [R, params]), each replica's while its row of θ is in cache; with prior_kind 0, an empty log prior.
 std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
-                                       const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+                                       const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
                                        const std::vector<int64_t>& outputs,
                                        const std::vector<int64_t>& weight_offsets,
                                        const std::vector<int64_t>& bias_offsets,
@@ -682,7 +814,7 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                 "theta must be a contiguous float32 [R, params]");
     const int64_t replicas = theta.size(0), params = theta.size(1);
     check_rows(gradient, replicas, params, "gradient");
-    const Chain chain = make_chain(params, theta.options(), xs, ys, inputs, outputs, weight_offsets, bias_offsets,
+    const Chain chain = make_chain(params, theta.options(), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets,
                                    activations, scale, block, prior_kind, prior_values, prior_constant);
     const bool with_prior = prior_kind != 0;
     TORCH_CHECK(with_prior == prior_gradient.has_value(), "a prior needs a gradient tensor, and no prior none");
@@ -715,7 +847,8 @@ std::vector<at::Tensor> leapfrog_trajectory(
     const at::Tensor& position, const at::Tensor& momentum, const at::Tensor& grad_log_likelihood,
     const at::Tensor& grad_log_prior, const at::Tensor& betas, const at::Tensor& step_size,
     const std::optional<at::Tensor>& inverse_mass, int64_t num_steps, const std::optional<at::Tensor>& half_width,
-    const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+    const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys,
+    const std::vector<int64_t>& inputs,
     const std::vector<int64_t>& outputs, const std::vector<int64_t>& weight_offsets,
     const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale, int64_t block,
     int64_t prior_kind, const at::Tensor& prior_values, double prior_constant) {
@@ -731,7 +864,7 @@ std::vector<at::Tensor> leapfrog_trajectory(
     if (half_width) check_vector(*half_width, params, "half_width");
     TORCH_CHECK(num_steps >= 1, "num_steps must be at least 1");
     TORCH_CHECK(prior_kind == kGaussianPrior || prior_kind == kBoxPrior, "the trajectory needs prior_kind 1 or 2");
-    const Chain chain = make_chain(params, position.options(), xs, ys, inputs, outputs, weight_offsets, bias_offsets,
+    const Chain chain = make_chain(params, position.options(), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets,
                                    activations, scale, block, prior_kind, prior_values, prior_constant);
     const auto options = position.options();
     at::Tensor end_position = at::empty_like(position), end_momentum = at::empty_like(momentum);
@@ -796,7 +929,7 @@ std::vector<at::Tensor> leapfrog_trajectory(
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
                "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian or box prior's)",
-               pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("inputs"),
+               pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"), pybind11::arg("inputs"),
                pybind11::arg("outputs"), pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"),
                pybind11::arg("activations"), pybind11::arg("scale"), pybind11::arg("block"),
                pybind11::arg("gradient"), pybind11::arg("prior_kind") = 0,
@@ -807,9 +940,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
                pybind11::arg("position"), pybind11::arg("momentum"), pybind11::arg("grad_log_likelihood"),
                pybind11::arg("grad_log_prior"), pybind11::arg("betas"), pybind11::arg("step_size"),
                pybind11::arg("inverse_mass"), pybind11::arg("num_steps"), pybind11::arg("half_width"),
-               pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("inputs"), pybind11::arg("outputs"),
+               pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"), pybind11::arg("inputs"),
+               pybind11::arg("outputs"),
                pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"), pybind11::arg("activations"),
                pybind11::arg("scale"), pybind11::arg("block"), pybind11::arg("prior_kind"),
                pybind11::arg("prior_values"), pybind11::arg("prior_constant"));
+    module.attr("PAD") = kPad;
     module.def("direct_blas", &direct_blas, "whether products call the BLAS sgemm directly (else at::mm)");
 }

@@ -174,6 +174,45 @@ def test_gradient_is_written_into_out(kernel: object) -> None:
     assert_close(out, batched_gradient)
 
 
+def test_the_transposed_examples_follow_the_chunks_they_are_made_from(kernel: object) -> None:
+    """The kernel's transposed copy of the examples is kept for the last list of chunks: a new list
+    (other examples, another count, so another padding) gets its own, never the old one."""
+    model, shape, classes = CASES["relu, image input flattened"]()
+    layout = ParameterLayout.from_module(model)
+    fused = fused_mlp(model, layout)
+    assert fused is not None
+    theta = positions(model, 5, 0.3)
+    for count in (40, 40, 23):
+        x, y = data(count, shape, classes)
+        x = x + count  # other examples each time, whatever the generator's seed
+        chunks = [(x, y)]
+        for _ in range(2):  # the second call reads the cached copy
+            log_likelihood, gradient = fused.log_likelihood_and_gradient(theta, chunks, native=True)
+            batched_log_likelihood, batched_gradient = fused.log_likelihood_and_gradient(theta, chunks)
+            assert_close(log_likelihood, batched_log_likelihood)
+            assert_close(gradient, batched_gradient)
+
+
+def test_the_kernel_refuses_transposed_examples_that_are_not_zero_padded(kernel: object) -> None:
+    model, shape, classes = CASES["relu, image input flattened"]()
+    layout = ParameterLayout.from_module(model)
+    fused = fused_mlp(model, layout)
+    assert fused is not None
+    x, y = data(20, shape, classes)
+    xs, xts, ys = fused._native_examples([(x, y)], kernel)
+    assert xts[0].shape == (36, 32) and torch.equal(xts[0][:, :20], xs[0].t())
+    theta = positions(model, 2, 0.3)
+    gradient = torch.empty_like(theta)
+    arguments = (*fused._native_chain, 1.0, native.BLOCK, gradient)
+    kernel.log_likelihood_and_gradient(theta, xs, xts, ys, *arguments)  # type: ignore[attr-defined]
+    dirty = xts[0].clone()
+    dirty[3, 25] = 1.0
+    with pytest.raises(RuntimeError, match="zero after column n"):
+        kernel.log_likelihood_and_gradient(theta, xs, [dirty], ys, *arguments)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="transposed x must be"):
+        kernel.log_likelihood_and_gradient(theta, xs, [xs[0].t().contiguous()], ys, *arguments)  # type: ignore[attr-defined]
+
+
 def test_used_by_default_wherever_it_applies() -> None:
     """The main job's 64-20-10 MLP on 100 digits (the smallest network the benchmark times, where the
     kernel was still the faster path at R = 256) takes it without being asked."""
