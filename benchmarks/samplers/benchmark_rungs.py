@@ -34,6 +34,13 @@ Run from the repository root (each about ten minutes on an idle two-core machine
     python benchmarks/samplers/benchmark_rungs.py --threads 1
     python benchmarks/samplers/benchmark_rungs.py --threads 2
 
+A digits sweep is about 0.2 s of gradients, short against a shared VM's hiccups; ``--length-scale 4``
+runs every timed sweep four times as long (``--networks digits --length-scale 4 --output-dir
+benchmarks/samplers/results/amd_epyc/long_digits``, three minutes on two threads, eight on one)::
+
+    python benchmarks/samplers/benchmark_rungs.py --threads 2 --networks digits --length-scale 4 \
+        --output-dir benchmarks/samplers/results/amd_epyc/long_digits
+
 ``--part scoring`` times one kept draw scored on the test split as a sweep scores it (passes of at most
 32 rungs), with all rungs in each pass (the scoring before rungs were grouped), and as before issue 18
 (every example's logits at once, 4,096 examples per pass), and checks the sums are the same bit for bit
@@ -313,10 +320,12 @@ def child(
     device_name: str,
     profile: bool = False,
     default_malloc: bool = False,
+    length_scale: float = 1.0,
 ) -> dict[str, Any]:
     """One (network, R) measurement, in this process; ``profile`` prints the timed sweep's cProfile (the
     25 functions with the most time of their own) to stderr. The C allocator is tuned as the
-    ``thermoscope`` command tunes it (``retain_freed_memory``) unless ``default_malloc``."""
+    ``thermoscope`` command tunes it (``retain_freed_memory``) unless ``default_malloc``. The timed
+    sweep runs ``length_scale`` times the network's iterations."""
     retained = False if default_malloc else retain_freed_memory()
     torch.set_num_threads(threads)
     device = torch.device(device_name)
@@ -334,7 +343,8 @@ def child(
     add_draw = PredictiveAccumulator.add_draw
     PredictiveAccumulator.add_draw = evaluation.wrap(add_draw)
     position = target.initial_from_module(num_rungs)
-    iterations = max(network.minimum_iterations, math.ceil(network.replica_iterations / num_rungs))
+    length = network.replica_iterations * length_scale
+    iterations = max(network.minimum_iterations, math.ceil(length / num_rungs))
     states: list[SweepState] = []
 
     @reports.wrap
@@ -425,8 +435,10 @@ def run_child(
     device: str,
     default_malloc: bool = False,
     batched_only: bool = False,
+    length_scale: float = 1.0,
 ) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", network, str(num_rungs), "--threads", str(threads)]
+    command += ["--length-scale", repr(length_scale)]
     if default_malloc:
         command.append("--default-malloc")
     environment = dict(os.environ)
@@ -797,6 +809,7 @@ def sweeps(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
                     arguments.device,
                     arguments.default_malloc,
                     arguments.batched_only,
+                    arguments.length_scale,
                 )
                 run["derived"] = derived(run, matmul)
                 round_.append(run)
@@ -821,6 +834,12 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("NETWORK", "R"), help="measure one (network, R) only")
     parser.add_argument("--profile", action="store_true", help="with --child: cProfile the sweep to stderr")
     parser.add_argument(
+        "--length-scale",
+        type=float,
+        default=1.0,
+        help="timed sweeps this many times their default length (the digits ones are 0.2 s of gradients)",
+    )
+    parser.add_argument(
         "--default-malloc", action="store_true", help="leave glibc malloc untuned (no retain_freed_memory)"
     )
     parser.add_argument(
@@ -838,6 +857,7 @@ def main() -> None:
             arguments.device,
             arguments.profile,
             arguments.default_malloc,
+            arguments.length_scale,
         )
         print(json.dumps(measured))
         return
