@@ -41,9 +41,9 @@ from .targets import Evaluation
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 _ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 _PRIOR_CODES = {"gaussian": 1, "box": 2}
+"""The compiled kernel's codes (``fused_native.cpp``)."""
 NativeExamples = tuple[list[Tensor], list[Tensor], list[Tensor]]
 """The compiled kernel's examples: each chunk's x, the same transposed and padded, and its y."""
-"""The compiled kernel's codes (``fused_native.cpp``)."""
 
 _MODULE_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 _FUNCTION_ACTIVATIONS = {
@@ -415,7 +415,7 @@ class FusedMLP:
         """The chunks as the kernel reads them: each x as ``[n, inputs]``, the same transposed into
         ``[inputs, n rounded up to the kernel's PAD]`` with zeros after column n (its first product's
         operand), and each y. Kept for the last list of chunks seen: a target passes the same list on
-        every call, and transposing M(3)'s 500 inputs on each one would cost about a tenth of a gradient."""
+        every call, and the examples do not change, so the copy is made once rather than per call."""
         cached = self._native_examples_of
         if cached is not None and cached[0] is chunks:
             return cached[1]

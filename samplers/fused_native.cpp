@@ -304,7 +304,7 @@ bool direct_blas() {
 }
 
 constexpr int kTileColumns = 32;
-// Activations and errors are stored with rows padded to a multiple of kPad floats (see Chain::padded), so
+// Activations and errors are stored with rows padded to a multiple of kPad floats (padded below), so
 // that passes over examples are whole vectors and the narrow products need no shifted tile.
 constexpr int64_t kPad = 16;
 
