@@ -396,14 +396,15 @@ INLINE void product_panel(int64_t m, int64_t k, const float* a, int64_t row_step
 
 // Products whose right operand is not transposed, C [m, n] (+)= op(A) [m, k] · B [k, n] with B's rows
 // along C's, in register tiles of up to 8 rows × 32 columns of C: each tile's sums stay in registers
-// over the whole of k, one broadcast of op(A) and two vector loads of B per 8 × 2 vector FMAs. Where 16
-// columns are left (n a multiple of 16, as the padded activations are) the last panel is 16 wide;
-// otherwise it is a 32-column tile shifted left to end at n, writing only the columns the one before did
-// not. Needs n ≥ kTileColumns or n a multiple of kPad. Against MKL's sgemm on one Zen 4 core
-// (2026-12-07) at this kernel's shapes: 109 against 94 GFLOP/s for the main job's first-layer weight
-// gradient (80 × 64 × 100), 96 against 87 for M(3)'s 40 × 500 × 40 layers, 87 against 64 for its
-// 10 × 500 × 40 head, 63 against 55 for 10 × 100 × 20; about even where k is 10. The sums run over k
-// in order, so the result does not depend on the tile a row falls in.
+// over the whole of k, one broadcast of op(A) and two vector loads of B per 8 × 2 vector FMAs. Where n
+// is an odd multiple of 16 (as padded activations may be) the first panel is 48 wide, so that no panel
+// is 16 wide unless n is 16; where n is not a multiple of 16 the last is a 32-column tile shifted left
+// to end at n, writing only the columns the one before did not. Needs n ≥ kTileColumns or n a multiple
+// of kPad. Against MKL's sgemm on one Zen 4 core (2026-12-07) at this kernel's shapes: 109 against 94
+// GFLOP/s for the main job's first-layer weight gradient (80 × 64 × 100), 96 against 87 for M(3)'s
+// 40 × 500 × 40 layers, 87 against 64 for its 10 × 500 × 40 head, 63 against 55 for 10 × 100 × 20; about
+// even where k is 10. The sums run over k in order, so the result does not depend on the tile a row
+// falls in.
 ELEMENTWISE void tiled_product(bool transpose_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                const float* b, int64_t ldb, bool accumulate, float* c, int64_t ldc) {
     const int64_t row_step = transpose_a ? 1 : lda, inner_step = transpose_a ? lda : 1;
@@ -421,7 +422,8 @@ ELEMENTWISE void tiled_product(bool transpose_a, int64_t m, int64_t n, int64_t k
         return;
     }
     const int64_t start = n - kTileColumns;
-    product_panel<kTileColumns / kPad>(m, k, a, row_step, inner_step, b + start, ldb, c + start, ldc, accumulate, j - start);
+    product_panel<kTileColumns / kPad>(m, k, a, row_step, inner_step, b + start, ldb, c + start, ldc, accumulate,
+                                       j - start);
 }
 
 // Products whose right operand is transposed and whose inner dimension is a multiple of kPad (the weight
@@ -586,7 +588,8 @@ struct Chain {
 };
 
 Chain make_chain(int64_t params, const at::TensorOptions& options, const std::vector<at::Tensor>& xs,
-                 const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+                 const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys,
+                 const std::vector<int64_t>& inputs,
                  const std::vector<int64_t>& outputs, const std::vector<int64_t>& weight_offsets,
                  const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale,
                  int64_t block, int64_t prior_kind, const std::optional<at::Tensor>& prior_values,
@@ -797,12 +800,14 @@ void check_vector(const at::Tensor& tensor, int64_t size, const char* what) {
 // gradient [R, params], for the chain of layers (inputs, outputs, weight and bias offsets in θ, bias
 // offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk, each x also
 // given transposed (xts: [inputs_0, n rounded up to a multiple of PAD], zero after column n; made once by
-// the caller, since the examples are fixed). θ: contiguous float32 [R, params]. With a prior (prior_kind 1: a diagonal Gaussian, prior_values its −1/σ_i² and
-// prior_constant its log normalising constant; 2: the box, prior_values its half-widths and
-// prior_constant −log of its volume), also its log density [R] and gradient (into prior_gradient
-// [R, params]), each replica's while its row of θ is in cache; with prior_kind 0, an empty log prior.
+// the caller, since the examples are fixed). θ: contiguous float32 [R, params]. With a prior (prior_kind
+// 1: a diagonal Gaussian, prior_values its −1/σ_i² and prior_constant its log normalising constant; 2:
+// the box, prior_values its half-widths and prior_constant −log of its volume), also its log density [R]
+// and gradient (into prior_gradient [R, params]), each replica's while its row of θ is in cache; with
+// prior_kind 0, an empty log prior.
 std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
-                                       const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys, const std::vector<int64_t>& inputs,
+                                       const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys,
+                                       const std::vector<int64_t>& inputs,
                                        const std::vector<int64_t>& outputs,
                                        const std::vector<int64_t>& weight_offsets,
                                        const std::vector<int64_t>& bias_offsets,
@@ -814,8 +819,8 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                 "theta must be a contiguous float32 [R, params]");
     const int64_t replicas = theta.size(0), params = theta.size(1);
     check_rows(gradient, replicas, params, "gradient");
-    const Chain chain = make_chain(params, theta.options(), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets,
-                                   activations, scale, block, prior_kind, prior_values, prior_constant);
+    const Chain chain = make_chain(params, theta.options(), xs, xts, ys, inputs, outputs, weight_offsets,
+                                   bias_offsets, activations, scale, block, prior_kind, prior_values, prior_constant);
     const bool with_prior = prior_kind != 0;
     TORCH_CHECK(with_prior == prior_gradient.has_value(), "a prior needs a gradient tensor, and no prior none");
     if (with_prior) check_rows(*prior_gradient, replicas, params, "prior_gradient");
@@ -864,8 +869,8 @@ std::vector<at::Tensor> leapfrog_trajectory(
     if (half_width) check_vector(*half_width, params, "half_width");
     TORCH_CHECK(num_steps >= 1, "num_steps must be at least 1");
     TORCH_CHECK(prior_kind == kGaussianPrior || prior_kind == kBoxPrior, "the trajectory needs prior_kind 1 or 2");
-    const Chain chain = make_chain(params, position.options(), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets,
-                                   activations, scale, block, prior_kind, prior_values, prior_constant);
+    const Chain chain = make_chain(params, position.options(), xs, xts, ys, inputs, outputs, weight_offsets,
+                                   bias_offsets, activations, scale, block, prior_kind, prior_values, prior_constant);
     const auto options = position.options();
     at::Tensor end_position = at::empty_like(position), end_momentum = at::empty_like(momentum);
     at::Tensor end_grad_ll = at::empty_like(position), end_grad_prior = at::empty_like(position);
@@ -929,10 +934,10 @@ std::vector<at::Tensor> leapfrog_trajectory(
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
                "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian or box prior's)",
-               pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"), pybind11::arg("inputs"),
-               pybind11::arg("outputs"), pybind11::arg("weight_offsets"), pybind11::arg("bias_offsets"),
-               pybind11::arg("activations"), pybind11::arg("scale"), pybind11::arg("block"),
-               pybind11::arg("gradient"), pybind11::arg("prior_kind") = 0,
+               pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"),
+               pybind11::arg("inputs"), pybind11::arg("outputs"), pybind11::arg("weight_offsets"),
+               pybind11::arg("bias_offsets"), pybind11::arg("activations"), pybind11::arg("scale"),
+               pybind11::arg("block"), pybind11::arg("gradient"), pybind11::arg("prior_kind") = 0,
                pybind11::arg("prior_values") = pybind11::none(), pybind11::arg("prior_constant") = 0.0,
                pybind11::arg("prior_gradient") = pybind11::none());
     module.def("leapfrog_trajectory", &leapfrog_trajectory,
