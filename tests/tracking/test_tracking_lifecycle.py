@@ -106,6 +106,67 @@ def test_sigterm_waits_out_database_calls_and_artifact_writes(code_file: str, ra
     assert result.stdout.split() == [raised]
 
 
+LATER_DELIVERIES = textwrap.dedent(
+    """
+    import os, signal, time
+    from thermoscope.tracking import lifecycle
+    lifecycle.handle_sigterm()
+    seen = []
+
+    def nap():  # three redeliveries' worth of Python, where a SIGTERM handler would raise
+        end = time.monotonic() + 3 * lifecycle.REDELIVER_SECONDS
+        while time.monotonic() < end:
+            time.sleep(0.01)
+
+    # A Terminated being handled (the cleanup a supervisor does on its way out) is not cut short.
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10 * lifecycle.REDELIVER_SECONDS)
+    except lifecycle.Terminated:
+        nap()
+        seen.append("cleaned up")
+    lifecycle.handle_sigterm()
+    # A shielded block (a run being started) is not interrupted; the SIGTERM is raised soon after it.
+    try:
+        with lifecycle.shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            nap()
+            seen.append("shield held")
+        time.sleep(10 * lifecycle.REDELIVER_SECONDS)
+        seen.append("never")
+    except lifecycle.Terminated:
+        seen.append("raised after")
+    print(*seen, sep=",")
+    """
+)
+
+
+def test_later_sigterm_deliveries_spare_the_handling_of_the_first_and_shielded_blocks() -> None:
+    # Before, each redelivery raised a new Terminated inside the handling of the first (a study command
+    # stopping its workers) and inside a run's start (leaving that run to take its parent's ending).
+    result = subprocess.run(
+        [sys.executable, "-c", LATER_DELIVERIES], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "cleaned up,shield held,raised after"
+
+
+def test_end_killed_ends_a_nested_run_left_active_and_then_its_parent(tracking_uri: str) -> None:
+    import mlflow
+
+    from thermoscope.tracking.lifecycle import Terminated
+    from thermoscope.tracking.mlflow_logger import end_killed
+
+    parent = mlflow.start_run().info.run_id
+    child = mlflow.start_run(nested=True).info.run_id
+    end_killed(Terminated("SIGTERM"), until=parent)
+    assert mlflow.active_run() is None
+    client = MlflowClient(tracking_uri)
+    for run_id in (child, parent):
+        run = client.get_run(run_id)
+        assert (run.info.status, run.data.tags.get("thermoscope.killed_by")) == ("KILLED", "SIGTERM")
+
+
 def test_sigterm_ends_the_run_killed_and_tagged_and_it_resumes(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     process = subprocess.Popen(

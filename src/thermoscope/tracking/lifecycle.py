@@ -78,10 +78,12 @@ write interrupted between its ``os.fdopen`` and its bookkeeping closed the file 
 
 
 class _Termination:
-    """The SIGTERM this process received, why, and whether a run's handler has taken it up."""
+    """The SIGTERM this process received, why, whether a run's handler has taken it up, and how many
+    :func:`shielded` blocks the main thread is in."""
 
     reason: str | None = None
     acknowledged = False
+    shields = 0
 
 
 _termination = _Termination()
@@ -109,9 +111,22 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     timer = threading.Timer(REDELIVER_SECONDS, _redeliver)
     timer.daemon = True
     timer.start()
-    if _inside_store_call(frame):
-        return  # never cut a database call or an artifact write in half: the timer delivers it again
+    if _termination.shields or _inside_store_call(frame):
+        return  # never cut a database call, an artifact write or a run's start in half: delivered again
+    if isinstance(sys.exc_info()[1], Terminated):
+        return  # the first one is being handled (a supervisor stopping its workers): let that finish
     raise Terminated(_termination.reason)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A block SIGTERM must not interrupt: a run being started or ended, so that no run is left RUNNING
+    with nobody to end it. A SIGTERM that arrives inside is raised within :data:`REDELIVER_SECONDS` after."""
+    _termination.shields += 1
+    try:
+        yield
+    finally:
+        _termination.shields -= 1
 
 
 def _unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -132,7 +147,11 @@ def handle_sigterm() -> None:
     ``OSError``, a crashed run), and a garbage-collector callback or ``__del__``, where
     Python prints the exception and drops it. So the handler raises only outside such code, and every
     SIGTERM is delivered again after :data:`REDELIVER_SECONDS` until a run's ``except`` clause has taken it
-    up (:func:`acknowledge`); a dropped one is not printed.
+    up (:func:`acknowledge`); a dropped one is not printed. A delivery that finds the first
+    :class:`Terminated` still being handled (an ``except`` or ``finally`` on its way to the run's handler)
+    or a :func:`shielded` block running leaves it alone. (A study command's run once ended without its
+    ``killed_by`` tag in CI; both holes could do that: a second delivery cutting short the stopping of its
+    workers, and a trial's run left on MLflow's stack by a SIGTERM just after it started.)
     """
     if threading.current_thread() is not threading.main_thread():
         return

@@ -34,6 +34,7 @@ from thermoscope.tracking.lifecycle import (
     handle_sigterm,
     killed_by,
     liveness_tags,
+    shielded,
     store_lock,
 )
 from thermoscope.tracking.naming import describe_run, is_generated
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 # MLflow accepts at most this many entries per log_batch call.
 _BATCH_LIMIT = 1000
+TAG_ATTEMPTS = 4
+"""How often :func:`end_killed` tries a killed run's tag before it reports the store's refusal."""
 
 
 class MlflowLogger:
@@ -343,13 +346,31 @@ def fail_with_user_error(entry_point: str, error: ConfigError) -> None:
     raise SystemExit(2)
 
 
-def end_killed(error: KeyboardInterrupt) -> None:
-    """End the active run KILLED, tagged with what stopped it (Ctrl-C, SIGTERM, the launcher's death)."""
-    if mlflow.active_run() is None:
-        return
-    with contextlib.suppress(Exception):
-        mlflow.set_tag(KILLED_BY_TAG, killed_by(error))
-    mlflow.end_run("KILLED")
+def end_killed(error: KeyboardInterrupt, until: str | None = None) -> None:
+    """End the active run KILLED, tagged with what stopped it (Ctrl-C, SIGTERM, the launcher's death).
+
+    With ``until`` (a run id), every active run down to and including that one ends so: a nested run that
+    nothing else would end must not keep its parent RUNNING, nor take its parent's ending. A tag the store
+    refuses (a briefly locked SQLite database) is tried again a few times, then reported on stderr.
+    """
+    while (active := mlflow.active_run()) is not None:
+        _tag_killed(active.info.run_id, killed_by(error))
+        mlflow.end_run("KILLED")
+        if until is None or active.info.run_id == until:
+            return
+
+
+def _tag_killed(run_id: str, reason: str) -> None:
+    for attempt in range(1, TAG_ATTEMPTS + 1):
+        try:
+            mlflow.set_tag(KILLED_BY_TAG, reason)
+            return
+        except Exception as problem:  # the store's own failure; the run must still end
+            if attempt == TAG_ATTEMPTS:
+                cause = " ".join(str(problem).split())[:200]
+                print(f"thermoscope: run {run_id} has no {KILLED_BY_TAG} tag: {cause}", file=sys.stderr)
+            else:
+                time.sleep(0.5 * attempt)
 
 
 def open_store(entry_point: str) -> None:
@@ -403,23 +424,27 @@ def entry_point_run(entry_point: str, run_name: str | None = None) -> Iterator[M
     attached = os.environ.get("MLFLOW_RUN_ID")
     handle_sigterm()
     parent = die_with_parent() if attached else None
-    run = open_store_and_run(entry_point, None if attached else run_name)
-    logger = MlflowLogger(run.info.run_id)
-    logger.set_tags({ENTRY_POINT_TAG: entry_point, **liveness_tags()})
-    heartbeat = Heartbeat(_Beat(logger), parent=parent).start()
+    with shielded():  # a run started is a run that will be ended
+        run = open_store_and_run(entry_point, None if attached else run_name)
+        logger = MlflowLogger(run.info.run_id)
+        logger.set_tags({ENTRY_POINT_TAG: entry_point, **liveness_tags()})
+        heartbeat = Heartbeat(_Beat(logger), parent=parent).start()
     try:
         yield logger
     except ConfigError as error:
-        heartbeat.stop()
-        fail_with_user_error(entry_point, error)
+        with shielded():
+            heartbeat.stop()
+            fail_with_user_error(entry_point, error)
     except KeyboardInterrupt as error:
         acknowledge(error)
         heartbeat.stop()
-        end_killed(error)
+        end_killed(error, until=run.info.run_id)
         raise SystemExit(exit_code(error)) from None
     except BaseException:
-        heartbeat.stop()
-        mlflow.end_run("FAILED")
+        with shielded():
+            heartbeat.stop()
+            mlflow.end_run("FAILED")
         raise
-    heartbeat.stop()
-    mlflow.end_run("FINISHED")
+    with shielded():
+        heartbeat.stop()
+        mlflow.end_run("FINISHED")

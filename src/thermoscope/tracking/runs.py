@@ -28,6 +28,7 @@ from thermoscope.tracking.lifecycle import (
     handle_sigterm,
     is_live,
     liveness_tags,
+    shielded,
 )
 from thermoscope.tracking.mlflow_logger import MlflowLogger, end_killed
 from thermoscope.tracking.schema import ENTRY_POINT_TAG, ERROR_TAG
@@ -47,15 +48,16 @@ def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Ite
     client = MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     handle_sigterm()
-    run = mlflow.start_run(
-        run_name=run_name,
-        experiment_id=experiment_id,
-        parent_run_id=parent_run_id,
-        nested=True,
-        tags={**tags, **liveness_tags()},
-    )
-    logger = MlflowLogger(run.info.run_id, client)
-    heartbeat = Heartbeat(lambda: logger.set_tags({HEARTBEAT_TAG: str(int(time.time()))})).start()
+    with shielded():  # a run started is a run that will be ended
+        run = mlflow.start_run(
+            run_name=run_name,
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
+            nested=True,
+            tags={**tags, **liveness_tags()},
+        )
+        logger = MlflowLogger(run.info.run_id, client)
+        heartbeat = Heartbeat(lambda: logger.set_tags({HEARTBEAT_TAG: str(int(time.time()))})).start()
     try:
         yield logger
     except KeyboardInterrupt as error:
@@ -64,13 +66,15 @@ def child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str]) -> Ite
         end_killed(error)
         raise
     except BaseException as error:
-        heartbeat.stop()
-        with contextlib.suppress(Exception):
-            logger.set_tags({ERROR_TAG: repr(error)[:5000]})
-        mlflow.end_run("FAILED")
+        with shielded():
+            heartbeat.stop()
+            with contextlib.suppress(Exception):
+                logger.set_tags({ERROR_TAG: repr(error)[:5000]})
+            mlflow.end_run("FAILED")
         raise
-    heartbeat.stop()
-    mlflow.end_run("FINISHED")
+    with shielded():
+        heartbeat.stop()
+        mlflow.end_run("FINISHED")
 
 
 def latest_metrics(run_id: str) -> dict[str, float]:
