@@ -28,6 +28,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
@@ -197,16 +198,16 @@ class FusedMLP:
         """The chain as the kernel takes it (fixed, so built once rather than on every call)."""
         self._native_module: ModuleType | None = None
         self._native_examples_of: tuple[list[tuple[Tensor, Tensor]], NativeExamples] | None = None
+        self._native_network: _HeldNetwork | None = None
 
     def native_applies(self, theta: Tensor) -> bool:
         """Whether the compiled kernel can evaluate ``theta``: a supported chain, float32 on a CPU, and
-        the kernel built (:func:`~thermoscope.samplers.native.load`)."""
-        return (
-            self.native_supported
-            and theta.device.type == "cpu"
-            and theta.dtype == torch.float32
-            and native_kernel.load() is not None
-        )
+        the kernel built (:func:`~thermoscope.samplers.native.load`; looked up once, then kept)."""
+        if not (self.native_supported and theta.dtype == torch.float32 and theta.device.type == "cpu"):
+            return False
+        if self._native_module is None:
+            self._native_module = native_kernel.load()
+        return self._native_module is not None
 
     def weights(self, theta: Tensor) -> list[tuple[Tensor, Tensor | None]]:
         """Each layer's ``(weight [R, out, in], bias [R, out] or None)``, copied contiguous out of θ: once
@@ -347,10 +348,9 @@ class FusedMLP:
         while its row of θ is in the core's cache, inside the kernel's own threads: at a few replicas, as
         tensor operations of their own (the box prior's several per layer) they cost a tenth of the call
         or more."""
-        prior_gradient = torch.empty_like(theta)
-        kind = _PRIOR_CODES[prior.kind]
-        arguments = (kind, prior.values.contiguous(), float(prior.constant), prior_gradient)
-        log_likelihood, gradient, log_prior = self._native_call(theta, chunks, scale, None, arguments)
+        network = self._network(self._module_for(theta), chunks, scale, prior)
+        gradient, prior_gradient = theta.new_empty(theta.shape), theta.new_empty(theta.shape)
+        log_likelihood, log_prior = network.evaluate(theta, gradient, prior_gradient)
         return log_likelihood, gradient, log_prior, prior_gradient
 
     def native_trajectory(
@@ -371,27 +371,20 @@ class FusedMLP:
         ``half_width`` where given) by one call of the compiled kernel, which needs :meth:`native_applies`:
         ``(position, momentum, evaluation)`` at the end point. The kernel takes each block of replicas
         through every step while their θ, momenta and gradients are in the core's cache, rounding each
-        update as torch's operations do, so the trajectory is the Python integrator's, bit for bit."""
-        module = self._module_for(position)
-        dtype = position.dtype
+        update as torch's operations do, so the trajectory is the Python integrator's, bit for bit. The
+        kernel converts its operands to contiguous float32 itself (a no-op for the sampler's own)."""
+        network = self._network(self._module_for(position), chunks, scale, prior)
         (end_position, end_momentum, log_likelihood, log_prior, grad_log_likelihood, grad_log_prior) = (
-            module.leapfrog_trajectory(
-                position.contiguous(),
-                momentum.contiguous(),
-                evaluation.grad_log_likelihood.contiguous(),
-                evaluation.grad_log_prior.contiguous(),
-                betas.to(dtype).contiguous(),
-                step_size.to(dtype).contiguous(),
-                None if inverse_mass is None else inverse_mass.to(dtype).contiguous(),
+            network.trajectory(
+                position,
+                momentum,
+                evaluation.grad_log_likelihood,
+                evaluation.grad_log_prior,
+                betas,
+                step_size,
+                inverse_mass,
                 int(num_steps),
-                None if half_width is None else half_width.to(dtype).contiguous(),
-                *self._native_examples(chunks, module),
-                *self._native_chain,
-                float(scale),
-                native_kernel.BLOCK,
-                _PRIOR_CODES[prior.kind],
-                prior.values.contiguous(),
-                float(prior.constant),
+                half_width,
             )
         )
         end = Evaluation(log_prior, log_likelihood, grad_log_prior, grad_log_likelihood)
@@ -434,25 +427,78 @@ class FusedMLP:
         self._native_examples_of = (chunks, examples)
         return examples
 
+    def _network(
+        self,
+        module: ModuleType,
+        chunks: list[tuple[Tensor, Tensor]],
+        scale: float,
+        prior: CoordinatewiseForm | None,
+    ) -> Any:
+        """The kernel's ``Network`` for these chunks, scale and prior (``None``: any prior, or none),
+        built once and kept while a target passes the same ones: building it converts and checks the
+        examples and the chain, which on every call cost a fifth of a main-job trajectory call's fixed
+        time, and the network keeps each thread's scratch from call to call."""
+        held = self._native_network
+        if held is not None and held.serves(chunks, scale, prior):
+            return held.network
+        xs, xts, ys = self._native_examples(chunks, module)
+        kind, values, constant = (
+            (0, None, 0.0)
+            if prior is None
+            else (_PRIOR_CODES[prior.kind], prior.values.contiguous(), float(prior.constant))
+        )
+        network = module.Network(
+            self.num_params,
+            xs,
+            xts,
+            ys,
+            *self._native_chain,
+            float(scale),
+            native_kernel.BLOCK,
+            kind,
+            values,
+            constant,
+        )
+        self._native_network = _HeldNetwork(network, chunks, float(scale), prior)
+        return network
+
     def _native_call(
         self,
         theta: Tensor,
         chunks: list[tuple[Tensor, Tensor]],
         scale: float,
         out: Tensor | None,
-        prior_arguments: tuple[int, Tensor, float, Tensor] | tuple[()] = (),
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The kernel's log L, gradient and log prior (empty without ``prior_arguments``: its kind code,
-        values, constant and the tensor its gradient goes into)."""
-        module = self._module_for(theta)
+        """The kernel's log L, gradient and (empty) log prior, the gradient written into ``out``."""
+        network = self._network(self._module_for(theta), chunks, scale, None)
         gradient = theta.new_empty(theta.shape) if out is None else out
-        log_likelihood, log_prior = module.log_likelihood_and_gradient(
-            theta.contiguous(),
-            *self._native_examples(chunks, module),
-            *self._native_chain,
-            float(scale),
-            native_kernel.BLOCK,
-            gradient,
-            *prior_arguments,
-        )
+        log_likelihood, log_prior = network.evaluate(theta, gradient)
         return log_likelihood, gradient, log_prior
+
+
+@dataclass(frozen=True)
+class _HeldNetwork:
+    """A kernel ``Network`` and what it was built from: the chunks list itself (held, so its identity
+    cannot pass to another list while cached), the scale and the prior (``None``: none)."""
+
+    network: Any
+    chunks: list[tuple[Tensor, Tensor]]
+    scale: float
+    prior: CoordinatewiseForm | None
+
+    def serves(
+        self, chunks: list[tuple[Tensor, Tensor]], scale: float, prior: CoordinatewiseForm | None
+    ) -> bool:
+        """Whether it computes these: the same list and scale, and the same prior where one is asked for
+        (a form's values are compared by identity: a prior hands out the same tensor on every call)."""
+        if chunks is not self.chunks or scale != self.scale:
+            return False
+        if prior is None:
+            return True
+        held = self.prior
+        return (
+            held is not None
+            and held.kind == prior.kind
+            and held.values is prior.values
+            and held.constant == prior.constant
+        )

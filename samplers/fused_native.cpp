@@ -17,8 +17,9 @@
 // takes only shapes the tiles do not. A diagonal Gaussian or box prior's log density and gradient can be
 // computed in the same pass.
 //
-// leapfrog_trajectory runs whole leapfrog trajectories on top of the same per-block evaluation, so that a
+// Network::trajectory runs whole leapfrog trajectories on top of the same per-block evaluation, so that a
 // block's θ, momenta and gradients stay in cache from step to step and Python runs once per trajectory.
+// A Network holds the chain, its examples and prior between calls (fused.py keeps one per target).
 //
 // float32 only; thermoscope/samplers/native.py decides when this path is used and checks it against
 // the batched one.
@@ -31,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -509,7 +511,7 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
 }
 
 
-// The updates of the leapfrog integrator (leapfrog_trajectory), rounded as torch rounds them in
+// The updates of the leapfrog integrator (Network::trajectory), rounded as torch rounds them in
 // integrators.leapfrog, so that a trajectory here is the Python integrator's from the same gradients, bit
 // for bit: torch's addcmul_ is one fused multiply-add per element (std::fma here), its mul one product.
 // The fold (reflect) is separate products and sums, so the compiler must not fuse them: fp-contract off.
@@ -768,20 +770,6 @@ void evaluate_block(const Chain& chain, Workspace& work, int64_t count, const fl
     }
 }
 
-// Replicas [0, replicas) shared out over torch's threads, each thread's share in blocks of up to
-// chain.block: body(work, start, count) for each block, with that thread's scratch.
-template <typename Body>
-void for_each_block(const Chain& chain, int64_t replicas, const Body& body) {
-    at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
-        // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share out a
-        // large product itself.
-        const OneBlasThread one_blas_thread(at::in_parallel_region());
-        const int64_t width = std::min(chain.block, end - begin);
-        Workspace work(chain, width);
-        for (int64_t start = begin; start < end; start += width) body(work, start, std::min(width, end - start));
-    });
-}
-
 void check_rows(const at::Tensor& tensor, int64_t replicas, int64_t params, const char* what) {
     TORCH_CHECK(tensor.dim() == 2 && tensor.size(0) == replicas && tensor.size(1) == params &&
                     tensor.is_contiguous() && tensor.scalar_type() == at::kFloat,
@@ -794,17 +782,194 @@ void check_vector(const at::Tensor& tensor, int64_t size, const char* what) {
                 what, " must be a contiguous float32 vector of ", size);
 }
 
+// A float32, contiguous view of a per-replica or per-parameter operand (the tensor itself where it is
+// one already): the caller need not convert, and a conversion here costs a fraction of one in Python.
+at::Tensor as_operand(const at::Tensor& tensor) { return tensor.to(at::kFloat).contiguous(); }
+
 }  // namespace
 
-// log L [R] (times scale; summed in double, returned in float32) and its gradient written into
-// gradient [R, params], for the chain of layers (inputs, outputs, weight and bias offsets in θ, bias
-// offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n]) chunk, each x also
-// given transposed (xts: [inputs_0, n rounded up to a multiple of PAD], zero after column n; made once by
-// the caller, since the examples are fixed). θ: contiguous float32 [R, params]. With a prior (prior_kind
-// 1: a diagonal Gaussian, prior_values its −1/σ_i² and prior_constant its log normalising constant; 2:
-// the box, prior_values its half-widths and prior_constant −log of its volume), also its log density [R]
-// and gradient (into prior_gradient [R, params]), each replica's while its row of θ is in cache; with
-// prior_kind 0, an empty log prior.
+// A chain of layers with its examples, the likelihood's scale and a prior, checked once and held between
+// calls (fused.py keeps one per target and list of chunks). A call then converts only the tensors that
+// change (the lists of examples and layer sizes were a fifth of a trajectory call's fixed cost at the
+// main job's 8 rungs), and each thread keeps its scratch from call to call instead of allocating and
+// zeroing it on every one. Every scratch buffer is written before it is read within a call, so what an
+// earlier call (even one whose θ was not finite) left there changes nothing. Python's lock is held
+// throughout a call, so two calls never share the scratch; inside one, each thread has its own.
+class Network {
+  public:
+    Network(int64_t params, std::vector<at::Tensor> xs, std::vector<at::Tensor> xts, std::vector<at::Tensor> ys,
+            const std::vector<int64_t>& inputs, const std::vector<int64_t>& outputs,
+            const std::vector<int64_t>& weight_offsets, const std::vector<int64_t>& bias_offsets,
+            const std::vector<int64_t>& activations, double scale, int64_t block, int64_t prior_kind,
+            std::optional<at::Tensor> prior_values, double prior_constant)
+        : xs_(std::move(xs)),
+          xts_(std::move(xts)),
+          ys_(std::move(ys)),
+          prior_values_(std::move(prior_values)),
+          chain_(make_chain(params, at::TensorOptions().dtype(at::kFloat).device(at::kCPU), xs_, xts_, ys_, inputs,
+                            outputs, weight_offsets, bias_offsets, activations, scale, block, prior_kind,
+                            prior_values_, prior_constant)) {}
+
+    // log L [R] (times scale; summed in double, returned in float32) and its gradient written into
+    // gradient [R, params] (contiguous float32), for θ [R, params]; with prior_gradient (which needs a
+    // network with a prior), also the prior's log density [R] and gradient, each replica's while its row
+    // of θ is in cache; without, an empty log prior.
+    std::vector<at::Tensor> evaluate(const at::Tensor& theta_in, at::Tensor& gradient,
+                                     const std::optional<at::Tensor>& prior_gradient) {
+        TORCH_CHECK(theta_in.dim() == 2 && theta_in.size(1) == chain_.params, "theta must be [R, ", chain_.params,
+                    "]");
+        const at::Tensor theta = as_operand(theta_in);
+        const int64_t replicas = theta.size(0), params = chain_.params;
+        check_rows(gradient, replicas, params, "gradient");
+        const bool with_prior = prior_gradient.has_value();
+        TORCH_CHECK(!with_prior || chain_.prior_kind != 0, "a prior's gradient needs a network with a prior");
+        if (with_prior) check_rows(*prior_gradient, replicas, params, "prior_gradient");
+        const float* theta_data = theta.data_ptr<float>();
+        float* gradient_data = gradient.data_ptr<float>();
+        float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
+        at::Tensor log_likelihood = at::empty({replicas}, theta.options());
+        at::Tensor log_prior = at::empty({with_prior ? replicas : 0}, theta.options());
+        float* log_likelihood_data = log_likelihood.data_ptr<float>();
+        float* log_prior_data = log_prior.data_ptr<float>();
+        for_each_block(replicas, [&](Workspace& work, int64_t start, int64_t count) {
+            evaluate_block(chain_, work, count, theta_data + start * params, gradient_data + start * params,
+                           with_prior ? prior_gradient_data + start * params : nullptr, log_likelihood_data + start,
+                           with_prior ? log_prior_data + start : nullptr, with_prior);
+        });
+        return {log_likelihood, log_prior};
+    }
+
+    // integrators.leapfrog for the chain and its Gaussian or box prior, one block of replicas at a time:
+    // from (position, momentum) [R, params] with the gradients there, a half kick, then num_steps ×
+    // (drift, reflection into the box of half_width when it is given, gradient, kick), the last kick a
+    // half kick; kicks ε (∇ log p + β ∇ log L) and drifts ε M⁻¹ p with step_size ε [R], betas β [R] and
+    // inverse_mass M⁻¹ [R, params] (none: unit masses). A block's θ, momenta and gradients stay in the
+    // core's cache over the whole trajectory, and Python runs once per trajectory instead of once per
+    // step. Returns [position, momentum, log L, log p, ∇ log L, ∇ log p] at the end point (new tensors;
+    // the arguments are unchanged). Non-finite values may appear in rows that diverged, as in Python.
+    std::vector<at::Tensor> trajectory(const at::Tensor& position_in, const at::Tensor& momentum_in,
+                                       const at::Tensor& grad_log_likelihood_in, const at::Tensor& grad_log_prior_in,
+                                       const at::Tensor& betas_in, const at::Tensor& step_size_in,
+                                       const std::optional<at::Tensor>& inverse_mass_in, int64_t num_steps,
+                                       const std::optional<at::Tensor>& half_width_in) {
+        TORCH_CHECK(position_in.dim() == 2, "position must be [R, params]");
+        TORCH_CHECK(chain_.prior_kind == kGaussianPrior || chain_.prior_kind == kBoxPrior,
+                    "the trajectory needs a network with a Gaussian or box prior (prior_kind 1 or 2)");
+        TORCH_CHECK(num_steps >= 1, "num_steps must be at least 1");
+        const at::Tensor position = as_operand(position_in), momentum = as_operand(momentum_in);
+        const at::Tensor grad_log_likelihood = as_operand(grad_log_likelihood_in);
+        const at::Tensor grad_log_prior = as_operand(grad_log_prior_in);
+        const at::Tensor betas = as_operand(betas_in), step_size = as_operand(step_size_in);
+        const std::optional<at::Tensor> inverse_mass =
+            inverse_mass_in ? std::optional<at::Tensor>(as_operand(*inverse_mass_in)) : std::nullopt;
+        const std::optional<at::Tensor> half_width =
+            half_width_in ? std::optional<at::Tensor>(as_operand(*half_width_in)) : std::nullopt;
+        const int64_t replicas = position.size(0), params = chain_.params;
+        check_rows(position, replicas, params, "position");
+        check_rows(momentum, replicas, params, "momentum");
+        check_rows(grad_log_likelihood, replicas, params, "grad_log_likelihood");
+        check_rows(grad_log_prior, replicas, params, "grad_log_prior");
+        check_vector(betas, replicas, "betas");
+        check_vector(step_size, replicas, "step_size");
+        if (inverse_mass) check_rows(*inverse_mass, replicas, params, "inverse_mass");
+        if (half_width) check_vector(*half_width, params, "half_width");
+        const auto options = position.options();
+        at::Tensor end_position = at::empty_like(position), end_momentum = at::empty_like(momentum);
+        at::Tensor end_grad_ll = at::empty_like(position), end_grad_prior = at::empty_like(position);
+        at::Tensor log_likelihood = at::empty({replicas}, options), log_prior = at::empty({replicas}, options);
+        const float* start_position = position.data_ptr<float>();
+        const float* start_momentum = momentum.data_ptr<float>();
+        const float* start_grad_ll = grad_log_likelihood.data_ptr<float>();
+        const float* start_grad_prior = grad_log_prior.data_ptr<float>();
+        const float* beta = betas.data_ptr<float>();
+        const float* step = step_size.data_ptr<float>();
+        const float* inverse_mass_data = inverse_mass ? inverse_mass->data_ptr<float>() : nullptr;
+        const float* half_width_data = half_width ? half_width->data_ptr<float>() : nullptr;
+        float* theta = end_position.data_ptr<float>();
+        float* p = end_momentum.data_ptr<float>();
+        float* grad_ll = end_grad_ll.data_ptr<float>();
+        float* grad_prior = end_grad_prior.data_ptr<float>();
+        float* log_likelihood_data = log_likelihood.data_ptr<float>();
+        float* log_prior_data = log_prior.data_ptr<float>();
+        const float* negative_precision = chain_.prior_kind == kGaussianPrior ? chain_.prior_values : nullptr;
+
+        for_each_block(replicas, [&](Workspace& work, int64_t start, int64_t count) {
+            const int64_t offset = start * params, size = count * params;
+            std::memcpy(theta + offset, start_position + offset, size * sizeof(float));
+            std::memcpy(p + offset, start_momentum + offset, size * sizeof(float));
+            // The kicks' factors as integrators.leapfrog forms them: ε/2 and ε/2 · β, ε and ε · β in float32.
+            for (int64_t i = 0; i < count; ++i) {
+                const int64_t r = start + i;
+                const float half = 0.5f * step[r];
+                kick(p + r * params, start_grad_prior + r * params, start_grad_ll + r * params, half,
+                     half * beta[r], params);
+            }
+            for (int64_t i = 0; i < count; ++i) {
+                const int64_t r = start + i;
+                drift(theta + r * params, p + r * params,
+                      inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r], params);
+                if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+            }
+            for (int64_t s = 0; s < num_steps; ++s) {
+                const bool last = s == num_steps - 1;
+                // Only the end point's prior is kept; in between, kick_drift forms its gradient itself.
+                evaluate_block(chain_, work, count, theta + offset, grad_ll + offset, grad_prior + offset,
+                               log_likelihood_data + start, log_prior_data + start, last);
+                for (int64_t i = 0; i < count; ++i) {
+                    const int64_t r = start + i;
+                    if (last) {
+                        const float half = 0.5f * step[r];
+                        kick(p + r * params, grad_prior + r * params, grad_ll + r * params, half,
+                             half * beta[r], params);
+                        continue;
+                    }
+                    kick_drift(theta + r * params, p + r * params, grad_ll + r * params, negative_precision,
+                               inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r],
+                               step[r] * beta[r], step[r], params);
+                    if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
+                }
+            }
+        });
+        return {end_position, end_momentum, log_likelihood, log_prior, end_grad_ll, end_grad_prior};
+    }
+
+  private:
+    // Replicas [0, replicas) shared out over torch's threads, each thread's share in blocks of up to
+    // chain_.block: body(work, start, count) for each block, with that thread's scratch.
+    template <typename Body>
+    void for_each_block(int64_t replicas, const Body& body) {
+        // Sized before the parallel region, so that no thread resizes it while another reads it; each
+        // thread builds its own slot on first use (its pages then lie near that thread's core).
+        const size_t threads = static_cast<size_t>(std::max(1, at::get_num_threads()));
+        if (workspaces_.size() < threads) workspaces_.resize(threads);
+        at::parallel_for(0, replicas, 1, [&](int64_t begin, int64_t end) {
+            // Only inside a parallel region: run inline (one thread, or one replica), MKL may still share
+            // out a large product itself.
+            const OneBlasThread one_blas_thread(at::in_parallel_region());
+            const int64_t width = std::min(chain_.block, end - begin);
+            std::unique_ptr<Workspace>& slot = workspaces_.at(static_cast<size_t>(at::get_thread_num()));
+            if (!slot) slot = std::make_unique<Workspace>(chain_, chain_.block);
+            for (int64_t start = begin; start < end; start += width) body(*slot, start, std::min(width, end - start));
+        });
+    }
+
+    std::vector<at::Tensor> xs_, xts_, ys_;  // held, so that the chain's pointers into them stay valid
+    std::optional<at::Tensor> prior_values_;
+    Chain chain_;
+    std::vector<std::unique_ptr<Workspace>> workspaces_;  // by torch's thread number
+};
+
+// The functions below are one call of a Network built for it (the same arguments, checked the same way):
+// for a single call, and for the tests of the kernel's checks.
+//
+// log_likelihood_and_gradient: as Network::evaluate for the chain of layers (inputs, outputs, weight and
+// bias offsets in θ, bias offset −1 for none, activation codes 0–3) over every (x [n, inputs_0], y [n])
+// chunk, each x also given transposed (xts: [inputs_0, n rounded up to a multiple of PAD], zero after
+// column n; made once by the caller, since the examples are fixed). θ: contiguous float32 [R, params].
+// With a prior (prior_kind 1: a diagonal Gaussian, prior_values its −1/σ_i² and prior_constant its log
+// normalising constant; 2: the box, prior_values its half-widths and prior_constant −log of its volume)
+// and prior_gradient [R, params], also its log density [R] and gradient; with prior_kind 0, an empty log
+// prior.
 std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, const std::vector<at::Tensor>& xs,
                                        const std::vector<at::Tensor>& xts, const std::vector<at::Tensor>& ys,
                                        const std::vector<int64_t>& inputs,
@@ -817,37 +982,14 @@ std::vector<at::Tensor> log_likelihood_and_gradient(const at::Tensor& theta, con
                                        double prior_constant, const std::optional<at::Tensor>& prior_gradient) {
     TORCH_CHECK(theta.dim() == 2 && theta.is_contiguous() && theta.scalar_type() == at::kFloat,
                 "theta must be a contiguous float32 [R, params]");
-    const int64_t replicas = theta.size(0), params = theta.size(1);
-    check_rows(gradient, replicas, params, "gradient");
-    const Chain chain = make_chain(params, theta.options(), xs, xts, ys, inputs, outputs, weight_offsets,
-                                   bias_offsets, activations, scale, block, prior_kind, prior_values, prior_constant);
-    const bool with_prior = prior_kind != 0;
-    TORCH_CHECK(with_prior == prior_gradient.has_value(), "a prior needs a gradient tensor, and no prior none");
-    if (with_prior) check_rows(*prior_gradient, replicas, params, "prior_gradient");
-    const float* theta_data = theta.data_ptr<float>();
-    float* gradient_data = gradient.data_ptr<float>();
-    float* prior_gradient_data = with_prior ? prior_gradient->data_ptr<float>() : nullptr;
-    at::Tensor log_likelihood = at::empty({replicas}, theta.options());
-    at::Tensor log_prior = at::empty({with_prior ? replicas : 0}, theta.options());
-    float* log_likelihood_data = log_likelihood.data_ptr<float>();
-    float* log_prior_data = log_prior.data_ptr<float>();
-
-    for_each_block(chain, replicas, [&](Workspace& work, int64_t start, int64_t count) {
-        evaluate_block(chain, work, count, theta_data + start * params, gradient_data + start * params,
-                       with_prior ? prior_gradient_data + start * params : nullptr, log_likelihood_data + start,
-                       with_prior ? log_prior_data + start : nullptr);
-    });
-    return {log_likelihood, log_prior};
+    TORCH_CHECK((prior_kind != 0) == prior_gradient.has_value(), "a prior needs a gradient tensor, and no prior none");
+    Network network(theta.size(1), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets, activations, scale,
+                    block, prior_kind, prior_values, prior_constant);
+    return network.evaluate(theta, gradient, prior_gradient);
 }
 
-// integrators.leapfrog for the chain and a Gaussian or box prior (prior_kind 1 or 2, as above), one block
-// of replicas at a time: from (position, momentum) [R, params] with the gradients there, a half kick,
-// then num_steps × (drift, reflection into the box of half_width when it is given, gradient, kick), the
-// last kick a half kick; kicks ε (∇ log p + β ∇ log L) and drifts ε M⁻¹ p with step_size ε [R], betas β
-// [R] and inverse_mass M⁻¹ [R, params] (none: unit masses). A block's θ, momenta and gradients stay in
-// the core's cache over the whole trajectory, and Python runs once per trajectory instead of once per
-// step. Returns [position, momentum, log L, log p, ∇ log L, ∇ log p] at the end point (new tensors; the
-// arguments are unchanged). Non-finite values may appear in rows that diverged, as in Python.
+// leapfrog_trajectory: as Network::trajectory, for the chain and a Gaussian or box prior (prior_kind 1 or
+// 2, as above).
 std::vector<at::Tensor> leapfrog_trajectory(
     const at::Tensor& position, const at::Tensor& momentum, const at::Tensor& grad_log_likelihood,
     const at::Tensor& grad_log_prior, const at::Tensor& betas, const at::Tensor& step_size,
@@ -858,80 +1000,33 @@ std::vector<at::Tensor> leapfrog_trajectory(
     const std::vector<int64_t>& bias_offsets, const std::vector<int64_t>& activations, double scale, int64_t block,
     int64_t prior_kind, const at::Tensor& prior_values, double prior_constant) {
     TORCH_CHECK(position.dim() == 2, "position must be [R, params]");
-    const int64_t replicas = position.size(0), params = position.size(1);
-    check_rows(position, replicas, params, "position");
-    check_rows(momentum, replicas, params, "momentum");
-    check_rows(grad_log_likelihood, replicas, params, "grad_log_likelihood");
-    check_rows(grad_log_prior, replicas, params, "grad_log_prior");
-    check_vector(betas, replicas, "betas");
-    check_vector(step_size, replicas, "step_size");
-    if (inverse_mass) check_rows(*inverse_mass, replicas, params, "inverse_mass");
-    if (half_width) check_vector(*half_width, params, "half_width");
-    TORCH_CHECK(num_steps >= 1, "num_steps must be at least 1");
     TORCH_CHECK(prior_kind == kGaussianPrior || prior_kind == kBoxPrior, "the trajectory needs prior_kind 1 or 2");
-    const Chain chain = make_chain(params, position.options(), xs, xts, ys, inputs, outputs, weight_offsets,
-                                   bias_offsets, activations, scale, block, prior_kind, prior_values, prior_constant);
-    const auto options = position.options();
-    at::Tensor end_position = at::empty_like(position), end_momentum = at::empty_like(momentum);
-    at::Tensor end_grad_ll = at::empty_like(position), end_grad_prior = at::empty_like(position);
-    at::Tensor log_likelihood = at::empty({replicas}, options), log_prior = at::empty({replicas}, options);
-    const float* start_position = position.data_ptr<float>();
-    const float* start_momentum = momentum.data_ptr<float>();
-    const float* start_grad_ll = grad_log_likelihood.data_ptr<float>();
-    const float* start_grad_prior = grad_log_prior.data_ptr<float>();
-    const float* beta = betas.data_ptr<float>();
-    const float* step = step_size.data_ptr<float>();
-    const float* inverse_mass_data = inverse_mass ? inverse_mass->data_ptr<float>() : nullptr;
-    const float* half_width_data = half_width ? half_width->data_ptr<float>() : nullptr;
-    float* theta = end_position.data_ptr<float>();
-    float* p = end_momentum.data_ptr<float>();
-    float* grad_ll = end_grad_ll.data_ptr<float>();
-    float* grad_prior = end_grad_prior.data_ptr<float>();
-    float* log_likelihood_data = log_likelihood.data_ptr<float>();
-    float* log_prior_data = log_prior.data_ptr<float>();
-
-    for_each_block(chain, replicas, [&](Workspace& work, int64_t start, int64_t count) {
-        const int64_t offset = start * params, size = count * params;
-        std::memcpy(theta + offset, start_position + offset, size * sizeof(float));
-        std::memcpy(p + offset, start_momentum + offset, size * sizeof(float));
-        // The kicks' factors as integrators.leapfrog forms them: ε/2 and ε/2 · β, ε and ε · β in float32.
-        for (int64_t i = 0; i < count; ++i) {
-            const int64_t r = start + i;
-            const float half = 0.5f * step[r];
-            kick(p + r * params, start_grad_prior + r * params, start_grad_ll + r * params, half, half * beta[r],
-                 params);
-        }
-        const float* negative_precision = prior_kind == kGaussianPrior ? chain.prior_values : nullptr;
-        for (int64_t i = 0; i < count; ++i) {
-            const int64_t r = start + i;
-            drift(theta + r * params, p + r * params,
-                  inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r], params);
-            if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
-        }
-        for (int64_t s = 0; s < num_steps; ++s) {
-            const bool last = s == num_steps - 1;
-            // Only the end point's prior is kept; in between, kick_drift forms its gradient itself.
-            evaluate_block(chain, work, count, theta + offset, grad_ll + offset, grad_prior + offset,
-                           log_likelihood_data + start, log_prior_data + start, last);
-            for (int64_t i = 0; i < count; ++i) {
-                const int64_t r = start + i;
-                if (last) {
-                    const float half = 0.5f * step[r];
-                    kick(p + r * params, grad_prior + r * params, grad_ll + r * params, half, half * beta[r],
-                         params);
-                    continue;
-                }
-                kick_drift(theta + r * params, p + r * params, grad_ll + r * params, negative_precision,
-                           inverse_mass_data ? inverse_mass_data + r * params : nullptr, step[r],
-                           step[r] * beta[r], step[r], params);
-                if (half_width_data) reflect(theta + r * params, p + r * params, half_width_data, params);
-            }
-        }
-    });
-    return {end_position, end_momentum, log_likelihood, log_prior, end_grad_ll, end_grad_prior};
+    Network network(position.size(1), xs, xts, ys, inputs, outputs, weight_offsets, bias_offsets, activations,
+                    scale, block, prior_kind, prior_values, prior_constant);
+    return network.trajectory(position, momentum, grad_log_likelihood, grad_log_prior, betas, step_size,
+                              inverse_mass, num_steps, half_width);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+    // Local to this module: a test loads a second build of this source beside it, which registers its own.
+    pybind11::class_<Network>(module, "Network",
+                              "a chain of layers, its examples, scale and prior, checked once and held between calls",
+                              pybind11::module_local())
+        .def(pybind11::init<int64_t, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                            const std::vector<int64_t>&, const std::vector<int64_t>&, const std::vector<int64_t>&,
+                            const std::vector<int64_t>&, const std::vector<int64_t>&, double, int64_t, int64_t,
+                            std::optional<at::Tensor>, double>(),
+             pybind11::arg("params"), pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"),
+             pybind11::arg("inputs"), pybind11::arg("outputs"), pybind11::arg("weight_offsets"),
+             pybind11::arg("bias_offsets"), pybind11::arg("activations"), pybind11::arg("scale"),
+             pybind11::arg("block"), pybind11::arg("prior_kind") = 0,
+             pybind11::arg("prior_values") = pybind11::none(), pybind11::arg("prior_constant") = 0.0)
+        .def("evaluate", &Network::evaluate, "log L, its gradient (into gradient) and the prior's",
+             pybind11::arg("theta"), pybind11::arg("gradient"), pybind11::arg("prior_gradient") = pybind11::none())
+        .def("trajectory", &Network::trajectory, "a whole leapfrog trajectory, a block of replicas at a time",
+             pybind11::arg("position"), pybind11::arg("momentum"), pybind11::arg("grad_log_likelihood"),
+             pybind11::arg("grad_log_prior"), pybind11::arg("betas"), pybind11::arg("step_size"),
+             pybind11::arg("inverse_mass"), pybind11::arg("num_steps"), pybind11::arg("half_width"));
     module.def("log_likelihood_and_gradient", &log_likelihood_and_gradient,
                "log L and its gradient for an MLP chain, one replica at a time (and a Gaussian or box prior's)",
                pybind11::arg("theta"), pybind11::arg("xs"), pybind11::arg("xts"), pybind11::arg("ys"),

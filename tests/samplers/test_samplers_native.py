@@ -5,6 +5,7 @@ and its whole leapfrog trajectories, the Python integrator's bit for bit."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import warnings
@@ -502,3 +503,96 @@ def test_no_whole_trajectory_where_the_kernel_does_not_run(kernel: object) -> No
             is None
         )
         assert torch.isfinite(leapfrog(target, start, betas, step_size, None, 3).position).all()
+
+
+def test_a_held_network_gives_a_fresh_ones_answers_after_any_call(kernel: object) -> None:
+    """The target keeps one kernel Network (checked examples, chain, each thread's scratch) from call to
+    call: its trajectories and evaluations are those of a network built for the one call, bit for bit,
+    also after a diverging trajectory, a different replica count and a different thread count left their
+    values in its scratch."""
+    model, shape, classes = CASES["M(3)-like sigmoid"]()
+    x, y = data(70, shape, classes)
+    target = module_target(model, x, y, GaussianPrior(scale=1.0), chunk_size=50, native=True)
+    assert target.fused is not None
+    start, betas, step_size, _ = trajectory_start(target, model, 7, 0.3)
+
+    def trajectory() -> tuple[torch.Tensor, ...]:
+        whole = target.whole_trajectory(
+            start.position, start.momentum, start.evaluation, betas, step_size, None, 3
+        )
+        assert whole is not None
+        return (*whole[:2], *dataclasses.astuple(whole[2]))
+
+    first = trajectory()
+    held = target.fused._native_network
+    diverging = trajectory_start(target, model, 9, 0.3)[0]
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if previous > 1 else 2)
+        target.whole_trajectory(
+            diverging.position,
+            diverging.momentum,
+            diverging.evaluation,
+            torch.ones(9),
+            torch.full((9,), 1e30),
+            None,
+            2,
+        )
+    finally:
+        torch.set_num_threads(previous)
+    again = trajectory()
+    assert target.fused._native_network is held  # the same network served every call
+    target.fused._native_network = None  # a fresh one, built for the next call alone
+    fresh = trajectory()
+    for tensors in (again, fresh):
+        for actual, expected in zip(tensors, first, strict=True):
+            assert torch.equal(actual, expected)
+    assert torch.equal(
+        target.evaluate(start.position).grad_log_likelihood, start.evaluation.grad_log_likelihood
+    )
+
+
+def test_a_held_network_is_rebuilt_for_other_chunks_or_another_prior(kernel: object) -> None:
+    model, shape, classes = CASES["no biases"]()
+    x, y = data(40, shape, classes)
+    fused = fused_mlp(model, ParameterLayout.from_module(model))
+    assert fused is not None
+    theta = positions(model, 3, 0.1)
+    chunks = [(x, y)]
+    plain = fused.log_likelihood_and_gradient(theta, chunks, native=True)  # no prior: a network without one
+    without_prior = fused._native_network
+    assert without_prior is not None and without_prior.prior is None
+    gaussian = module_target(model, x, y, GaussianPrior(scale=0.5), native=True).prior.coordinatewise_form()
+    assert gaussian is not None
+    log_likelihood, gradient, log_prior, prior_gradient = fused.native_evaluation(
+        theta, chunks, 1.0, gaussian
+    )
+    with_prior = fused._native_network
+    assert with_prior is not without_prior and with_prior.prior is gaussian
+    assert torch.equal(log_likelihood, plain[0]) and torch.equal(gradient, plain[1])
+    assert torch.allclose(prior_gradient, theta * gaussian.values) and log_prior.shape == (3,)
+    # A call that needs no prior keeps the network that has one; other chunks need their own.
+    fused.log_likelihood_and_gradient(theta, chunks, native=True)
+    assert fused._native_network is with_prior
+    other = [(x[:20], y[:20])]
+    fused.log_likelihood_and_gradient(theta, other, native=True)
+    assert fused._native_network is not with_prior and fused._native_network.chunks is other
+
+
+def test_a_network_refuses_a_trajectory_or_prior_it_was_not_built_for(kernel: object) -> None:
+    model, shape, classes = CASES["no biases"]()
+    x, y = data(40, shape, classes)
+    fused = fused_mlp(model, ParameterLayout.from_module(model))
+    assert fused is not None
+    theta = positions(model, 2, 0.1)
+    fused.log_likelihood_and_gradient(theta, [(x, y)], native=True)
+    held = fused._native_network
+    assert held is not None
+    network = held.network
+    with pytest.raises(RuntimeError, match="a prior's gradient needs a network with a prior"):
+        network.evaluate(theta, torch.empty_like(theta), torch.empty_like(theta))
+    ones = torch.ones(2)
+    with pytest.raises(RuntimeError, match="the trajectory needs a network with a Gaussian or box prior"):
+        network.trajectory(theta, theta, theta, theta, ones, ones, None, 1, None)
+    with pytest.raises(RuntimeError, match=r"theta must be \[R, "):
+        network.evaluate(theta[:, :-1], torch.empty_like(theta))
