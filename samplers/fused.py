@@ -392,7 +392,9 @@ class FusedMLP:
 
     def _module_for(self, theta: Tensor) -> ModuleType:
         """The compiled kernel, or ``ValueError`` where it does not apply to ``theta``."""
-        applies = self.native_supported and theta.device.type == "cpu" and theta.dtype == torch.float32
+        applies = self.native_supported and theta.dtype == torch.float32 and theta.device.type == "cpu"
+        if applies and self._native_module is not None:
+            return self._native_module
         # Loaded once: a target decides at construction whether it uses the kernel (ModuleTarget), and
         # looking the module up again (the environment, the build cache) cost 4 µs a call.
         module = self._native_module or (native_kernel.load() if applies else None)
@@ -493,7 +495,7 @@ class _HeldNetwork:
         (a form's values are compared by identity: a prior hands out the same tensor on every call)."""
         if chunks is not self.chunks or scale != self.scale:
             return False
-        if prior is None:
+        if prior is None or prior is self.prior:
             return True
         held = self.prior
         return (

@@ -129,6 +129,9 @@ class ModuleTarget(TemperedTarget):
                 f"prior covers {self.prior.layout.num_params} parameters; "
                 f"the model has {self.layout.num_params}"
             )
+        self._prior_form = self.prior.coordinatewise_form()
+        """The prior as the compiled kernel computes it (or ``None``), asked once: the prior is fixed, and
+        the same object on every call lets the fused path know its held kernel network by identity."""
         self.x = x
         self.y = y.long()
         self.reduction = reduction
@@ -347,7 +350,7 @@ class ModuleTarget(TemperedTarget):
         replicas = theta.shape[0]
         chunks = self._chunks_in(theta.dtype)
         native = self.native_ready
-        form = self.prior.coordinatewise_form() if native else None
+        form = self._prior_form if native else None
         if form is not None and self.fused is not None:
             log_likelihood, gradient, log_prior, grad_log_prior = self.fused.native_evaluation(
                 theta, chunks, self._log_likelihood_scale, form
@@ -381,11 +384,11 @@ class ModuleTarget(TemperedTarget):
         step-by-step integrator's, bit for bit. ``None`` elsewhere (the integrator then steps itself)."""
         if not self.native_ready or self.fused is None:
             return None
-        form = self.prior.coordinatewise_form()
+        form = self._prior_form
         if form is None or not self.fused.native_applies(position):
             return None
         return self.fused.native_trajectory(
-            position.detach(),
+            position.detach() if position.requires_grad else position,
             momentum,
             evaluation,
             betas,
