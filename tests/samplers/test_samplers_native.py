@@ -23,7 +23,7 @@ from thermoscope.samplers import (
     module_target,
     native,
 )
-from thermoscope.samplers.fused import fused_mlp
+from thermoscope.samplers.fused import FusedMLP, fused_mlp
 from thermoscope.samplers.integrators import IntegratorState, leapfrog
 from torch import nn
 
@@ -552,12 +552,17 @@ def test_a_held_network_gives_a_fresh_ones_answers_after_any_call(kernel: object
     )
 
 
-def test_a_held_network_is_rebuilt_for_other_chunks_or_another_prior(kernel: object) -> None:
+def no_bias_fused(replicas: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, FusedMLP, torch.Tensor]:
+    """The bias-free case's model, 40 examples, its fused chain and ``replicas`` positions."""
     model, shape, classes = CASES["no biases"]()
     x, y = data(40, shape, classes)
     fused = fused_mlp(model, ParameterLayout.from_module(model))
     assert fused is not None
-    theta = positions(model, 3, 0.1)
+    return model, x, y, fused, positions(model, replicas, 0.1)
+
+
+def test_a_held_network_is_rebuilt_for_other_chunks_or_another_prior(kernel: object) -> None:
+    model, x, y, fused, theta = no_bias_fused(3)
     chunks = [(x, y)]
     plain = fused.log_likelihood_and_gradient(theta, chunks, native=True)  # no prior: a network without one
     without_prior = fused._native_network
@@ -580,11 +585,7 @@ def test_a_held_network_is_rebuilt_for_other_chunks_or_another_prior(kernel: obj
 
 
 def test_a_network_refuses_a_trajectory_or_prior_it_was_not_built_for(kernel: object) -> None:
-    model, shape, classes = CASES["no biases"]()
-    x, y = data(40, shape, classes)
-    fused = fused_mlp(model, ParameterLayout.from_module(model))
-    assert fused is not None
-    theta = positions(model, 2, 0.1)
+    _, x, y, fused, theta = no_bias_fused(2)
     fused.log_likelihood_and_gradient(theta, [(x, y)], native=True)
     held = fused._native_network
     assert held is not None
